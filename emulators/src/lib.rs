@@ -1,0 +1,2 @@
+//! Local stand-ins for what runs in AWS: moto server and a Lambda Runtime API emulator.
+pub mod moto;
