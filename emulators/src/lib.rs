@@ -1,2 +1,3 @@
 //! Local stand-ins for what runs in AWS: moto server and a Lambda Runtime API emulator.
+pub mod lambda;
 pub mod moto;
