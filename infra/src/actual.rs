@@ -1,0 +1,102 @@
+//! Actual state: what the account holds for a stack, found by deterministic names (and, for
+//! HTTP APIs, by tags). Read through [`StateReader`] so the plan can be tested on fakes.
+
+use crate::aws::Aws;
+use crate::names::Names;
+use crate::{concurrency, function, function_url, http_api, log_group, permission, role, secret};
+use anyhow::Result;
+use std::future::Future;
+
+#[derive(Debug, Clone, Default)]
+pub struct Actual {
+    pub account_id: String,
+    pub region: String,
+    pub secret: Option<secret::State>,
+    pub log_group: Option<log_group::State>,
+    pub role: Option<role::State>,
+    pub function: Option<function::State>,
+    /// Reserved concurrency of the function, if any.
+    pub concurrency: Option<i32>,
+    pub function_url: Option<function_url::State>,
+    /// The toolkit's statements in the function's resource policy.
+    pub permissions: Vec<permission::Statement>,
+    /// HTTP APIs with the stack's name or tags (normally zero or one).
+    pub http_apis: Vec<http_api::State>,
+}
+
+impl Actual {
+    /// An account holding nothing for the stack.
+    pub fn empty(account_id: &str, region: &str) -> Actual {
+        Actual {
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// True when nothing of the stack exists.
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_none()
+            && self.log_group.is_none()
+            && self.role.is_none()
+            && self.function.is_none()
+            && self.function_url.is_none()
+            && self.permissions.is_empty()
+            && self.http_apis.is_empty()
+    }
+}
+
+/// Something that can tell what exists for a stack.
+pub trait StateReader {
+    fn read_actual(&self, stack: &str) -> impl Future<Output = Result<Actual>> + Send;
+}
+
+impl StateReader for Aws {
+    async fn read_actual(&self, stack: &str) -> Result<Actual> {
+        read_actual(self, stack).await
+    }
+}
+
+/// A reader that returns a fixed state (unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct FixedState(pub Actual);
+
+impl StateReader for FixedState {
+    async fn read_actual(&self, _stack: &str) -> Result<Actual> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Reads every resource of the stack from the account.
+pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
+    crate::config::validate_stack_name(stack)?;
+    let names = Names::new(stack);
+    let (secret, log_group, role, function, http_apis) = tokio::try_join!(
+        secret::read(aws, &names),
+        log_group::read(aws, &names),
+        role::read(aws, &names),
+        function::read(aws, &names),
+        http_api::read(aws, &names),
+    )?;
+    let (concurrency, function_url, permissions) = if function.is_some() {
+        tokio::try_join!(
+            concurrency::read(aws, &names.function),
+            function_url::read(aws, &names.function),
+            permission::read(aws, &names.function),
+        )?
+    } else {
+        (None, None, Vec::new())
+    };
+    Ok(Actual {
+        account_id: aws.account_id.clone(),
+        region: aws.region.clone(),
+        secret,
+        log_group,
+        role,
+        function,
+        concurrency,
+        function_url,
+        permissions,
+        http_apis,
+    })
+}

@@ -1,0 +1,168 @@
+//! One `SdkConfig` (profile / region / endpoint flags, `AWS_ENDPOINT_URL` and the rest of the
+//! SDK's environment), every client built once from it, and the one `is_not_found` helper.
+
+use anyhow::{Context, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use std::time::Duration;
+
+/// Where and as whom to talk to AWS. Unset fields fall back to the SDK's usual chain
+/// (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `~/.aws/config`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Backoff for `CreateFunction` while a just-created role propagates through IAM.
+#[derive(Debug, Clone, Copy)]
+pub struct IamRetry {
+    /// First delay; doubled each attempt (with full jitter) up to `max_delay`.
+    pub base: Duration,
+    pub max_delay: Duration,
+    /// Give up after this much total time.
+    pub max_total: Duration,
+}
+
+impl Default for IamRetry {
+    fn default() -> Self {
+        IamRetry {
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(20),
+            max_total: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The AWS clients, the account and the region, resolved once.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub sdk_config: SdkConfig,
+    pub lambda: aws_sdk_lambda::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub account_id: String,
+    pub region: String,
+    pub iam_retry: IamRetry,
+}
+
+impl Aws {
+    /// Builds the SDK configuration and asks STS who we are (which also proves the
+    /// credentials work before anything is planned).
+    pub async fn connect(opts: &AwsOptions) -> Result<Aws> {
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(e) = &opts.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        let config = loader.load().await;
+        Self::from_sdk_config(config).await
+    }
+
+    /// From an already-built `SdkConfig` (tests use this with static credentials).
+    pub async fn from_sdk_config(config: SdkConfig) -> Result<Aws> {
+        let region = config.region().map(|r| r.to_string()).context(
+            "no AWS region: pass --region, set AWS_REGION, or set stack.region in stack.toml",
+        )?;
+        let sts = aws_sdk_sts::Client::new(&config);
+        let who = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(describe(&e)))
+            .context("sts:GetCallerIdentity (are AWS credentials configured? try `aws sts get-caller-identity`)")?;
+        let account_id = who
+            .account()
+            .context("sts:GetCallerIdentity returned no account id")?
+            .to_string();
+        Ok(Aws {
+            lambda: aws_sdk_lambda::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            sts,
+            account_id,
+            region,
+            iam_retry: IamRetry::default(),
+            sdk_config: config,
+        })
+    }
+
+    /// Replaces the IAM-propagation backoff (tests make it fast).
+    pub fn with_iam_retry(mut self, retry: IamRetry) -> Aws {
+        self.iam_retry = retry;
+        self
+    }
+}
+
+/// The SDK's standard retry mode (throttling, 5xx, transient network errors) with more
+/// attempts than the default 3: a deploy makes dozens of control-plane calls.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20))
+}
+
+/// True when the service said the resource does not exist.
+pub fn is_not_found<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            matches!(
+                code,
+                "ResourceNotFoundException"
+                    | "NoSuchEntity"
+                    | "NotFoundException"
+                    | "NoSuchEntityException"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The error code and message of a service error (the SDK's own Display only says
+/// "service error").
+pub fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(err)
+                ),
+            }
+        }
+        other => format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(other)
+        ),
+    }
+}
+
+/// Turns an SDK error into an `anyhow` error that names the call and the resource.
+pub fn ctx<E, R>(what: impl std::fmt::Display) -> impl FnOnce(SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| anyhow::anyhow!("{what}: {}", describe(&e))
+}

@@ -1,0 +1,112 @@
+//! Desired state: `stack.toml` + flags + the artifact + the secret input, as data.
+
+use crate::artifact::Artifact;
+use crate::config::{Overrides, StackConfig, UrlAuth};
+use crate::names::Names;
+use crate::secret::SecretInput;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// What the stack should look like. `spec == None` means "nothing" (teardown).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub stack: String,
+    pub names: Names,
+    pub spec: Option<StackSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    /// The configuration with flags applied, validated.
+    pub config: StackConfig,
+    /// Resolved reserved concurrency (`auto` computed), `None` = no reservation.
+    pub reserved_concurrency: Option<u32>,
+    pub artifact: Option<Artifact>,
+    pub secret: SecretInput,
+    /// RFC 3339 time for the `created-at` tag of resources created now.
+    pub created_at: String,
+}
+
+impl Desired {
+    pub fn new(
+        config: &StackConfig,
+        overrides: &Overrides,
+        artifact: Option<&Artifact>,
+        secret: SecretInput,
+    ) -> Result<Desired> {
+        let config = config.with_overrides(overrides)?;
+        let stack = config.stack.name.clone();
+        Ok(Desired {
+            names: Names::new(&stack),
+            spec: Some(StackSpec {
+                reserved_concurrency: config.concurrency.resolve(),
+                artifact: artifact.cloned(),
+                secret,
+                created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                config,
+            }),
+            stack,
+        })
+    }
+
+    /// Nothing at all: the plan against this deletes the whole stack.
+    pub fn empty(stack: &str) -> Result<Desired> {
+        crate::config::validate_stack_name(stack)?;
+        Ok(Desired {
+            stack: stack.to_string(),
+            names: Names::new(stack),
+            spec: None,
+        })
+    }
+
+    /// Replaces the `created-at` timestamp (deterministic tests and snapshots).
+    pub fn with_created_at(mut self, at: &str) -> Desired {
+        if let Some(s) = &mut self.spec {
+            s.created_at = at.to_string();
+        }
+        self
+    }
+}
+
+impl StackSpec {
+    /// `CALLER_AUTH`: tokens are checked whenever any endpoint is public
+    /// (a NONE URL, or the HTTP API which has no authorizer).
+    pub fn caller_auth(&self) -> &'static str {
+        let url = &self.config.function_url;
+        let public_url = url.enabled && url.auth == UrlAuth::None;
+        if public_url || self.config.http_api.enabled {
+            "token"
+        } else {
+            "none"
+        }
+    }
+
+    /// The function's environment (non-secret values only; the handler's contract in
+    /// ARCHITECTURE.md). `secret_arn` may be a placeholder while planning.
+    pub fn env(&self, secret_arn: &str) -> BTreeMap<String, String> {
+        let c = &self.config;
+        let mut env = BTreeMap::new();
+        env.insert("SECRET_ARN".into(), secret_arn.to_string());
+        let mode = if c.function_url.enabled
+            && c.function_url.invoke_mode == crate::config::InvokeMode::ResponseStream
+        {
+            "stream"
+        } else {
+            "buffered"
+        };
+        env.insert("RESPONSE_MODE".into(), mode.into());
+        env.insert("ALLOWED_MODELS".into(), c.limits.allowed_models.join(","));
+        env.insert("MAX_TOKENS_CAP".into(), c.limits.max_tokens_cap.to_string());
+        env.insert("DEFAULT_MODEL".into(), c.limits.default_model.clone());
+        env.insert("CALLER_AUTH".into(), self.caller_auth().into());
+        env.insert(
+            "GATEWAY_DEADLINE_MS".into(),
+            c.limits.gateway_deadline_ms.to_string(),
+        );
+        if let Some(url) = &c.limits.anthropic_base_url {
+            env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+        }
+        env
+    }
+}

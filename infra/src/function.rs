@@ -1,0 +1,405 @@
+//! The Lambda function `claude-proxy-<stack>`: `provided.al2023`, a zip holding `bootstrap`,
+//! architecture, memory, timeout, non-secret environment, tags.
+//!
+//! Code is uploaded only when the zip's CodeSha256 differs. After every create/update the
+//! SDK waiters (`wait_until_function_active_v2`, `wait_until_function_updated_v2`) hold the
+//! next step until Lambda is ready. `CreateFunction` is retried with backoff only on the two
+//! errors a just-created role gives while IAM propagates it.
+
+use crate::aws::{ctx, describe, is_not_found, Aws, IamRetry};
+use crate::names::{self, Names};
+use crate::plan::{Change, FieldChange, Setting};
+use anyhow::{Context, Result};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType, Runtime};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub const RUNTIME: &str = "provided.al2023";
+pub const HANDLER: &str = "bootstrap";
+/// How long the waiters wait for Lambda before giving up.
+pub const WAIT: Duration = Duration::from_secs(300);
+
+/// The two messages Lambda gives while a just-created role is not yet usable.
+pub const IAM_PROPAGATION_ERRORS: [&str; 2] = [
+    "The role defined for the function cannot be assumed by Lambda",
+    "The provided execution role does not have permissions",
+];
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub arn: String,
+    pub runtime: Option<String>,
+    pub architecture: Option<String>,
+    pub memory_mb: Option<i32>,
+    pub timeout_seconds: Option<i32>,
+    pub handler: Option<String>,
+    pub role_arn: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub code_sha256: Option<String>,
+    pub package_type: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub stack: &'a str,
+    pub architecture: &'static str,
+    pub memory_mb: u32,
+    pub timeout_seconds: u32,
+    pub role_arn: String,
+    pub env: BTreeMap<String, String>,
+    /// `None` when no artifact was given (e.g. `plan` without a build): code not compared.
+    pub code: Option<&'a crate::artifact::Artifact>,
+}
+
+pub fn function_arn(region: &str, account_id: &str, name: &str) -> String {
+    format!("arn:aws:lambda:{region}:{account_id}:function:{name}")
+}
+
+pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
+    let out = match aws
+        .lambda
+        .get_function()
+        .function_name(&names.function)
+        .send()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(ctx(format!("lambda:GetFunction {}", names.function))(e)),
+    };
+    let c = out
+        .configuration()
+        .context("GetFunction returned no configuration")?;
+    Ok(Some(State {
+        arn: c.function_arn().unwrap_or_default().to_string(),
+        runtime: c.runtime().map(|r| r.as_str().to_string()),
+        architecture: c.architectures().first().map(|a| a.as_str().to_string()),
+        memory_mb: c.memory_size(),
+        timeout_seconds: c.timeout(),
+        handler: c.handler().map(str::to_string),
+        role_arn: c.role().map(str::to_string),
+        env: c
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        code_sha256: c.code_sha256().map(str::to_string),
+        package_type: c.package_type().map(|p| p.as_str().to_string()),
+        tags: out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }))
+}
+
+/// Configuration fields that differ (name, from, to); code and tags are separate.
+fn config_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
+    let mut f = Vec::new();
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+    if a.runtime.as_deref() != Some(RUNTIME) {
+        f.push(FieldChange::new("runtime", opt(&a.runtime), RUNTIME));
+    }
+    if a.handler.as_deref() != Some(HANDLER) {
+        f.push(FieldChange::new("handler", opt(&a.handler), HANDLER));
+    }
+    if a.memory_mb != Some(d.memory_mb as i32) {
+        f.push(FieldChange::new(
+            "memory_mb",
+            a.memory_mb.map(|m| m.to_string()).unwrap_or_default(),
+            d.memory_mb.to_string(),
+        ));
+    }
+    if a.timeout_seconds != Some(d.timeout_seconds as i32) {
+        f.push(FieldChange::new(
+            "timeout_seconds",
+            a.timeout_seconds.map(|m| m.to_string()).unwrap_or_default(),
+            d.timeout_seconds.to_string(),
+        ));
+    }
+    if a.role_arn.as_deref() != Some(d.role_arn.as_str()) {
+        f.push(FieldChange::new(
+            "role",
+            opt(&a.role_arn),
+            d.role_arn.clone(),
+        ));
+    }
+    for (k, v) in &d.env {
+        if a.env.get(k) != Some(v) {
+            f.push(FieldChange::new(
+                format!("env.{k}"),
+                a.env.get(k).cloned().unwrap_or_else(|| "(unset)".into()),
+                v.clone(),
+            ));
+        }
+    }
+    for (k, v) in &a.env {
+        if !d.env.contains_key(k) {
+            f.push(FieldChange::new(format!("env.{k}"), v.clone(), "(unset)"));
+        }
+    }
+    f
+}
+
+fn code_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
+    let mut f = Vec::new();
+    if a.architecture.as_deref() != Some(d.architecture) {
+        f.push(FieldChange::new(
+            "architecture",
+            a.architecture.clone().unwrap_or_default(),
+            d.architecture,
+        ));
+    }
+    if let Some(code) = d.code {
+        if a.code_sha256.as_deref() != Some(code.code_sha256.as_str()) {
+            f.push(FieldChange::new(
+                "code_sha256",
+                a.code_sha256.clone().unwrap_or_default(),
+                code.code_sha256.clone(),
+            ));
+        }
+    }
+    f
+}
+
+pub fn diff(
+    desired: Option<&Spec>,
+    actual: Option<&State>,
+    blockers: &mut Vec<String>,
+) -> Option<Change> {
+    match (desired, actual) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Change::Delete),
+        (Some(d), a) => {
+            if let Some(a) = a {
+                if a.package_type.as_deref().is_some_and(|p| p != "Zip") {
+                    if d.code.is_none() {
+                        blockers.push(no_artifact(d.name));
+                    }
+                    return Some(Change::Replace {
+                        reason: format!(
+                            "package type is {}, this stack deploys a zip",
+                            a.package_type.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
+                let mut fields = config_changes(d, a);
+                fields.extend(code_changes(d, a));
+                let missing = names::missing_tags(d.stack, &a.tags);
+                if !missing.is_empty() {
+                    fields.push(FieldChange::new("tags", "", missing.join(",")));
+                }
+                return (!fields.is_empty()).then_some(Change::Update { fields });
+            }
+            let mut settings = vec![
+                Setting::new("runtime", RUNTIME),
+                Setting::new("architecture", d.architecture),
+                Setting::new("memory_mb", d.memory_mb),
+                Setting::new("timeout_seconds", d.timeout_seconds),
+            ];
+            match d.code {
+                Some(c) => settings.push(Setting::new("code_sha256", &c.code_sha256)),
+                None => blockers.push(no_artifact(d.name)),
+            }
+            for (k, v) in &d.env {
+                settings.push(Setting::new(format!("env.{k}"), v));
+            }
+            Some(Change::Create { settings })
+        }
+    }
+}
+
+fn no_artifact(name: &str) -> String {
+    format!("the function {name} needs code: build it with `cargo xtask build` and pass the bootstrap artifact")
+}
+
+fn sdk_env(spec: &Spec) -> Environment {
+    Environment::builder()
+        .set_variables(Some(spec.env.clone().into_iter().collect()))
+        .build()
+}
+
+/// True for the errors Lambda gives while IAM propagates a new role.
+pub fn is_iam_propagation_error(message: &str) -> bool {
+    IAM_PROPAGATION_ERRORS.iter().any(|m| message.contains(m))
+}
+
+/// Creates the function and waits until it is Active. Returns its ARN.
+pub async fn create(
+    aws: &Aws,
+    spec: &Spec<'_>,
+    created_at: &str,
+    on_retry: &dyn Fn(&str),
+) -> Result<String> {
+    let code = spec.code.with_context(|| no_artifact(spec.name))?;
+    let tags = names::tags_at_creation(spec.stack, created_at)
+        .into_iter()
+        .collect();
+    let request = aws
+        .lambda
+        .create_function()
+        .function_name(spec.name)
+        .runtime(Runtime::from(RUNTIME))
+        .handler(HANDLER)
+        .role(&spec.role_arn)
+        .architectures(Architecture::from(spec.architecture))
+        .memory_size(spec.memory_mb as i32)
+        .timeout(spec.timeout_seconds as i32)
+        .package_type(PackageType::Zip)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(code.zip.clone()))
+                .build(),
+        )
+        .environment(sdk_env(spec))
+        .set_tags(Some(tags))
+        .description(format!(
+            "Claude proxy for the claude-lambda stack {}",
+            spec.stack
+        ));
+    let out = retry_iam_propagation(&aws.iam_retry, on_retry, || request.clone().send())
+        .await
+        .map_err(|e| anyhow::anyhow!("lambda:CreateFunction {}: {}", spec.name, describe(&e)))?;
+    let arn = out.function_arn().unwrap_or_default().to_string();
+    wait_active(aws, spec.name).await?;
+    Ok(arn)
+}
+
+/// Runs `call` until it succeeds, fails with another error, or `retry.max_total` passes.
+/// Delays double from `retry.base` up to `retry.max_delay`, each drawn uniformly from
+/// [delay/2, delay] (jitter), so parallel deploys do not retry in lockstep.
+pub async fn retry_iam_propagation<T, E, R, F, Fut>(
+    retry: &IamRetry,
+    on_retry: &dyn Fn(&str),
+    mut call: F,
+) -> Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+    >,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    let start = Instant::now();
+    let mut delay = retry.base;
+    let mut attempt = 1u32;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let message = e
+                    .as_service_error()
+                    .and_then(|s| s.message())
+                    .unwrap_or_default()
+                    .to_string();
+                if !is_iam_propagation_error(&message) || start.elapsed() + delay > retry.max_total
+                {
+                    return Err(e);
+                }
+                let half = delay / 2;
+                let jittered = half + rand::rng().random_range(Duration::ZERO..=half);
+                on_retry(&format!(
+                    "the new role is not usable yet (attempt {attempt}: {message}); retrying in {:.1}s",
+                    jittered.as_secs_f64()
+                ));
+                tokio::time::sleep(jittered).await;
+                delay = (delay * 2).min(retry.max_delay);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn wait_active(aws: &Aws, name: &str) -> Result<()> {
+    use aws_sdk_lambda::client::Waiters;
+    aws.lambda
+        .wait_until_function_active_v2()
+        .function_name(name)
+        .wait(WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("waiting for {name} to become Active: {e:?}"))?;
+    Ok(())
+}
+
+async fn wait_updated(aws: &Aws, name: &str) -> Result<()> {
+    use aws_sdk_lambda::client::Waiters;
+    aws.lambda
+        .wait_until_function_updated_v2()
+        .function_name(name)
+        .wait(WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("waiting for the update of {name} to finish: {e:?}"))?;
+    Ok(())
+}
+
+/// Brings an existing function to the spec: configuration, then code, then tags, waiting
+/// for each update to finish before the next.
+pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+    if !config_changes(spec, actual).is_empty() {
+        aws.lambda
+            .update_function_configuration()
+            .function_name(spec.name)
+            .runtime(Runtime::from(RUNTIME))
+            .handler(HANDLER)
+            .role(&spec.role_arn)
+            .memory_size(spec.memory_mb as i32)
+            .timeout(spec.timeout_seconds as i32)
+            .environment(sdk_env(spec))
+            .send()
+            .await
+            .map_err(ctx(format!(
+                "lambda:UpdateFunctionConfiguration {}",
+                spec.name
+            )))?;
+        wait_updated(aws, spec.name).await?;
+    }
+    if !code_changes(spec, actual).is_empty() {
+        let code = spec.code.with_context(|| {
+            format!(
+                "changing the architecture of {} needs the code built for it: {}",
+                spec.name,
+                no_artifact(spec.name)
+            )
+        })?;
+        aws.lambda
+            .update_function_code()
+            .function_name(spec.name)
+            .architectures(Architecture::from(spec.architecture))
+            .zip_file(Blob::new(code.zip.clone()))
+            .send()
+            .await
+            .map_err(ctx(format!("lambda:UpdateFunctionCode {}", spec.name)))?;
+        wait_updated(aws, spec.name).await?;
+    }
+    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(spec.stack, created_at);
+        if actual.tags.contains_key(names::TAG_CREATED_AT) {
+            tags.remove(names::TAG_CREATED_AT);
+        }
+        aws.lambda
+            .tag_resource()
+            .resource(&actual.arn)
+            .set_tags(Some(tags.into_iter().collect()))
+            .send()
+            .await
+            .map_err(ctx(format!("lambda:TagResource {}", spec.name)))?;
+    }
+    Ok(())
+}
+
+pub async fn delete(aws: &Aws, name: &str) -> Result<()> {
+    match aws
+        .lambda
+        .delete_function()
+        .function_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(ctx(format!("lambda:DeleteFunction {name}"))(e)),
+    }
+}

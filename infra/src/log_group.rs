@@ -1,0 +1,167 @@
+//! The CloudWatch log group `/aws/lambda/<fn>`, created by the toolkit (so the function's
+//! role needs no `logs:CreateLogGroup`) with a retention setting and the stack's tags.
+
+use crate::aws::{ctx, is_not_found, Aws};
+use crate::names::{self, Names};
+use crate::plan::{Change, FieldChange, Setting};
+use anyhow::Result;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Without the `:*` suffix.
+    pub arn: Option<String>,
+    pub retention_days: Option<i32>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub stack: &'a str,
+    pub retention_days: u32,
+}
+
+pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
+    let out = aws
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&names.log_group)
+        .send()
+        .await
+        .map_err(ctx(format!("logs:DescribeLogGroups {}", names.log_group)))?;
+    let Some(g) = out
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(names.log_group.as_str()))
+    else {
+        return Ok(None);
+    };
+    // Tagging APIs take the ARN without the trailing `:*` that DescribeLogGroups shows.
+    let arn = g
+        .log_group_arn()
+        .map(str::to_string)
+        .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()));
+    let tags = match &arn {
+        None => BTreeMap::new(),
+        Some(arn) => match aws
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+        {
+            Ok(t) => t
+                .tags()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(ctx(format!("logs:ListTagsForResource {}", names.log_group))(e)),
+        },
+    };
+    Ok(Some(State {
+        arn,
+        retention_days: g.retention_in_days(),
+        tags,
+    }))
+}
+
+pub fn diff(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
+    match (desired, actual) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Change::Delete),
+        (Some(d), None) => Some(Change::Create {
+            settings: vec![Setting::new("retention_days", d.retention_days)],
+        }),
+        (Some(d), Some(a)) => {
+            let mut fields = Vec::new();
+            if a.retention_days != Some(d.retention_days as i32) {
+                fields.push(FieldChange::new(
+                    "retention_days",
+                    a.retention_days
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "never expire".into()),
+                    d.retention_days.to_string(),
+                ));
+            }
+            let missing = names::missing_tags(d.stack, &a.tags);
+            if !missing.is_empty() {
+                fields.push(FieldChange::new("tags", "", missing.join(",")));
+            }
+            (!fields.is_empty()).then_some(Change::Update { fields })
+        }
+    }
+}
+
+pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<()> {
+    let tags: HashMap<String, String> = names::tags_at_creation(spec.stack, created_at)
+        .into_iter()
+        .collect();
+    match aws
+        .logs
+        .create_log_group()
+        .log_group_name(spec.name)
+        .set_tags(Some(tags))
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        // Lambda itself may have created it (an invocation before the toolkit did): adopt it.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+        Err(e) => return Err(ctx(format!("logs:CreateLogGroup {}", spec.name))(e)),
+    }
+    put_retention(aws, spec).await
+}
+
+async fn put_retention(aws: &Aws, spec: &Spec<'_>) -> Result<()> {
+    aws.logs
+        .put_retention_policy()
+        .log_group_name(spec.name)
+        .retention_in_days(spec.retention_days as i32)
+        .send()
+        .await
+        .map_err(ctx(format!("logs:PutRetentionPolicy {}", spec.name)))?;
+    Ok(())
+}
+
+pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+    if actual.retention_days != Some(spec.retention_days as i32) {
+        put_retention(aws, spec).await?;
+    }
+    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(spec.stack, created_at);
+        if actual.tags.contains_key(names::TAG_CREATED_AT) {
+            tags.remove(names::TAG_CREATED_AT);
+        }
+        let arn = actual.arn.clone().unwrap_or_else(|| {
+            names::Names::new(spec.stack)
+                .log_group_arn(&aws.region, &aws.account_id)
+                .trim_end_matches(":*")
+                .to_string()
+        });
+        aws.logs
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags.into_iter().collect()))
+            .send()
+            .await
+            .map_err(ctx(format!("logs:TagResource {}", spec.name)))?;
+    }
+    Ok(())
+}
+
+pub async fn delete(aws: &Aws, name: &str) -> Result<()> {
+    match aws
+        .logs
+        .delete_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(ctx(format!("logs:DeleteLogGroup {name}"))(e)),
+    }
+}

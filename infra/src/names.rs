@@ -1,0 +1,118 @@
+//! Deterministic names and tags (ARCHITECTURE.md, "Names and tags"). There is no state file:
+//! every resource is found again by these names or by the `stack` + `managed-by` tags.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Value of the `managed-by` tag on everything the toolkit creates.
+pub const MANAGED_BY: &str = "claude-lambda-toolkit";
+pub const TAG_STACK: &str = "stack";
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const TAG_CREATED_AT: &str = "created-at";
+
+/// Statement ids of the function's resource policy.
+pub const SID_URL_INVOKE_URL: &str = "claude-proxy-url-invoke-function-url";
+pub const SID_URL_INVOKE_FUNCTION: &str = "claude-proxy-url-invoke-function";
+pub const SID_API_INVOKE: &str = "claude-proxy-apigateway-invoke";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Names {
+    pub stack: String,
+    pub function: String,
+    pub role: String,
+    pub role_policy: String,
+    pub secret: String,
+    pub log_group: String,
+    pub http_api: String,
+    pub layer: String,
+    pub ecr_repository: String,
+}
+
+impl Names {
+    pub fn new(stack: &str) -> Names {
+        let function = format!("claude-proxy-{stack}");
+        Names {
+            stack: stack.to_string(),
+            role: format!("{function}-role"),
+            role_policy: format!("{function}-policy"),
+            secret: format!("claude-proxy/{stack}"),
+            log_group: format!("/aws/lambda/{function}"),
+            http_api: function.clone(),
+            layer: format!("{function}-bootstrap"),
+            ecr_repository: format!("claude-proxy-{}", stack.to_ascii_lowercase()),
+            function,
+        }
+    }
+
+    /// The log group's ARN in the form IAM policies use for its streams.
+    pub fn log_group_arn(&self, region: &str, account: &str) -> String {
+        format!(
+            "arn:aws:logs:{region}:{account}:log-group:{}:*",
+            self.log_group
+        )
+    }
+}
+
+/// The tags the toolkit owns (`stack`, `managed-by`), compared by the plan.
+pub fn owned_tags(stack: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TAG_STACK.to_string(), stack.to_string()),
+        (TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+    ])
+}
+
+/// All tags to put on a resource being created now.
+pub fn tags_at_creation(stack: &str, created_at: &str) -> BTreeMap<String, String> {
+    let mut t = owned_tags(stack);
+    t.insert(TAG_CREATED_AT.to_string(), created_at.to_string());
+    t
+}
+
+/// True when the tags say the resource belongs to this stack.
+pub fn is_ours(tags: &BTreeMap<String, String>, stack: &str) -> bool {
+    tags.get(TAG_STACK).map(String::as_str) == Some(stack)
+        && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+}
+
+/// Owned tags that are missing or different on `actual`, as `key=value` (for the plan).
+pub fn missing_tags(stack: &str, actual: &BTreeMap<String, String>) -> Vec<String> {
+    owned_tags(stack)
+        .into_iter()
+        .filter(|(k, v)| actual.get(k) != Some(v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_architecture_contract() {
+        let n = Names::new("team-a");
+        assert_eq!(n.function, "claude-proxy-team-a");
+        assert_eq!(n.role, "claude-proxy-team-a-role");
+        assert_eq!(n.role_policy, "claude-proxy-team-a-policy");
+        assert_eq!(n.secret, "claude-proxy/team-a");
+        assert_eq!(n.log_group, "/aws/lambda/claude-proxy-team-a");
+        assert_eq!(n.http_api, "claude-proxy-team-a");
+        assert_eq!(n.layer, "claude-proxy-team-a-bootstrap");
+        assert_eq!(n.ecr_repository, "claude-proxy-team-a");
+        assert_eq!(
+            n.log_group_arn("us-east-1", "123456789012"),
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/claude-proxy-team-a:*"
+        );
+    }
+
+    #[test]
+    fn tags() {
+        let t = tags_at_creation("dev", "2026-01-01T00:00:00Z");
+        assert!(is_ours(&t, "dev"));
+        assert!(!is_ours(&t, "prod"));
+        assert!(missing_tags("dev", &t).is_empty());
+        assert_eq!(
+            missing_tags("dev", &BTreeMap::new()),
+            vec!["managed-by=claude-lambda-toolkit", "stack=dev"]
+        );
+    }
+}

@@ -1,0 +1,483 @@
+//! The plan: a pure diff of desired against actual state. `Display` is the printed plan;
+//! `Serialize` is `--output json`. Secret values never appear in either.
+
+use crate::actual::Actual;
+use crate::desired::{Desired, StackSpec};
+use crate::names::Names;
+use crate::{concurrency, function, function_url, http_api, log_group, permission, role, secret};
+use serde::Serialize;
+use std::fmt;
+
+/// Stands for values only known once an earlier step has run (e.g. the secret's ARN).
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+/// A setting of a resource being created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub field: String,
+    pub value: String,
+}
+
+impl Setting {
+    pub fn new(field: impl Into<String>, value: impl ToString) -> Setting {
+        Setting {
+            field: field.into(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// One changed field of a resource being updated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl FieldChange {
+    pub fn new(
+        field: impl Into<String>,
+        from: impl Into<String>,
+        to: impl Into<String>,
+    ) -> FieldChange {
+        FieldChange {
+            field: field.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
+
+/// What happens to one resource. Resources with nothing to do are not in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
+    Create { settings: Vec<Setting> },
+    Update { fields: Vec<FieldChange> },
+    Replace { reason: String },
+    Delete,
+}
+
+/// Resource kinds, in the order they are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Secret,
+    LogGroup,
+    Role,
+    RolePolicy,
+    AttachedPolicy,
+    Function,
+    Concurrency,
+    FunctionUrl,
+    HttpApi,
+    Permission,
+}
+
+impl Kind {
+    /// Position when creating/updating (dependencies first).
+    fn create_rank(self) -> u8 {
+        self as u8
+    }
+
+    /// Position when deleting: permissions, URL, API, concurrency, function, log group,
+    /// policies, role, secret.
+    fn delete_rank(self) -> u8 {
+        match self {
+            Kind::Permission => 0,
+            Kind::FunctionUrl => 1,
+            Kind::HttpApi => 2,
+            Kind::Concurrency => 3,
+            Kind::Function => 4,
+            Kind::LogGroup => 5,
+            Kind::RolePolicy | Kind::AttachedPolicy => 6,
+            Kind::Role => 7,
+            Kind::Secret => 8,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Secret => "secret",
+            Kind::LogGroup => "log group",
+            Kind::Role => "IAM role",
+            Kind::RolePolicy => "inline policy",
+            Kind::AttachedPolicy => "attached policy",
+            Kind::Function => "function",
+            Kind::Concurrency => "reserved concurrency",
+            Kind::FunctionUrl => "function URL",
+            Kind::HttpApi => "HTTP API",
+            Kind::Permission => "permission",
+        }
+    }
+}
+
+/// A change to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceChange {
+    pub kind: Kind,
+    /// The resource's name (policy or statement id for policies and permissions).
+    pub name: String,
+    /// The service id when the name is not unique (HTTP APIs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// The whole plan for a stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub stack: String,
+    pub account_id: String,
+    pub region: String,
+    /// In execution order: deletions first, then creations and updates.
+    pub changes: Vec<ResourceChange>,
+    /// Things the user should know (e.g. the HTTP API's 30 s limit).
+    pub notes: Vec<String>,
+    /// Reasons the plan cannot be applied (e.g. no Anthropic key for a new secret).
+    pub blockers: Vec<String>,
+    /// The state this plan was computed from (apply needs its ids).
+    #[serde(skip)]
+    pub actual: Actual,
+}
+
+impl Plan {
+    /// True when applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn count(&self, pred: impl Fn(&Change) -> bool) -> usize {
+        self.changes.iter().filter(|c| pred(&c.change)).count()
+    }
+}
+
+/// Values other resources refer to, known from the actual state or placeholders.
+#[derive(Debug, Clone)]
+pub(crate) struct Refs {
+    pub secret_arn: String,
+    pub role_arn: String,
+    pub function_arn: String,
+    pub api_id: Option<String>,
+}
+
+impl Refs {
+    pub fn from_actual(names: &Names, actual: &Actual) -> Refs {
+        Refs {
+            secret_arn: actual
+                .secret
+                .as_ref()
+                .map(|s| s.arn.clone())
+                .unwrap_or_else(|| KNOWN_AFTER_APPLY.into()),
+            role_arn: role::role_arn(&actual.account_id, &names.role),
+            function_arn: function::function_arn(
+                &actual.region,
+                &actual.account_id,
+                &names.function,
+            ),
+            api_id: actual.http_apis.first().map(|a| a.id.clone()),
+        }
+    }
+}
+
+// The specs of each resource for a desired stack, given the references. Shared by `plan`
+// and `apply` so what is applied is what was planned.
+pub(crate) fn secret_spec<'a>(names: &'a Names, s: &'a StackSpec) -> secret::Spec<'a> {
+    secret::Spec {
+        name: &names.secret,
+        stack: &names.stack,
+        input: &s.secret,
+    }
+}
+
+pub(crate) fn log_group_spec<'a>(names: &'a Names, s: &StackSpec) -> log_group::Spec<'a> {
+    log_group::Spec {
+        name: &names.log_group,
+        stack: &names.stack,
+        retention_days: s.config.function.log_retention_days,
+    }
+}
+
+pub(crate) fn role_spec<'a>(
+    names: &'a Names,
+    refs: &Refs,
+    account: &str,
+    region: &str,
+) -> role::Spec<'a> {
+    role::Spec {
+        name: &names.role,
+        stack: &names.stack,
+        policy_name: &names.role_policy,
+        policy: role::policy_document(&refs.secret_arn, &names.log_group_arn(region, account)),
+    }
+}
+
+pub(crate) fn function_spec<'a>(
+    names: &'a Names,
+    s: &'a StackSpec,
+    refs: &Refs,
+) -> function::Spec<'a> {
+    let f = &s.config.function;
+    function::Spec {
+        name: &names.function,
+        stack: &names.stack,
+        architecture: f.architecture.as_str(),
+        memory_mb: f.memory_mb,
+        timeout_seconds: f.timeout_seconds,
+        role_arn: refs.role_arn.clone(),
+        env: s.env(&refs.secret_arn),
+        code: s.artifact.as_ref(),
+    }
+}
+
+pub(crate) fn url_spec(s: &StackSpec) -> Option<function_url::Spec> {
+    let u = &s.config.function_url;
+    u.enabled.then(|| function_url::Spec {
+        invoke_mode: u.invoke_mode.as_str(),
+        auth: u.auth.as_str(),
+        cors: (!u.cors.allow_origins.is_empty()).then(|| u.cors.clone()),
+    })
+}
+
+pub(crate) fn api_spec<'a>(
+    names: &'a Names,
+    s: &StackSpec,
+    refs: &Refs,
+) -> Option<http_api::Spec<'a>> {
+    s.config.http_api.enabled.then(|| http_api::Spec {
+        name: &names.http_api,
+        stack: &names.stack,
+        function_arn: refs.function_arn.clone(),
+    })
+}
+
+pub(crate) fn permission_specs(
+    s: &StackSpec,
+    refs: &Refs,
+    account: &str,
+    region: &str,
+) -> Vec<permission::Statement> {
+    let mut out = Vec::new();
+    let u = &s.config.function_url;
+    if u.enabled && u.auth == crate::config::UrlAuth::None {
+        out.extend(permission::public_url_statements());
+    }
+    if s.config.http_api.enabled {
+        let arn = match &refs.api_id {
+            Some(id) => permission::api_source_arn(region, account, id),
+            None => KNOWN_AFTER_APPLY.to_string(),
+        };
+        out.push(permission::api_statement(&arn));
+    }
+    out
+}
+
+/// The plan: what to do so that `actual` becomes `desired`. Pure.
+pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    let names = &desired.names;
+    let spec = desired.spec.as_ref();
+    let refs = Refs::from_actual(names, actual);
+    let (account, region) = (actual.account_id.as_str(), actual.region.as_str());
+    let mut changes = Vec::new();
+    let mut blockers = Vec::new();
+    let mut push = |kind: Kind, name: &str, id: Option<String>, change: Option<Change>| {
+        if let Some(change) = change {
+            changes.push(ResourceChange {
+                kind,
+                name: name.to_string(),
+                id,
+                change,
+            });
+        }
+    };
+
+    let s = spec.map(|s| secret_spec(names, s));
+    push(
+        Kind::Secret,
+        &names.secret,
+        None,
+        secret::diff(s.as_ref(), actual.secret.as_ref(), &mut blockers),
+    );
+
+    let lg = spec.map(|s| log_group_spec(names, s));
+    push(
+        Kind::LogGroup,
+        &names.log_group,
+        None,
+        log_group::diff(lg.as_ref(), actual.log_group.as_ref()),
+    );
+
+    let r = spec.map(|_| role_spec(names, &refs, account, region));
+    push(
+        Kind::Role,
+        &names.role,
+        None,
+        role::diff_role(r.as_ref(), actual.role.as_ref()),
+    );
+    for (which, name, change) in role::diff_policies(r.as_ref(), actual.role.as_ref()) {
+        let kind = match which {
+            role::PolicyRef::Inline => Kind::RolePolicy,
+            role::PolicyRef::Attached => Kind::AttachedPolicy,
+        };
+        push(kind, &name, None, Some(change));
+    }
+
+    let f = spec.map(|s| function_spec(names, s, &refs));
+    let function_change = function::diff(f.as_ref(), actual.function.as_ref(), &mut blockers);
+    // A function that is (re)created starts without URL, concurrency or permissions.
+    let fresh_function = matches!(
+        function_change,
+        Some(Change::Create { .. }) | Some(Change::Replace { .. })
+    );
+    push(Kind::Function, &names.function, None, function_change);
+
+    let (a_conc, a_url, a_perms) = if fresh_function {
+        (None, None, &[][..])
+    } else {
+        (
+            actual.concurrency,
+            actual.function_url.as_ref(),
+            &actual.permissions[..],
+        )
+    };
+    push(
+        Kind::Concurrency,
+        &names.function,
+        None,
+        concurrency::diff(spec.and_then(|s| s.reserved_concurrency), a_conc),
+    );
+    let u = spec.and_then(url_spec);
+    push(
+        Kind::FunctionUrl,
+        &names.function,
+        None,
+        function_url::diff(u.as_ref(), a_url),
+    );
+
+    let api = spec.and_then(|s| api_spec(names, s, &refs));
+    for (id, change) in http_api::diff(api.as_ref(), &actual.http_apis) {
+        push(Kind::HttpApi, &names.http_api, id, Some(change));
+    }
+
+    let perms = spec
+        .map(|s| permission_specs(s, &refs, account, region))
+        .unwrap_or_default();
+    for (sid, change) in permission::diff(&perms, a_perms) {
+        push(Kind::Permission, &sid, None, Some(change));
+    }
+
+    // Execution order: deletions (teardown order), then the rest (creation order).
+    changes.sort_by_key(|c| match c.change {
+        Change::Delete => (0, c.kind.delete_rank()),
+        _ => (1, c.kind.create_rank()),
+    });
+
+    let mut notes = Vec::new();
+    if let Some(s) = spec {
+        notes.extend(s.config.warnings());
+        if s.config.http_api.enabled {
+            let timeout = s.config.function.timeout_seconds;
+            let longer = if timeout > 30 {
+                format!(" even though the function's timeout is {timeout} s")
+            } else {
+                String::new()
+            };
+            notes.push(format!(
+                "the HTTP API gives up after 30 s and cannot stream: requests through it are answered buffered, with a {} ms handler deadline (GATEWAY_DEADLINE_MS){longer}; use the function URL for long or streamed answers",
+                s.config.limits.gateway_deadline_ms
+            ));
+        }
+        if s.config.function_url.enabled
+            && s.config.function_url.auth == crate::config::UrlAuth::AwsIam
+        {
+            notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold lambda:InvokeFunctionUrl on the function".into());
+        }
+    }
+    Plan {
+        stack: desired.stack.clone(),
+        account_id: actual.account_id.clone(),
+        region: actual.region.clone(),
+        changes,
+        notes,
+        blockers,
+        actual: actual.clone(),
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let where_ = format!(
+            "stack `{}` (account {}, region {})",
+            self.stack, self.account_id, self.region
+        );
+        if self.is_empty() {
+            writeln!(f, "{where_}: no changes.")?;
+        } else {
+            writeln!(
+                f,
+                "{where_}: {} to create, {} to update, {} to replace, {} to delete",
+                self.count(|c| matches!(c, Change::Create { .. })),
+                self.count(|c| matches!(c, Change::Update { .. })),
+                self.count(|c| matches!(c, Change::Replace { .. })),
+                self.count(|c| matches!(c, Change::Delete)),
+            )?;
+            writeln!(f)?;
+            for c in &self.changes {
+                let id =
+                    c.id.as_ref()
+                        .map(|i| format!(" (id {i})"))
+                        .unwrap_or_default();
+                match &c.change {
+                    Change::Create { settings } => {
+                        writeln!(f, "  + {} {}{id}", c.kind.label(), c.name)?;
+                        for s in settings {
+                            writeln!(f, "        {} = {}", s.field, show(&s.value))?;
+                        }
+                    }
+                    Change::Update { fields } => {
+                        writeln!(f, "  ~ {} {}{id}", c.kind.label(), c.name)?;
+                        for x in fields {
+                            writeln!(
+                                f,
+                                "        {}: {} -> {}",
+                                x.field,
+                                show(&x.from),
+                                show(&x.to)
+                            )?;
+                        }
+                    }
+                    Change::Replace { reason } => {
+                        writeln!(f, "-/+ {} {}{id}", c.kind.label(), c.name)?;
+                        writeln!(f, "        because {reason}")?;
+                    }
+                    Change::Delete => writeln!(f, "  - {} {}{id}", c.kind.label(), c.name)?,
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Notes:")?;
+            for n in &self.notes {
+                writeln!(f, "  - {n}")?;
+            }
+        }
+        if !self.blockers.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Cannot apply:")?;
+            for b in &self.blockers {
+                writeln!(f, "  - {b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn show(v: &str) -> &str {
+    if v.is_empty() {
+        "(empty)"
+    } else {
+        v
+    }
+}

@@ -1,0 +1,485 @@
+//! The function's IAM role `claude-proxy-<stack>-role`: trusted by `lambda.amazonaws.com`
+//! only, with exactly one inline policy `claude-proxy-<stack>-policy` allowing
+//! `secretsmanager:GetSecretValue` on the exact secret ARN and
+//! `logs:CreateLogStream` + `logs:PutLogEvents` on the function's own log group.
+//! No managed policies, no `*` action, nothing broader.
+
+use crate::aws::{ctx, is_not_found, Aws};
+use crate::names::{self, Names};
+use crate::plan::{Change, FieldChange, Setting};
+use anyhow::{Context, Result};
+use aws_sdk_iam::types::Tag;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub arn: String,
+    pub trust_policy: Value,
+    pub tags: BTreeMap<String, String>,
+    /// Inline policies by name, documents decoded.
+    pub inline_policies: BTreeMap<String, Value>,
+    /// ARNs of attached managed policies (the toolkit attaches none).
+    pub attached_policies: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub stack: &'a str,
+    pub policy_name: &'a str,
+    /// The inline policy document (see [`policy_document`]).
+    pub policy: Value,
+}
+
+/// The trust policy: only Lambda may assume the role.
+pub fn trust_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// The one inline policy: read this secret (exact ARN), write to this log group.
+pub fn policy_document(secret_arn: &str, log_group_arn: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadOwnSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [secret_arn]
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [log_group_arn]
+            }
+        ]
+    })
+}
+
+pub fn role_arn(account_id: &str, role_name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:role/{role_name}")
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); moto returns them either way.
+pub fn decode_document(raw: &str) -> Result<Value> {
+    let trimmed = raw.trim_start();
+    let text = if trimmed.starts_with('{') {
+        raw.to_string()
+    } else {
+        percent_decode(raw)
+    };
+    serde_json::from_str(&text).context("IAM returned a policy document that is not JSON")
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
+    let role = match aws.iam.get_role().role_name(&names.role).send().await {
+        Ok(r) => r.role.context("GetRole returned no role")?,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(ctx(format!("iam:GetRole {}", names.role))(e)),
+    };
+    let trust_policy = role
+        .assume_role_policy_document()
+        .map(decode_document)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let tags = aws
+        .iam
+        .list_role_tags()
+        .role_name(&names.role)
+        .send()
+        .await
+        .map_err(ctx(format!("iam:ListRoleTags {}", names.role)))?
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    let policy_names = aws
+        .iam
+        .list_role_policies()
+        .role_name(&names.role)
+        .send()
+        .await
+        .map_err(ctx(format!("iam:ListRolePolicies {}", names.role)))?
+        .policy_names()
+        .to_vec();
+    let mut inline_policies = BTreeMap::new();
+    for p in policy_names {
+        let doc = aws
+            .iam
+            .get_role_policy()
+            .role_name(&names.role)
+            .policy_name(&p)
+            .send()
+            .await
+            .map_err(ctx(format!("iam:GetRolePolicy {} {p}", names.role)))?;
+        inline_policies.insert(p, decode_document(doc.policy_document())?);
+    }
+    let attached_policies = aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(&names.role)
+        .send()
+        .await
+        .map_err(ctx(format!("iam:ListAttachedRolePolicies {}", names.role)))?
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    Ok(Some(State {
+        arn: role.arn().to_string(),
+        trust_policy,
+        tags,
+        inline_policies,
+        attached_policies,
+    }))
+}
+
+/// The role itself (trust policy, tags).
+pub fn diff_role(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
+    match (desired, actual) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Change::Delete),
+        (Some(_), None) => Some(Change::Create {
+            settings: vec![Setting::new("trusted_by", "lambda.amazonaws.com")],
+        }),
+        (Some(d), Some(a)) => {
+            let mut fields = Vec::new();
+            if a.trust_policy != trust_policy() {
+                fields.push(FieldChange::new(
+                    "trust_policy",
+                    a.trust_policy.to_string(),
+                    trust_policy().to_string(),
+                ));
+            }
+            let missing = names::missing_tags(d.stack, &a.tags);
+            if !missing.is_empty() {
+                fields.push(FieldChange::new("tags", "", missing.join(",")));
+            }
+            (!fields.is_empty()).then_some(Change::Update { fields })
+        }
+    }
+}
+
+/// Kinds of policy attachment on the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRef {
+    Inline,
+    Attached,
+}
+
+/// The inline policy and anything else found on the role (removed: nothing broader).
+pub fn diff_policies(
+    desired: Option<&Spec>,
+    actual: Option<&State>,
+) -> Vec<(PolicyRef, String, Change)> {
+    let mut out = Vec::new();
+    let empty = BTreeMap::new();
+    let inline = actual.map(|a| &a.inline_policies).unwrap_or(&empty);
+    if let Some(d) = desired {
+        match inline.get(d.policy_name) {
+            None => out.push((
+                PolicyRef::Inline,
+                d.policy_name.to_string(),
+                Change::Create {
+                    settings: policy_summary(&d.policy),
+                },
+            )),
+            Some(doc) if doc != &d.policy => {
+                let from = policy_summary(doc);
+                let to = policy_summary(&d.policy);
+                let mut fields = Vec::new();
+                for s in &to {
+                    let old = from
+                        .iter()
+                        .find(|f| f.field == s.field)
+                        .map(|f| f.value.clone());
+                    if old.as_deref() != Some(s.value.as_str()) {
+                        fields.push(FieldChange::new(
+                            &s.field,
+                            old.unwrap_or_default(),
+                            s.value.clone(),
+                        ));
+                    }
+                }
+                for f in &from {
+                    if !to.iter().any(|s| s.field == f.field) {
+                        fields.push(FieldChange::new(&f.field, f.value.clone(), ""));
+                    }
+                }
+                if fields.is_empty() {
+                    fields.push(FieldChange::new(
+                        "document",
+                        doc.to_string(),
+                        d.policy.to_string(),
+                    ));
+                }
+                out.push((
+                    PolicyRef::Inline,
+                    d.policy_name.to_string(),
+                    Change::Update { fields },
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in inline.keys() {
+        if desired.map(|d| d.policy_name) != Some(name.as_str()) {
+            out.push((PolicyRef::Inline, name.clone(), Change::Delete));
+        }
+    }
+    if let Some(a) = actual {
+        for arn in &a.attached_policies {
+            out.push((PolicyRef::Attached, arn.clone(), Change::Delete));
+        }
+    }
+    out
+}
+
+/// One line per statement: `Action` on `Resource`.
+fn policy_summary(doc: &Value) -> Vec<Setting> {
+    let as_list = |v: Option<&Value>| -> String {
+        match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_str().unwrap_or("?").to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(s) => vec![s.clone()],
+        None => Vec::new(),
+    };
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let sid = s
+                .get("Sid")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("statement{i}"));
+            Setting::new(
+                &sid,
+                format!(
+                    "{} {} on {}",
+                    s.get("Effect").and_then(Value::as_str).unwrap_or("?"),
+                    as_list(s.get("Action")),
+                    as_list(s.get("Resource"))
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<String> {
+    let tags: Vec<Tag> = names::tags_at_creation(spec.stack, created_at)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<_, _>>()?;
+    let out = aws
+        .iam
+        .create_role()
+        .role_name(spec.name)
+        .description(format!(
+            "Execution role of the claude-lambda stack {}",
+            spec.stack
+        ))
+        .assume_role_policy_document(trust_policy().to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(ctx(format!("iam:CreateRole {}", spec.name)))?;
+    Ok(out.role.map(|r| r.arn).unwrap_or_default())
+}
+
+pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+    if actual.trust_policy != trust_policy() {
+        aws.iam
+            .update_assume_role_policy()
+            .role_name(spec.name)
+            .policy_document(trust_policy().to_string())
+            .send()
+            .await
+            .map_err(ctx(format!("iam:UpdateAssumeRolePolicy {}", spec.name)))?;
+    }
+    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(spec.stack, created_at);
+        if actual.tags.contains_key(names::TAG_CREATED_AT) {
+            tags.remove(names::TAG_CREATED_AT);
+        }
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<_, _>>()?;
+        aws.iam
+            .tag_role()
+            .role_name(spec.name)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(ctx(format!("iam:TagRole {}", spec.name)))?;
+    }
+    Ok(())
+}
+
+/// Creates or replaces the inline policy.
+pub async fn put_policy(aws: &Aws, role: &str, policy_name: &str, policy: &Value) -> Result<()> {
+    aws.iam
+        .put_role_policy()
+        .role_name(role)
+        .policy_name(policy_name)
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .map_err(ctx(format!("iam:PutRolePolicy {role} {policy_name}")))?;
+    Ok(())
+}
+
+pub async fn delete_policy(aws: &Aws, role: &str, which: PolicyRef, name: &str) -> Result<()> {
+    let result = match which {
+        PolicyRef::Inline => aws
+            .iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if is_not_found(&e) {
+                    Ok(())
+                } else {
+                    Err(ctx(format!("iam:DeleteRolePolicy {role} {name}"))(e))
+                }
+            }),
+        PolicyRef::Attached => aws
+            .iam
+            .detach_role_policy()
+            .role_name(role)
+            .policy_arn(name)
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if is_not_found(&e) {
+                    Ok(())
+                } else {
+                    Err(ctx(format!("iam:DetachRolePolicy {role} {name}"))(e))
+                }
+            }),
+    };
+    result
+}
+
+/// Deletes the role, first removing whatever policies are still on it.
+pub async fn delete(aws: &Aws, role: &str) -> Result<()> {
+    let inline = match aws.iam.list_role_policies().role_name(role).send().await {
+        Ok(o) => o.policy_names().to_vec(),
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(ctx(format!("iam:ListRolePolicies {role}"))(e)),
+    };
+    for p in inline {
+        delete_policy(aws, role, PolicyRef::Inline, &p).await?;
+    }
+    let attached = aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(ctx(format!("iam:ListAttachedRolePolicies {role}")))?;
+    for p in attached.attached_policies() {
+        if let Some(arn) = p.policy_arn() {
+            delete_policy(aws, role, PolicyRef::Attached, arn).await?;
+        }
+    }
+    match aws.iam.delete_role().role_name(role).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(ctx(format!("iam:DeleteRole {role}"))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_is_least_privilege() {
+        let doc = policy_document(
+            "arn:aws:secretsmanager:us-east-1:1:secret:claude-proxy/dev-AbCdEf",
+            "arn:aws:logs:us-east-1:1:log-group:/aws/lambda/claude-proxy-dev:*",
+        );
+        let text = doc.to_string();
+        assert!(!text.contains("\"*\""));
+        assert!(!text.contains("secret:claude-proxy/dev*"));
+        let actions: Vec<&str> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap())
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "secretsmanager:GetSecretValue",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents"
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_url_encoded_documents() {
+        let doc = trust_policy();
+        let encoded: String = doc
+            .to_string()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        assert_eq!(decode_document(&encoded).unwrap(), doc);
+        assert_eq!(decode_document(&doc.to_string()).unwrap(), doc);
+    }
+}

@@ -1,0 +1,404 @@
+//! The Secrets Manager secret `claude-proxy/<stack>`: `{"anthropic_api_key", "caller_tokens"}`.
+//!
+//! The key comes from the caller of `apply` (the CLI reads it from `ANTHROPIC_API_KEY` or
+//! stdin, never argv). A caller token is generated on first deploy and returned once;
+//! redeploys rotate nothing unless asked. Values never appear in plans or `Debug` output.
+
+use crate::aws::{ctx, is_not_found, Aws};
+use crate::names::{self, Names};
+use crate::plan::{Change, FieldChange, Setting};
+use anyhow::{Context, Result};
+use aws_sdk_secretsmanager::types::Tag;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The Anthropic API key. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into().trim().to_string())
+    }
+    /// The key itself, for writing it into the secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(s: String) -> Self {
+        ApiKey::new(s)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A caller token (bearer token callers send to the function). `Debug`/`Display` redact.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallerToken(String);
+
+impl CallerToken {
+    /// 32 random bytes, URL-safe base64 without padding, with a recognisable prefix.
+    pub fn generate() -> CallerToken {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        CallerToken(format!(
+            "clp_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CallerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallerToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for CallerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What the deploying user gives for the secret.
+#[derive(Debug, Clone, Default)]
+pub struct SecretInput {
+    /// From `ANTHROPIC_API_KEY` or `--api-key-stdin`. Required on the first deploy.
+    pub anthropic_api_key: Option<ApiKey>,
+    /// Replace the caller tokens with one new token (`--rotate-token`).
+    pub rotate_token: bool,
+}
+
+/// The secret's JSON value (the handler reads the same shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretValue {
+    pub anthropic_api_key: ApiKey,
+    #[serde(default)]
+    pub caller_tokens: Vec<CallerToken>,
+}
+
+/// The secret as it is in the account.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
+    /// `None` when the stored value is missing or not our JSON shape.
+    pub value: Option<SecretValue>,
+    /// Set when the secret was deleted with a recovery window and still holds the name.
+    pub scheduled_for_deletion: bool,
+}
+
+pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
+    let d = match aws
+        .secrets
+        .describe_secret()
+        .secret_id(&names.secret)
+        .send()
+        .await
+    {
+        Ok(d) => d,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            return Err(ctx(format!(
+                "secretsmanager:DescribeSecret {}",
+                names.secret
+            ))(e))
+        }
+    };
+    let arn = d
+        .arn()
+        .context("DescribeSecret returned no ARN")?
+        .to_string();
+    let tags = d
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect();
+    let scheduled_for_deletion = d.deleted_date().is_some();
+    let value = if scheduled_for_deletion {
+        None
+    } else {
+        match aws.secrets.get_secret_value().secret_id(&arn).send().await {
+            Ok(v) => v
+                .secret_string()
+                .and_then(|s| serde_json::from_str::<SecretValue>(s).ok()),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => {
+                return Err(ctx(format!(
+                    "secretsmanager:GetSecretValue {}",
+                    names.secret
+                ))(e))
+            }
+        }
+    };
+    Ok(Some(State {
+        arn,
+        tags,
+        value,
+        scheduled_for_deletion,
+    }))
+}
+
+/// What the secret should be.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub stack: &'a str,
+    pub input: &'a SecretInput,
+}
+
+/// The change to the secret; `blockers` receives reasons the plan cannot be applied.
+pub fn diff(
+    desired: Option<&Spec>,
+    actual: Option<&State>,
+    blockers: &mut Vec<String>,
+) -> Option<Change> {
+    match (desired, actual) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Change::Delete),
+        (Some(d), None) => {
+            if d.input.anthropic_api_key.is_none() {
+                blockers.push(no_key_message(d.name));
+            }
+            Some(Change::Create {
+                settings: vec![
+                    Setting::new("anthropic_api_key", "(given, hidden)"),
+                    Setting::new("caller_tokens", "1 new token (shown once after deploy)"),
+                ],
+            })
+        }
+        (Some(d), Some(a)) => {
+            let mut fields = Vec::new();
+            if a.scheduled_for_deletion {
+                if d.input.anthropic_api_key.is_none() {
+                    blockers.push(no_key_message(d.name));
+                }
+                return Some(Change::Replace {
+                    reason: "the secret is scheduled for deletion: it is restored and its value rewritten".into(),
+                });
+            }
+            match (&a.value, &d.input.anthropic_api_key) {
+                (None, None) => {
+                    blockers.push(format!(
+                        "secret {} holds no readable value: {}",
+                        d.name,
+                        no_key_message(d.name)
+                    ));
+                }
+                (None, Some(_)) => fields.push(FieldChange::new(
+                    "value",
+                    "(unreadable)",
+                    "(rewritten, hidden)",
+                )),
+                (Some(v), Some(k)) if &v.anthropic_api_key != k => fields.push(FieldChange::new(
+                    "anthropic_api_key",
+                    "(stored, hidden)",
+                    "(new value, hidden)",
+                )),
+                _ => {}
+            }
+            let has_tokens = a
+                .value
+                .as_ref()
+                .is_some_and(|v| !v.caller_tokens.is_empty());
+            if d.input.rotate_token || (a.value.is_some() && !has_tokens) {
+                let from = a
+                    .value
+                    .as_ref()
+                    .map(|v| format!("{} token(s)", v.caller_tokens.len()))
+                    .unwrap_or_else(|| "(unreadable)".into());
+                fields.push(FieldChange::new(
+                    "caller_tokens",
+                    from,
+                    "1 new token (shown once after deploy)".to_string(),
+                ));
+            }
+            let missing = names::missing_tags(d.stack, &a.tags);
+            if !missing.is_empty() {
+                fields.push(FieldChange::new("tags", "", missing.join(",")));
+            }
+            (!fields.is_empty()).then_some(Change::Update { fields })
+        }
+    }
+}
+
+fn no_key_message(name: &str) -> String {
+    format!(
+        "the secret {name} must be given the Anthropic API key: set ANTHROPIC_API_KEY or pipe it to --api-key-stdin"
+    )
+}
+
+fn sdk_tags(stack: &str, created_at: &str) -> Vec<Tag> {
+    names::tags_at_creation(stack, created_at)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Creates the secret with a new caller token. Returns (ARN, the token).
+pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(String, CallerToken)> {
+    let key = spec
+        .input
+        .anthropic_api_key
+        .clone()
+        .with_context(|| no_key_message(spec.name))?;
+    let token = CallerToken::generate();
+    let value = SecretValue {
+        anthropic_api_key: key,
+        caller_tokens: vec![token.clone()],
+    };
+    let out = aws
+        .secrets
+        .create_secret()
+        .name(spec.name)
+        .description(format!(
+            "Anthropic API key and caller tokens for claude-lambda stack {}",
+            spec.stack
+        ))
+        .secret_string(serde_json::to_string(&value)?)
+        .set_tags(Some(sdk_tags(spec.stack, created_at)))
+        .send()
+        .await
+        .map_err(ctx(format!("secretsmanager:CreateSecret {}", spec.name)))?;
+    let arn = out
+        .arn()
+        .context("CreateSecret returned no ARN")?
+        .to_string();
+    Ok((arn, token))
+}
+
+/// Brings an existing secret to the spec. Returns a caller token when one was made.
+pub async fn update(
+    aws: &Aws,
+    spec: &Spec<'_>,
+    actual: &State,
+    created_at: &str,
+) -> Result<Option<CallerToken>> {
+    if actual.scheduled_for_deletion {
+        aws.secrets
+            .restore_secret()
+            .secret_id(&actual.arn)
+            .send()
+            .await
+            .map_err(ctx(format!("secretsmanager:RestoreSecret {}", spec.name)))?;
+    }
+    let mut value = match (&actual.value, &spec.input.anthropic_api_key) {
+        (Some(v), Some(k)) => SecretValue {
+            anthropic_api_key: k.clone(),
+            caller_tokens: v.caller_tokens.clone(),
+        },
+        (Some(v), None) => v.clone(),
+        (None, Some(k)) => SecretValue {
+            anthropic_api_key: k.clone(),
+            caller_tokens: Vec::new(),
+        },
+        (None, None) => anyhow::bail!(no_key_message(spec.name)),
+    };
+    let mut new_token = None;
+    if spec.input.rotate_token || value.caller_tokens.is_empty() {
+        let t = CallerToken::generate();
+        value.caller_tokens = vec![t.clone()];
+        new_token = Some(t);
+    }
+    if actual.value.as_ref() != Some(&value) || actual.scheduled_for_deletion {
+        aws.secrets
+            .put_secret_value()
+            .secret_id(&actual.arn)
+            .secret_string(serde_json::to_string(&value)?)
+            .send()
+            .await
+            .map_err(ctx(format!("secretsmanager:PutSecretValue {}", spec.name)))?;
+    }
+    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
+        let mut tags = sdk_tags(spec.stack, created_at);
+        if actual.tags.contains_key(names::TAG_CREATED_AT) {
+            tags.retain(|t| t.key() != Some(names::TAG_CREATED_AT));
+        }
+        aws.secrets
+            .tag_resource()
+            .secret_id(&actual.arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(ctx(format!("secretsmanager:TagResource {}", spec.name)))?;
+    }
+    Ok(new_token)
+}
+
+/// Deletes the secret immediately (no recovery window), so the name is free again.
+pub async fn delete(aws: &Aws, id: &str) -> Result<()> {
+    match aws
+        .secrets
+        .delete_secret()
+        .secret_id(id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(ctx(format!("secretsmanager:DeleteSecret {id}"))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_token_are_redacted() {
+        let k = ApiKey::new("sk-ant-secret-value");
+        assert!(!format!("{k:?} {k}").contains("sk-ant"));
+        let t = CallerToken::generate();
+        assert!(!format!("{t:?} {t}").contains(t.expose()));
+        let input = SecretInput {
+            anthropic_api_key: Some(k),
+            rotate_token: false,
+        };
+        assert!(!format!("{input:?}").contains("sk-ant"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_url_safe() {
+        let a = CallerToken::generate();
+        let b = CallerToken::generate();
+        assert_ne!(a, b);
+        assert!(a.expose().len() >= 40);
+        assert!(a
+            .expose()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn value_json_shape() {
+        let v = SecretValue {
+            anthropic_api_key: ApiKey::new("k"),
+            caller_tokens: vec![CallerToken("t".into())],
+        };
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"anthropic_api_key":"k","caller_tokens":["t"]}"#
+        );
+    }
+}
