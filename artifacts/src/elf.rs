@@ -519,8 +519,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<ElfReport, ElfError> {
             if shndx != 0 {
                 continue; // defined here, not required from a library
             }
-            let Some((library, name, _)) = requirements.iter().find(|(_, _, o)| *o == index)
-            else {
+            let Some((library, name, _)) = requirements.iter().find(|(_, _, o)| *o == index) else {
                 continue;
             };
             let Some(version) = GlibcVersion::from_version_name(name) else {

@@ -8,6 +8,7 @@
 //!   built without a Docker daemon.
 //! - [`registry`]: push that image over the registry HTTP API v2 (ECR included).
 
+pub mod build;
 pub mod elf;
 
 pub use elf::{Arch, ElfError, ElfReport, GlibcVersion, Machine, Runtime};
