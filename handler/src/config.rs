@@ -1,0 +1,292 @@
+//! The function's configuration, read from its environment (names in ARCHITECTURE.md).
+
+use crate::error::ConfigError;
+use std::time::Duration;
+
+/// Function URL invoke mode the handler answers in (API Gateway requests are always buffered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    Stream,
+    Buffered,
+}
+
+/// Whether callers must present a caller token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerAuth {
+    Token,
+    /// No caller tokens (the URL uses AWS_IAM auth, which Lambda checks before us).
+    None,
+}
+
+/// Where the Anthropic key and the caller tokens come from.
+#[derive(Clone)]
+pub enum SecretConfig {
+    /// The Secrets Manager secret (`SECRET_ARN`), the only source on Lambda.
+    SecretsManager { arn: String },
+    /// `ANTHROPIC_API_KEY` and `CALLER_TOKEN` from the environment: local runs only.
+    Local {
+        anthropic_api_key: String,
+        caller_tokens: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for SecretConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretConfig::SecretsManager { arn } => {
+                f.debug_struct("SecretsManager").field("arn", arn).finish()
+            }
+            SecretConfig::Local { caller_tokens, .. } => f
+                .debug_struct("Local")
+                .field("anthropic_api_key", &"<redacted>")
+                .field(
+                    "caller_tokens",
+                    &format!("<{} redacted>", caller_tokens.len()),
+                )
+                .finish(),
+        }
+    }
+}
+
+/// Everything the handler reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ANTHROPIC_BASE_URL`, without a trailing slash.
+    pub anthropic_base_url: String,
+    /// `RESPONSE_MODE`.
+    pub response_mode: ResponseMode,
+    /// `ALLOWED_MODELS`; empty = any model.
+    pub allowed_models: Vec<String>,
+    /// `MAX_TOKENS_CAP`.
+    pub max_tokens_cap: u64,
+    /// `DEFAULT_MODEL`: the model for `/chat` when the caller names none.
+    pub default_model: String,
+    /// `CALLER_AUTH`.
+    pub caller_auth: CallerAuth,
+    /// `SECRET_TTL_SECONDS`.
+    pub secret_ttl: Duration,
+    /// `GATEWAY_DEADLINE_MS`: deadline for API Gateway requests (it gives up at 30 s).
+    pub gateway_deadline: Duration,
+    /// `DEADLINE_MARGIN_MS`: kept free before the Lambda deadline to answer cleanly.
+    pub deadline_margin: Duration,
+    /// `LOCAL_DEADLINE_MS`: request deadline of the local server (`cargo xtask dev`).
+    pub local_deadline: Duration,
+    /// `UPSTREAM_MAX_RETRIES`: retries after the first attempt.
+    pub upstream_max_retries: u32,
+    /// `MAX_REQUEST_BYTES`: largest accepted request body.
+    pub max_request_bytes: usize,
+    /// `SECRET_ARN`, or the local key/token.
+    pub secret: SecretConfig,
+}
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_MODEL: &str = "claude-haiku-4-5";
+
+impl Config {
+    /// Defaults with the given secret source (tests and tools set fields from here).
+    pub fn new(secret: SecretConfig) -> Self {
+        Config {
+            anthropic_base_url: DEFAULT_BASE_URL.to_string(),
+            response_mode: ResponseMode::Stream,
+            allowed_models: Vec::new(),
+            max_tokens_cap: 4096,
+            default_model: DEFAULT_MODEL.to_string(),
+            caller_auth: CallerAuth::Token,
+            secret_ttl: Duration::from_secs(300),
+            gateway_deadline: Duration::from_millis(28_000),
+            deadline_margin: Duration::from_millis(1_500),
+            local_deadline: Duration::from_secs(600),
+            upstream_max_retries: 2,
+            max_request_bytes: 6 * 1024 * 1024,
+            secret,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let secret = if let Some(arn) = var("SECRET_ARN") {
+            SecretConfig::SecretsManager { arn }
+        } else if let Some(key) = var("ANTHROPIC_API_KEY") {
+            SecretConfig::Local {
+                anthropic_api_key: key,
+                caller_tokens: var("CALLER_TOKEN").into_iter().collect(),
+            }
+        } else {
+            return Err(ConfigError::NoSecretSource);
+        };
+        let mut c = Config::new(secret);
+
+        if let Some(url) = var("ANTHROPIC_BASE_URL") {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "ANTHROPIC_BASE_URL",
+                    message: format!("`{url}` is not an http(s) URL"),
+                });
+            }
+            c.anthropic_base_url = url.trim_end_matches('/').to_string();
+        }
+        if let Some(mode) = var("RESPONSE_MODE") {
+            c.response_mode = match mode.to_ascii_lowercase().as_str() {
+                "stream" | "response_stream" => ResponseMode::Stream,
+                "buffered" => ResponseMode::Buffered,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "RESPONSE_MODE",
+                        message: format!("`{other}`; expected `stream` or `buffered`"),
+                    })
+                }
+            };
+        }
+        if let Some(models) = var("ALLOWED_MODELS") {
+            c.allowed_models = models
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(v) = var("MAX_TOKENS_CAP") {
+            c.max_tokens_cap = parse_positive("MAX_TOKENS_CAP", &v)?;
+        }
+        if let Some(m) = var("DEFAULT_MODEL") {
+            c.default_model = m;
+        }
+        if let Some(auth) = var("CALLER_AUTH") {
+            c.caller_auth = match auth.to_ascii_lowercase().as_str() {
+                "token" => CallerAuth::Token,
+                "none" => CallerAuth::None,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "CALLER_AUTH",
+                        message: format!("`{other}`; expected `token` or `none`"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = var("SECRET_TTL_SECONDS") {
+            c.secret_ttl = Duration::from_secs(parse_positive("SECRET_TTL_SECONDS", &v)?);
+        }
+        if let Some(v) = var("GATEWAY_DEADLINE_MS") {
+            c.gateway_deadline = Duration::from_millis(parse_positive("GATEWAY_DEADLINE_MS", &v)?);
+        }
+        if let Some(v) = var("DEADLINE_MARGIN_MS") {
+            c.deadline_margin = Duration::from_millis(parse_u64("DEADLINE_MARGIN_MS", &v)?);
+        }
+        if let Some(v) = var("LOCAL_DEADLINE_MS") {
+            c.local_deadline = Duration::from_millis(parse_positive("LOCAL_DEADLINE_MS", &v)?);
+        }
+        if let Some(v) = var("UPSTREAM_MAX_RETRIES") {
+            let n = parse_u64("UPSTREAM_MAX_RETRIES", &v)?;
+            if n > 10 {
+                return Err(ConfigError::Invalid {
+                    name: "UPSTREAM_MAX_RETRIES",
+                    message: format!("{n} is more than the maximum of 10"),
+                });
+            }
+            c.upstream_max_retries = n as u32;
+        }
+        if let Some(v) = var("MAX_REQUEST_BYTES") {
+            c.max_request_bytes = parse_positive("MAX_REQUEST_BYTES", &v)? as usize;
+        }
+        Ok(c)
+    }
+}
+
+fn parse_u64(name: &'static str, v: &str) -> Result<u64, ConfigError> {
+    v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+        name,
+        message: format!("`{v}` is not a non-negative integer"),
+    })
+}
+
+fn parse_positive(name: &'static str, v: &str) -> Result<u64, ConfigError> {
+    match parse_u64(name, v)? {
+        0 => Err(ConfigError::Invalid {
+            name,
+            message: "must be greater than 0".into(),
+        }),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn secret_arn_wins_and_defaults_apply() {
+        let c = cfg(&[("SECRET_ARN", "arn:x"), ("ANTHROPIC_API_KEY", "k")]).unwrap();
+        assert!(matches!(c.secret, SecretConfig::SecretsManager { .. }));
+        assert_eq!(c.max_tokens_cap, 4096);
+        assert_eq!(c.response_mode, ResponseMode::Stream);
+        assert_eq!(c.caller_auth, CallerAuth::Token);
+        assert_eq!(c.anthropic_base_url, DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn no_source_is_a_clear_error() {
+        let e = cfg(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("SECRET_ARN") && e.contains("ANTHROPIC_API_KEY"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("RESPONSE_MODE", "fast"),
+            ("CALLER_AUTH", "maybe"),
+            ("MAX_TOKENS_CAP", "-1"),
+            ("MAX_TOKENS_CAP", "0"),
+            ("SECRET_TTL_SECONDS", "soon"),
+            ("ANTHROPIC_BASE_URL", "api.anthropic.com"),
+            ("UPSTREAM_MAX_RETRIES", "99"),
+        ] {
+            let e = cfg(&[("ANTHROPIC_API_KEY", "k"), (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn lists_and_local_tokens_parse() {
+        let c = cfg(&[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("CALLER_TOKEN", "t"),
+            ("ALLOWED_MODELS", " a, b ,,"),
+            ("RESPONSE_MODE", "buffered"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1/"),
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_models, vec!["a", "b"]);
+        assert_eq!(c.response_mode, ResponseMode::Buffered);
+        assert_eq!(c.anthropic_base_url, "http://127.0.0.1:1");
+        match &c.secret {
+            SecretConfig::Local { caller_tokens, .. } => assert_eq!(caller_tokens, &vec!["t"]),
+            _ => panic!("expected local"),
+        }
+        assert!(!format!("{c:?}").contains("\"k\""));
+    }
+}

@@ -1,0 +1,456 @@
+//! The upstream: a [`Provider`] turns a validated Messages API request into an
+//! Anthropic-format response (status, pass-through headers, body chunks). The Anthropic
+//! provider calls the Messages API over one pooled rustls client with the official SDKs'
+//! retry rules; another provider (Claude on Amazon Bedrock) can implement the same trait
+//! and translate to and from its own wire format without touching the routes.
+
+use crate::error::ProxyError;
+use crate::secrets::Secret;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, StreamExt};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The Messages API version sent when the caller names none.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Which Messages API operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /v1/messages`
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
+}
+
+impl Operation {
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Messages => "/v1/messages",
+            Operation::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+}
+
+/// A validated request for the upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub operation: Operation,
+    /// The JSON body, as the caller sent it (or as `/chat` built it).
+    pub body: Bytes,
+    /// The caller's `anthropic-version` (default [`DEFAULT_ANTHROPIC_VERSION`]).
+    pub anthropic_version: Option<HeaderValue>,
+    /// The caller's `anthropic-beta`, if any.
+    pub anthropic_beta: Option<HeaderValue>,
+    /// Whether the body asks for `"stream": true`.
+    pub stream: bool,
+}
+
+/// Body chunks; an `Err` ends the stream (deadline, dropped connection).
+pub type UpstreamBody = BoxStream<'static, Result<Bytes, ProxyError>>;
+
+/// What the upstream answered, in the Anthropic format.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    /// Only the headers worth passing on (see [`PASS_THROUGH_HEADERS`]) and `content-type`.
+    pub headers: HeaderMap,
+    pub body: UpstreamBody,
+    /// How many attempts it took (1 = no retry).
+    pub attempts: u32,
+}
+
+impl UpstreamResponse {
+    pub fn request_id(&self) -> Option<String> {
+        self.headers
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    }
+
+    pub fn is_event_stream(&self) -> bool {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+    }
+
+    /// Reads the whole body (bounded by the deadline the body stream carries).
+    pub async fn collect(&mut self) -> Result<Bytes, ProxyError> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// A model provider speaking (or translated to) the Anthropic Messages API.
+pub trait Provider: Send + Sync {
+    /// For logs.
+    fn name(&self) -> &'static str;
+    /// Sends `req`, retrying where allowed, never past `deadline`.
+    fn send<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        secret: &'a Secret,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>>;
+}
+
+/// Response headers callers rely on (besides `content-type`); `anthropic-ratelimit-*` too.
+pub const PASS_THROUGH_HEADERS: &[&str] = &[
+    "request-id",
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+];
+
+/// Whether a response header is passed on to the caller.
+pub fn is_pass_through(name: &str) -> bool {
+    PASS_THROUGH_HEADERS.contains(&name)
+        || name.starts_with("anthropic-ratelimit-")
+        || name == "content-type"
+}
+
+/// Retry policy of the official SDKs.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 2,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether a response with this status and headers is worth another attempt.
+    /// `x-should-retry: true|false` from the server overrides the status rule.
+    pub fn should_retry(status: StatusCode, headers: &HeaderMap) -> bool {
+        match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
+            Some("true") => return true,
+            Some("false") => return false,
+            _ => {}
+        }
+        matches!(status.as_u16(), 408 | 409 | 429) || status.as_u16() >= 500
+    }
+
+    /// The delay before the next attempt: `retry-after-ms` / `retry-after` (seconds) when
+    /// they say 0..60 s, else exponential backoff from `initial_delay` capped at `max_delay`,
+    /// reduced by up to 25 % jitter (`jitter` in 0..1).
+    pub fn delay(&self, headers: Option<&HeaderMap>, retries_done: u32, jitter: f64) -> Duration {
+        if let Some(h) = headers {
+            if let Some(d) = header_seconds(h, "retry-after-ms").map(|ms| ms / 1000.0) {
+                if (0.0..60.0).contains(&d) {
+                    return Duration::from_secs_f64(d);
+                }
+            }
+            if let Some(d) = header_seconds(h, "retry-after") {
+                if (0.0..60.0).contains(&d) {
+                    return Duration::from_secs_f64(d);
+                }
+            }
+        }
+        let base = self.initial_delay.as_secs_f64() * 2f64.powi(retries_done.min(30) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(capped * (1.0 - 0.25 * jitter.clamp(0.0, 1.0)))
+    }
+}
+
+fn header_seconds(h: &HeaderMap, name: &str) -> Option<f64> {
+    h.get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+/// The Anthropic Messages API.
+pub struct AnthropicProvider {
+    client: reqwest::Client,
+    base_url: String,
+    retry: RetryPolicy,
+}
+
+impl AnthropicProvider {
+    /// Builds the one pooled client (rustls, compiled-in webpki roots).
+    pub fn new(base_url: &str, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("claude-lambda-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(AnthropicProvider {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            retry,
+        })
+    }
+
+    async fn send_inner(
+        &self,
+        req: UpstreamRequest,
+        secret: &Secret,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let url = format!("{}{}", self.base_url, req.operation.path());
+        let mut headers = HeaderMap::new();
+        let key = HeaderValue::from_str(&secret.anthropic_api_key).map_err(|_| {
+            ProxyError::Internal(
+                "the Anthropic API key in the secret is not a valid header value".into(),
+            )
+        })?;
+        let mut key = key;
+        key.set_sensitive(true);
+        headers.insert("x-api-key", key);
+        headers.insert(
+            "anthropic-version",
+            req.anthropic_version
+                .clone()
+                .unwrap_or(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)),
+        );
+        if let Some(beta) = &req.anthropic_beta {
+            headers.insert("anthropic-beta", beta.clone());
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let retries_done = attempt - 1;
+            let can_retry = retries_done < self.retry.max_retries;
+            let send = self
+                .client
+                .post(&url)
+                .headers(headers.clone())
+                .body(req.body.clone())
+                .send();
+            let result = match tokio::time::timeout_at(deadline, send).await {
+                Ok(r) => r,
+                Err(_) => return Err(deadline_error(attempt)),
+            };
+            match result {
+                Err(e) => {
+                    let retryable = e.is_connect() || e.is_request() || e.is_timeout();
+                    tracing::warn!(attempt, retryable, error = %e, "upstream request failed");
+                    if retryable && can_retry {
+                        let delay = self.retry.delay(None, retries_done, rand::random::<f64>());
+                        if Instant::now() + delay < deadline {
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                    }
+                    return Err(ProxyError::Upstream(format!(
+                        "could not reach the Messages API after {attempt} attempt(s): {e}"
+                    )));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    if !status.is_success()
+                        && can_retry
+                        && RetryPolicy::should_retry(status, resp.headers())
+                    {
+                        let delay = self.retry.delay(
+                            Some(resp.headers()),
+                            retries_done,
+                            rand::random::<f64>(),
+                        );
+                        if Instant::now() + delay < deadline {
+                            tracing::info!(
+                                attempt,
+                                status = status.as_u16(),
+                                delay_ms = delay.as_millis() as u64,
+                                "upstream asked for a retry"
+                            );
+                            drop(resp);
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                    }
+                    let mut out_headers = HeaderMap::new();
+                    for (name, value) in resp.headers() {
+                        if is_pass_through(name.as_str()) {
+                            out_headers.append(name.clone(), value.clone());
+                        }
+                    }
+                    let body = deadline_bounded(resp.bytes_stream(), deadline);
+                    return Ok(UpstreamResponse {
+                        status,
+                        headers: out_headers,
+                        body,
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn deadline_error(attempt: u32) -> ProxyError {
+    ProxyError::Timeout(format!(
+        "the Messages API did not answer before this request's deadline (attempt {attempt}); \
+         try a smaller max_tokens, streaming, or a longer function timeout"
+    ))
+}
+
+/// Wraps the body so that waiting for any chunk ends at the deadline with a timeout error,
+/// and a broken connection becomes an error item.
+fn deadline_bounded(
+    stream: impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    deadline: Instant,
+) -> UpstreamBody {
+    let stream = Box::pin(stream);
+    futures_util::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => Some((
+                Err(ProxyError::Timeout(
+                    "the request deadline passed while the Messages API was still answering".into(),
+                )),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(stream))),
+            Ok(Some(Err(e))) => Some((
+                Err(ProxyError::Upstream(format!(
+                    "the connection to the Messages API broke while reading the answer: {e}"
+                ))),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}
+
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &'static str {
+        "anthropic"
+    }
+
+    fn send<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        secret: &'a Secret,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
+        Box::pin(self.send_inner(req, secret, deadline))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn retryable_statuses_match_the_sdks() {
+        let none = HeaderMap::new();
+        for s in [408, 409, 429, 500, 502, 503, 504, 529] {
+            assert!(
+                RetryPolicy::should_retry(StatusCode::from_u16(s).unwrap(), &none),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 413, 422] {
+            assert!(
+                !RetryPolicy::should_retry(StatusCode::from_u16(s).unwrap(), &none),
+                "{s}"
+            );
+        }
+        assert!(!RetryPolicy::should_retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h(&[("x-should-retry", "false")])
+        ));
+        assert!(RetryPolicy::should_retry(
+            StatusCode::BAD_REQUEST,
+            &h(&[("x-should-retry", "true")])
+        ));
+    }
+
+    #[test]
+    fn retry_after_headers_are_honoured_within_60_seconds() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.delay(Some(&h(&[("retry-after", "3")])), 0, 0.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.delay(
+                Some(&h(&[("retry-after-ms", "250"), ("retry-after", "3")])),
+                0,
+                0.0
+            ),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            p.delay(Some(&h(&[("retry-after", "0")])), 1, 0.0),
+            Duration::ZERO
+        );
+        // Out of range or unparsable: exponential backoff instead.
+        assert_eq!(
+            p.delay(Some(&h(&[("retry-after", "120")])), 0, 0.0),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            p.delay(
+                Some(&h(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+                1,
+                0.0
+            ),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let p = RetryPolicy::default();
+        let d: Vec<_> = (0..6).map(|n| p.delay(None, n, 0.0)).collect();
+        assert_eq!(
+            d,
+            [500, 1000, 2000, 4000, 8000, 8000].map(Duration::from_millis)
+        );
+        assert_eq!(p.delay(None, 0, 1.0), Duration::from_millis(375));
+        assert_eq!(p.delay(None, 10, 1.0), Duration::from_secs(6));
+        assert_eq!(p.delay(None, 1000, 0.5), Duration::from_millis(7000));
+    }
+
+    #[test]
+    fn pass_through_headers() {
+        for n in [
+            "request-id",
+            "anthropic-ratelimit-tokens-remaining",
+            "retry-after",
+            "retry-after-ms",
+            "x-should-retry",
+            "content-type",
+        ] {
+            assert!(is_pass_through(n), "{n}");
+        }
+        for n in ["set-cookie", "x-api-key", "content-length", "cf-ray"] {
+            assert!(!is_pass_through(n), "{n}");
+        }
+    }
+}
