@@ -1,3 +1,4 @@
 //! Local stand-ins for what runs in AWS: moto server and a Lambda Runtime API emulator.
+pub mod anthropic;
 pub mod lambda;
 pub mod moto;

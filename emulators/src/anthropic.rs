@@ -1,0 +1,537 @@
+//! A fake Anthropic Messages API on a loopback port, for `cargo xtask dev --mock`,
+//! `deploy --local` and the tests.
+//!
+//! Without faults it answers deterministically: the reply is `Echo: <last user text>`, one
+//! word per `content_block_delta`, in the real SSE event sequence (`message_start`,
+//! `content_block_start`, `ping`, `content_block_delta` x N, `content_block_stop`,
+//! `message_delta` with usage, `message_stop`), with `request-id` and
+//! `anthropic-ratelimit-*` headers. It checks `x-api-key` and `anthropic-version` like the
+//! real API. Tests program faults per request ([`Fault`]), hold every event of a stream until
+//! released ([`Gate`]), and read back every request received ([`FakeAnthropic::requests`]).
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::AbortHandle;
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// One programmed misbehaviour, applied to one request (faults are used in push order, one
+/// per authenticated request).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and the matching Anthropic error body, optionally with
+    /// `retry-after` / `retry-after-ms` headers.
+    Error {
+        status: u16,
+        retry_after: Option<String>,
+        retry_after_ms: Option<String>,
+    },
+    /// Wait this long before sending the response headers.
+    DelayFirstByte(Duration),
+    /// Stream normally for `after_events` events, then break the connection.
+    DropMidStream { after_events: usize },
+    /// Stream normally for `after_events` events, then send `event: error` (overloaded) and end.
+    StreamError { after_events: usize },
+}
+
+impl Fault {
+    pub fn status(status: u16) -> Self {
+        Fault::Error {
+            status,
+            retry_after: None,
+            retry_after_ms: None,
+        }
+    }
+    /// 429 with `retry-after: <seconds>`.
+    pub fn rate_limited(retry_after_seconds: &str) -> Self {
+        Fault::Error {
+            status: 429,
+            retry_after: Some(retry_after_seconds.to_string()),
+            retry_after_ms: None,
+        }
+    }
+    /// 529 overloaded.
+    pub fn overloaded() -> Self {
+        Fault::status(529)
+    }
+    /// 500 api_error.
+    pub fn server_error() -> Self {
+        Fault::status(500)
+    }
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// Holds each SSE event of gated streams until the test releases it.
+#[derive(Clone)]
+pub struct Gate {
+    permits: Arc<Semaphore>,
+}
+
+impl Gate {
+    /// Lets `n` more events go out.
+    pub fn release(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+}
+
+struct State {
+    expected_key: String,
+    faults: Mutex<VecDeque<Fault>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    gate: Mutex<Option<Gate>>,
+    events_sent: AtomicUsize,
+    counter: AtomicUsize,
+    connections: Mutex<Vec<AbortHandle>>,
+}
+
+/// The running fake. Stopped when dropped.
+pub struct FakeAnthropic {
+    addr: std::net::SocketAddr,
+    state: Arc<State>,
+    accept: AbortHandle,
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self.state.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl FakeAnthropic {
+    /// Starts on 127.0.0.1 on a free port; requests must carry `x-api-key: expected_key`.
+    pub async fn start(expected_key: &str) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Messages API to a loopback port")?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            expected_key: expected_key.to_string(),
+            faults: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(Vec::new()),
+            gate: Mutex::new(None),
+            events_sent: AtomicUsize::new(0),
+            counter: AtomicUsize::new(0),
+            connections: Mutex::new(Vec::new()),
+        });
+        let st = state.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let st2 = st.clone();
+                let conn = tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let st = st2.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                let mut conns = st.connections.lock().unwrap();
+                conns.retain(|h| !h.is_finished());
+                conns.push(conn.abort_handle());
+            }
+        })
+        .abort_handle();
+        Ok(FakeAnthropic {
+            addr,
+            state,
+            accept,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>` (what `ANTHROPIC_BASE_URL` is set to).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Applies `fault` to the next request without a fault of its own.
+    pub fn push_fault(&self, fault: Fault) {
+        self.state.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// The same fault for the next `n` requests.
+    pub fn push_faults(&self, fault: Fault, n: usize) {
+        let mut q = self.state.faults.lock().unwrap();
+        for _ in 0..n {
+            q.push_back(fault.clone());
+        }
+    }
+
+    /// Faults not used yet.
+    pub fn pending_faults(&self) -> usize {
+        self.state.faults.lock().unwrap().len()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+
+    /// From now on every SSE event waits for [`Gate::release`].
+    pub fn enable_gate(&self) -> Gate {
+        let gate = Gate {
+            permits: Arc::new(Semaphore::new(0)),
+        };
+        *self.state.gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+
+    /// SSE events handed to the connection so far (all streams).
+    pub fn events_sent(&self) -> usize {
+        self.state.events_sent.load(Ordering::SeqCst)
+    }
+}
+
+fn error_type_for(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed_unsync()
+}
+
+fn common_headers(state: &State, request_id: &str) -> HeaderMap {
+    let _ = state;
+    let mut h = HeaderMap::new();
+    h.insert("request-id", HeaderValue::from_str(request_id).unwrap());
+    h.insert(
+        "anthropic-ratelimit-requests-limit",
+        HeaderValue::from_static("1000"),
+    );
+    h.insert(
+        "anthropic-ratelimit-requests-remaining",
+        HeaderValue::from_static("999"),
+    );
+    h.insert(
+        "anthropic-ratelimit-requests-reset",
+        HeaderValue::from_static("2026-01-01T00:00:00Z"),
+    );
+    h.insert(
+        "anthropic-ratelimit-tokens-limit",
+        HeaderValue::from_static("100000"),
+    );
+    h.insert(
+        "anthropic-ratelimit-tokens-remaining",
+        HeaderValue::from_static("99000"),
+    );
+    h
+}
+
+fn error_response(
+    status: u16,
+    message: &str,
+    mut headers: HeaderMap,
+    request_id: &str,
+) -> Response<Body> {
+    let body = json!({
+        "type": "error",
+        "error": {"type": error_type_for(status), "message": message},
+        "request_id": request_id,
+    });
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *r.headers_mut() = headers;
+    r
+}
+
+async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    state.requests.lock().unwrap().push(RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let n = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let request_id = format!("req_fake_{n:06}");
+    let headers = common_headers(&state, &request_id);
+
+    let route = match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/v1/messages") => "messages",
+        (&Method::POST, "/v1/messages/count_tokens") => "count_tokens",
+        _ => return error_response(404, "Not found", headers, &request_id),
+    };
+    let key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(state.expected_key.as_str()) {
+        return error_response(401, "invalid x-api-key", headers, &request_id);
+    }
+    if parts.headers.get("anthropic-version").is_none() {
+        return error_response(
+            400,
+            "anthropic-version: header is required",
+            headers,
+            &request_id,
+        );
+    }
+
+    let fault = state.faults.lock().unwrap().pop_front();
+    let (mut drop_after, mut error_after) = (None, None);
+    match fault {
+        Some(Fault::Error {
+            status,
+            retry_after,
+            retry_after_ms,
+        }) => {
+            let mut headers = headers;
+            if let Some(v) = retry_after {
+                headers.insert("retry-after", HeaderValue::from_str(&v).unwrap());
+            }
+            if let Some(v) = retry_after_ms {
+                headers.insert("retry-after-ms", HeaderValue::from_str(&v).unwrap());
+            }
+            let message = match status {
+                429 => "Number of request tokens has exceeded your per-minute rate limit",
+                529 => "Overloaded",
+                _ => "Internal server error",
+            };
+            return error_response(status, message, headers, &request_id);
+        }
+        Some(Fault::DelayFirstByte(d)) => tokio::time::sleep(d).await,
+        Some(Fault::DropMidStream { after_events }) => drop_after = Some(after_events),
+        Some(Fault::StreamError { after_events }) => error_after = Some(after_events),
+        None => {}
+    }
+
+    let Ok(req_json) = serde_json::from_slice::<Value>(&body) else {
+        return error_response(400, "invalid JSON body", headers, &request_id);
+    };
+    let model = req_json.get("model").and_then(Value::as_str).unwrap_or("");
+    if model.is_empty() {
+        return error_response(400, "model: Field required", headers, &request_id);
+    }
+    let input_tokens = count_words(&req_json);
+    if route == "count_tokens" {
+        let mut h = headers;
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut r = Response::new(full(json!({"input_tokens": input_tokens}).to_string()));
+        *r.headers_mut() = h;
+        return r;
+    }
+    let max_tokens = req_json
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if max_tokens == 0 {
+        return error_response(400, "max_tokens: Field required", headers, &request_id);
+    }
+    let mut words: Vec<String> = format!("Echo: {}", last_user_text(&req_json))
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut stop_reason = "end_turn";
+    if words.len() as u64 > max_tokens {
+        words.truncate(max_tokens as usize);
+        stop_reason = "max_tokens";
+    }
+    let msg_id = format!("msg_fake_{n:06}");
+    let stream = req_json
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !stream {
+        let body = json!({
+            "id": msg_id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": words.join(" ")}],
+            "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": words.len()},
+        });
+        let mut h = headers;
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut r = Response::new(full(body.to_string()));
+        *r.headers_mut() = h;
+        return r;
+    }
+
+    // The real event sequence.
+    let mut events: Vec<(&'static str, Value)> = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", json!({"type": "ping"})),
+    ];
+    let count = words.len();
+    for (i, w) in words.into_iter().enumerate() {
+        let text = if i + 1 < count { format!("{w} ") } else { w };
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": text}}),
+        ));
+    }
+    events.push((
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+        "usage": {"output_tokens": count}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+
+    let gate = state.gate.lock().unwrap().clone();
+    let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
+    let st = state.clone();
+    tokio::spawn(async move {
+        for (i, (name, data)) in events.into_iter().enumerate() {
+            if drop_after == Some(i) {
+                let _ = tx
+                    .send(Err(std::io::Error::other(
+                        "fake upstream dropped the connection",
+                    )))
+                    .await;
+                return;
+            }
+            if error_after == Some(i) {
+                let err = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+                let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
+                return;
+            }
+            if let Some(g) = &gate {
+                match g.permits.acquire().await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+            }
+            if tx.send(Ok(Frame::data(sse(name, &data)))).await.is_err() {
+                return;
+            }
+            st.events_sent.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let mut h = headers;
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    let mut r = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    *r.headers_mut() = h;
+    r
+}
+
+fn sse(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn last_user_text(req: &Value) -> String {
+    req.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .and_then(|m| m.get("content"))
+        .map(text_of)
+        .unwrap_or_default()
+}
+
+fn count_words(req: &Value) -> usize {
+    let mut n = req
+        .get("system")
+        .map(text_of)
+        .unwrap_or_default()
+        .split_whitespace()
+        .count();
+    if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
+        for m in msgs {
+            n += m
+                .get("content")
+                .map(text_of)
+                .unwrap_or_default()
+                .split_whitespace()
+                .count();
+        }
+    }
+    n.max(1)
+}
