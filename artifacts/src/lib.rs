@@ -10,5 +10,9 @@
 
 pub mod build;
 pub mod elf;
+pub mod oci;
+pub mod registry;
 
 pub use elf::{Arch, ElfError, ElfReport, GlibcVersion, Machine, Runtime};
+pub use oci::{Image, ManifestFormat};
+pub use registry::{Credentials, PushReport, Registry, RegistryError};
