@@ -24,6 +24,8 @@ struct Writer<'a> {
     progress: &'a dyn Progress,
     dry_run: bool,
     done: Vec<String>,
+    /// A caller token was generated in this run: if a later step fails, say how to get one.
+    token_made: bool,
 }
 
 impl Writer<'_> {
@@ -37,7 +39,20 @@ impl Writer<'_> {
             return Ok(None);
         }
         self.progress.start(&step);
-        let out = fut.await.with_context(|| format!("failed to {step}"))?;
+        let token_made = self.token_made;
+        let out = fut
+            .await
+            .with_context(|| format!("failed to {step}"))
+            .map_err(|e| {
+                if token_made {
+                    e.context(
+                        "a caller token was generated before this failure and could not be shown: \
+                     run the deploy again with --rotate-token to get one",
+                    )
+                } else {
+                    e
+                }
+            })?;
         self.progress.finish(&step);
         self.done.push(step);
         Ok(Some(out))
@@ -209,6 +224,7 @@ async fn run(
         progress,
         dry_run: options.dry_run,
         done: Vec::new(),
+        token_made: false,
     };
     let mut caller_token: Option<CallerToken> = None;
     let mut url = actual.function_url.as_ref().map(|u| u.url.clone());
@@ -241,6 +257,7 @@ async fn run(
                 {
                     refs.secret_arn = arn;
                     caller_token = Some(token);
+                    w.token_made = true;
                 }
             }
             (Kind::Secret, _) => {
@@ -255,6 +272,7 @@ async fn run(
                     .flatten()
                 {
                     caller_token = Some(token);
+                    w.token_made = true;
                 }
             }
             // Log group.

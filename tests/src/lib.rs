@@ -1,1 +1,1 @@
-
+pub mod aws_proxy;
