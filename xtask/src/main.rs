@@ -1,1 +1,74 @@
-fn main() {}
+//! `cargo xtask`: parses the flags and hands over to the command's module. Nothing else.
+
+mod build;
+mod cmd;
+mod deploy;
+mod dev;
+mod flags;
+mod invoke;
+mod local;
+mod logs;
+mod output;
+mod package;
+mod plan;
+mod progress;
+mod stack;
+mod teardown;
+
+use clap::Parser;
+use flags::Command;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    init_tracing(flags.common.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let common = flags.common;
+    let progress = progress::Progress::new();
+    let result = runtime.block_on(async {
+        match flags.command {
+            Command::Build(cmd) => cmd.run(&common, &progress).await,
+            Command::Package(cmd) => cmd.run(&common, &progress).await,
+            Command::Plan(cmd) => cmd.run(&common, &progress).await,
+            Command::Deploy(cmd) => cmd.run(&common, &progress).await,
+            Command::Invoke(cmd) => cmd.run(&common).await,
+            Command::Logs(cmd) => cmd.run(&common).await,
+            Command::Dev(cmd) => cmd.run(&common).await,
+            Command::Teardown(cmd) => cmd.run(&common, &progress).await,
+        }
+    });
+    progress.finish();
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr. Default: warnings only; `-v` debug for our crates; `-vv` debug for
+/// everything; `RUST_LOG` wins when set.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,xtask=debug,infra=debug,emulators=debug,handler=debug",
+        _ => "debug,hyper=info,hyper_util=info,h2=info,rustls=info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 1)
+        .init();
+}

@@ -1,0 +1,119 @@
+//! `cargo xtask deploy`: plan, show, confirm, apply, print the outputs.
+//! `--local` lives in `local.rs`.
+
+use crate::flags::{self, Common, OutputFormat};
+use crate::output;
+use crate::plan::{api_key_from_env, compute};
+use crate::progress::Progress;
+use crate::stack::StackContext;
+use anyhow::{bail, Context, Result};
+use infra::secret::{ApiKey, SecretInput};
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+impl flags::Deploy {
+    pub async fn run(self, common: &Common, progress: &Progress) -> Result<ExitCode> {
+        if self.local {
+            return crate::local::deploy_local(self, common, progress).await;
+        }
+        let secret = SecretInput {
+            anthropic_api_key: api_key(self.api_key_stdin)?,
+            rotate_token: self.rotate_token,
+        };
+        let ctx = StackContext::with_stack_args(common, &self.stack).await?;
+        let (desired, plan) = compute(&ctx, &self.code, secret, progress).await?;
+
+        if plan.is_empty() {
+            // Nothing to change: apply makes no mutating call and reports the outputs.
+            let outputs = infra::apply(&ctx.aws, &plan, &desired, progress).await?;
+            progress.finish();
+            output::emit(common.output, &outputs)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        show_plan(common, &plan);
+        if !plan.blockers.is_empty() {
+            bail!(
+                "the plan cannot be applied:\n  - {}",
+                plan.blockers.join("\n  - ")
+            );
+        }
+        confirm(
+            common,
+            &format!(
+                "Apply these changes to stack `{}` in {}?",
+                ctx.stack,
+                ctx.where_()
+            ),
+        )?;
+
+        let outputs = infra::apply(&ctx.aws, &plan, &desired, progress)
+            .await
+            .with_context(|| {
+                format!(
+                    "deploying stack `{}` failed part way; run `cargo xtask deploy` again to finish, \
+                     or `cargo xtask teardown --stack {}` to remove what was created",
+                    ctx.stack, ctx.stack
+                )
+            })?;
+        progress.finish();
+        output::emit(common.output, &outputs)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The plan goes to stdout for people, to stderr when stdout carries JSON.
+pub fn show_plan(common: &Common, plan: &infra::plan::Plan) {
+    match common.output {
+        OutputFormat::Text => print!("{plan}"),
+        OutputFormat::Json => eprint!("{plan}"),
+    }
+}
+
+/// The Anthropic key: `--api-key-stdin` or `ANTHROPIC_API_KEY` (never from argv).
+pub fn api_key(from_stdin: bool) -> Result<Option<ApiKey>> {
+    if !from_stdin {
+        return Ok(api_key_from_env());
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Anthropic API key (input is not hidden; pipe it to avoid echo): ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .context("reading the Anthropic API key from stdin")?;
+        return non_empty(line);
+    }
+    let mut all = String::new();
+    stdin
+        .read_to_string(&mut all)
+        .context("reading the Anthropic API key from stdin")?;
+    non_empty(all)
+}
+
+fn non_empty(key: String) -> Result<Option<ApiKey>> {
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("--api-key-stdin: stdin was empty; pipe the key in, e.g. `printf %s \"$KEY\" | cargo xtask deploy --api-key-stdin --yes`");
+    }
+    Ok(Some(ApiKey::new(key)))
+}
+
+/// Asks y/N on a terminal; `--yes` skips the question; without a terminal `--yes` is required.
+pub fn confirm(common: &Common, question: &str) -> Result<()> {
+    if common.yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("stdin is not a terminal, so there is no one to confirm: pass --yes to go ahead without asking");
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.read_line(&mut answer).context("reading the answer")?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("cancelled: nothing was changed"),
+    }
+}

@@ -1,0 +1,365 @@
+//! Every flag of `cargo xtask`, in one place. The commands live in their own modules as
+//! `impl flags::<Command> { async fn run(self, common: &Common) -> anyhow::Result<ExitCode> }`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (`plan`: no changes)
+  1  error
+  2  `plan` only: the plan has changes";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, deploy and operate the Claude Lambda proxy stack",
+    after_help = EXIT_CODES,
+    version
+)]
+pub struct Xtask {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every command (accepted before or after the command name).
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Stack configuration file (a missing file means all defaults)
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "stack.toml",
+        help_heading = "Common options"
+    )]
+    pub config: PathBuf,
+    /// Stack name (default: stack.name in stack.toml, else "dev")
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDE_PROXY_STACK",
+        help_heading = "Common options"
+    )]
+    pub stack: Option<String>,
+    /// AWS profile from ~/.aws/config
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_PROFILE",
+        help_heading = "Common options"
+    )]
+    pub profile: Option<String>,
+    /// AWS region
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_REGION",
+        help_heading = "Common options"
+    )]
+    pub region: Option<String>,
+    /// Send every AWS call to this endpoint (an emulator such as moto)
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_ENDPOINT_URL",
+        help_heading = "Common options"
+    )]
+    pub endpoint_url: Option<String>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, help_heading = "Common options")]
+    pub output: OutputFormat,
+    /// Answer yes to confirmations (required when stdin is not a terminal)
+    #[arg(long, short = 'y', global = true, help_heading = "Common options")]
+    pub yes: bool,
+    /// More logging (-v: debug for the toolkit, -vv: trace and the AWS SDK)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Common options")]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile the handler's `bootstrap` binary for Lambda (provided.al2023)
+    Build(Build),
+    /// Build and zip `bootstrap` deterministically (prints path, size, CodeSha256)
+    Package(Package),
+    /// Show what `deploy` would change, changing nothing (exit 2 when there are changes)
+    Plan(Plan),
+    /// Create or update the stack in AWS (or on a local emulator with --local)
+    Deploy(Deploy),
+    /// Send a real request to the deployed endpoint and stream the answer (smoke test)
+    Invoke(Invoke),
+    /// Show the function's logs from CloudWatch Logs (--follow to tail)
+    Logs(Logs),
+    /// Serve the handler's routes on localhost (real API or a built-in fake upstream)
+    Dev(Dev),
+    /// Delete every resource of the stack
+    Teardown(Teardown),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64", alias = "x86-64", alias = "amd64")]
+    X86_64,
+    #[value(name = "arm64", alias = "aarch64")]
+    Arm64,
+}
+
+impl Arch {
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+    /// The name Lambda uses (`Architectures`).
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Build without optimisations (faster to compile; default is --release)
+    #[arg(long, conflicts_with = "release")]
+    pub debug: bool,
+    /// Build with optimisations (the default)
+    #[arg(long)]
+    pub release: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Build {
+    /// CPU architecture of the function (default: function.architecture in stack.toml)
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// Where the function's code comes from, for the commands that need it.
+#[derive(Debug, Clone, Args)]
+pub struct CodeArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Package this prebuilt `bootstrap` executable instead of building
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["zip", "skip_build"])]
+    pub bootstrap: Option<PathBuf>,
+    /// Use this already packaged zip (must contain `bootstrap`) instead of building
+    #[arg(long, value_name = "PATH", conflicts_with = "skip_build")]
+    pub zip: Option<PathBuf>,
+    /// Do not build: use the zip from the last `cargo xtask package`
+    #[arg(long)]
+    pub skip_build: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Package {
+    /// CPU architecture of the function (default: function.architecture in stack.toml)
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Package this prebuilt `bootstrap` executable instead of building
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap: Option<PathBuf>,
+    /// Write the zip here (default: <target>/lambda/<arch>/bootstrap.zip)
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+/// Settings that override stack.toml.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Function memory in MB
+    #[arg(long, value_name = "MB", help_heading = "Stack settings")]
+    pub memory: Option<u32>,
+    /// Function timeout in seconds
+    #[arg(long, value_name = "SECONDS", help_heading = "Stack settings")]
+    pub timeout: Option<u32>,
+    /// Function CPU architecture
+    #[arg(long, value_enum, help_heading = "Stack settings")]
+    pub arch: Option<Arch>,
+    /// Reserved concurrency: a number, `auto` (from --requests-per-minute and
+    /// --expected-duration) or `none`
+    #[arg(long, value_name = "N|auto|none", help_heading = "Stack settings")]
+    pub concurrency: Option<infra::config::ConcurrencySetting>,
+    /// Anthropic rate limit in requests per minute (for --concurrency auto)
+    #[arg(long, value_name = "N", help_heading = "Stack settings")]
+    pub requests_per_minute: Option<u32>,
+    /// Average request duration (for --concurrency auto), e.g. 8s, 1.5s, 500ms
+    #[arg(long, value_name = "DURATION", value_parser = parse_seconds, help_heading = "Stack settings")]
+    pub expected_duration: Option<f64>,
+    /// Function URL invoke mode
+    #[arg(long, value_enum, help_heading = "Stack settings")]
+    pub invoke_mode: Option<InvokeMode>,
+    /// Function URL auth: none (caller tokens) or aws-iam (SigV4)
+    #[arg(long, value_enum, help_heading = "Stack settings")]
+    pub url_auth: Option<UrlAuth>,
+    /// Also create an API Gateway HTTP API (buffered, 30 s limit)
+    #[arg(long, overrides_with = "no_http_api", help_heading = "Stack settings")]
+    pub http_api: bool,
+    /// Do not create (or remove) the API Gateway HTTP API
+    #[arg(long, overrides_with = "http_api", help_heading = "Stack settings")]
+    pub no_http_api: bool,
+    /// Do not create (or remove) the Function URL
+    #[arg(long, help_heading = "Stack settings")]
+    pub no_function_url: bool,
+    /// Comma-separated model allowlist (empty = any model)
+    #[arg(long, value_name = "MODELS", help_heading = "Stack settings")]
+    pub allowed_models: Option<String>,
+    /// Upper bound on max_tokens per request
+    #[arg(long, value_name = "N", help_heading = "Stack settings")]
+    pub max_tokens_cap: Option<u32>,
+    /// Model for /chat when the caller names none
+    #[arg(long, value_name = "MODEL", help_heading = "Stack settings")]
+    pub default_model: Option<String>,
+    /// Log retention in days
+    #[arg(long, value_name = "DAYS", help_heading = "Stack settings")]
+    pub log_retention_days: Option<u32>,
+    /// Upstream Messages API base URL (ANTHROPIC_BASE_URL in the function)
+    #[arg(long, value_name = "URL", help_heading = "Stack settings")]
+    pub anthropic_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvokeMode {
+    #[value(name = "stream", alias = "RESPONSE_STREAM", alias = "response-stream")]
+    Stream,
+    #[value(name = "buffered", alias = "BUFFERED")]
+    Buffered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UrlAuth {
+    #[value(name = "none", alias = "NONE")]
+    None,
+    #[value(name = "aws-iam", alias = "AWS_IAM", alias = "iam")]
+    AwsIam,
+}
+
+#[derive(Debug, Args)]
+pub struct Plan {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub code: CodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct Deploy {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub code: CodeArgs,
+    /// Read the Anthropic API key from stdin instead of ANTHROPIC_API_KEY
+    #[arg(long)]
+    pub api_key_stdin: bool,
+    /// Generate a new caller token (the old one stops working)
+    #[arg(long)]
+    pub rotate_token: bool,
+    /// Deploy to a local AWS emulator (moto, installed if missing) and serve the function
+    /// on localhost; no AWS account needed
+    #[arg(long)]
+    pub local: bool,
+    /// With --local: port of the local Function URL (default: a free port)
+    #[arg(long, requires = "local")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct Invoke {
+    /// Endpoint URL (default: the stack's Function URL, else its HTTP API URL)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Send to the stack's API Gateway URL instead of its Function URL
+    #[arg(long, conflicts_with = "url")]
+    pub api: bool,
+    /// The message to send
+    #[arg(long, short, default_value = "Say hello in five words.")]
+    pub message: String,
+    /// Route to call
+    #[arg(long, default_value = "/chat", value_parser = ["/chat", "/v1/messages", "/"])]
+    pub path: String,
+    /// Model to ask for (default: the function's DEFAULT_MODEL)
+    #[arg(long)]
+    pub model: Option<String>,
+    /// max_tokens for the request
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Stream the answer as it is generated (default)
+    #[arg(long, overrides_with = "no_stream")]
+    pub stream: bool,
+    /// Wait for the whole answer
+    #[arg(long, overrides_with = "stream")]
+    pub no_stream: bool,
+    /// Sign the request with SigV4 (default: when the Function URL uses AWS_IAM)
+    #[arg(long)]
+    pub sigv4: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Logs {
+    /// Keep polling for new events
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How far back to start, e.g. 10m, 2h, 1d
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Only events matching this CloudWatch Logs filter pattern
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Dev {
+    /// Port to listen on (127.0.0.1)
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Use the built-in fake Messages API even when ANTHROPIC_API_KEY is set
+    #[arg(long)]
+    pub mock: bool,
+    /// Caller token that clients must send (default: a generated one)
+    #[arg(long, value_name = "TOKEN")]
+    pub caller_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Teardown {}
+
+/// Seconds from `8`, `8s`, `1.5s`, `500ms`, `2m`.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use e.g. 8s, 1.5s, 500ms, 2m"))?;
+    let factor = match unit {
+        "ms" => 0.001,
+        "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit `{unit}`: use ms, s, m, h or d"
+            ))
+        }
+    };
+    Ok(n * factor)
+}

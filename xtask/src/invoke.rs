@@ -1,0 +1,395 @@
+//! `cargo xtask invoke`: the post-deploy smoke test. Sends one real request to the deployed
+//! endpoint and streams the answer to stdout; a non-2xx answer is an error (exit 1).
+
+use crate::flags::{self, Common, OutputFormat};
+use crate::stack::StackContext;
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use infra::aws::is_not_found;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Environment variable holding the caller token (tokens never go on the command line).
+pub const TOKEN_ENV: &str = "CLAUDE_PROXY_TOKEN";
+const DEFAULT_MODEL: &str = "claude-haiku-4-5";
+
+impl flags::Invoke {
+    pub async fn run(self, common: &Common) -> Result<ExitCode> {
+        let ctx = StackContext::new(common).await?;
+        let target = self.resolve_target(&ctx).await?;
+        let stream = !self.no_stream;
+        let sign = self.sigv4 || target.iam;
+        let token = match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            _ if sign => None,
+            _ => Some(read_token_from_secret(&ctx).await?),
+        };
+
+        let url = format!("{}{}", target.base.trim_end_matches('/'), self.path);
+        let body = self.body(stream);
+        let body = serde_json::to_vec(&body)?;
+        let mut headers: Vec<(String, String)> =
+            vec![("content-type".into(), "application/json".into())];
+        if stream {
+            headers.push(("accept".into(), "text/event-stream".into()));
+        }
+        if self.path == "/v1/messages" {
+            headers.push(("anthropic-version".into(), "2023-06-01".into()));
+        }
+        if let Some(token) = &token {
+            headers.push(("x-api-key".into(), token.clone()));
+        }
+        if sign {
+            let signed = sigv4_headers(&ctx, &url, &headers, &body).await?;
+            headers.extend(signed);
+        }
+        tracing::info!(%url, stream, signed = sign, "sending request");
+
+        let client = reqwest::Client::builder()
+            .build()
+            .context("building the HTTP client")?;
+        let mut req = client.post(&url).body(body);
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "sending the request to {url} (is the URL reachable from here? against an emulator, \
+                 use `cargo xtask deploy --local`, which serves the function locally)"
+            )
+        })?;
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("request-id")
+            .or_else(|| resp.headers().get("x-amzn-requestid"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            bail!(
+                "{url} answered {status}: {}\n{}",
+                text.trim(),
+                hint_for(status.as_u16(), sign)
+            );
+        }
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+        if common.output == OutputFormat::Json && !is_sse {
+            let value = read_json(resp).await?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if is_sse {
+            print_sse(resp, common.output == OutputFormat::Json).await?;
+        } else {
+            let value = read_json(resp).await?;
+            println!("{}", reply_text(&value));
+        }
+        if let Some(id) = request_id {
+            eprintln!("({status}, request-id {id})");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn body(&self, stream: bool) -> serde_json::Value {
+        if self.path == "/v1/messages" {
+            serde_json::json!({
+                "model": self.model.as_deref().unwrap_or(DEFAULT_MODEL),
+                "max_tokens": self.max_tokens,
+                "messages": [{"role": "user", "content": self.message}],
+                "stream": stream,
+            })
+        } else {
+            let mut body = serde_json::json!({
+                "message": self.message,
+                "max_tokens": self.max_tokens,
+                "stream": stream,
+            });
+            if let Some(model) = &self.model {
+                body["model"] = model.clone().into();
+            }
+            body
+        }
+    }
+
+    async fn resolve_target(&self, ctx: &StackContext) -> Result<Target> {
+        if let Some(url) = &self.url {
+            return Ok(Target {
+                base: url.clone(),
+                iam: false,
+            });
+        }
+        let function = ctx.function_name();
+        if !self.api {
+            match ctx
+                .aws
+                .lambda
+                .get_function_url_config()
+                .function_name(&function)
+                .send()
+                .await
+            {
+                Ok(cfg) => {
+                    let iam = cfg.auth_type().as_str() == "AWS_IAM";
+                    return Ok(Target {
+                        base: cfg.function_url().to_string(),
+                        iam,
+                    });
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(infra::aws::ctx(format!(
+                        "lambda:GetFunctionUrlConfig {function}"
+                    ))(e))
+                }
+            }
+        }
+        let mut next = None;
+        loop {
+            let page = ctx
+                .aws
+                .apigw
+                .get_apis()
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(infra::aws::ctx(format!(
+                    "apigateway:GetApis (looking for {function})"
+                )))?;
+            if let Some(api) = page
+                .items()
+                .iter()
+                .find(|a| a.name() == Some(function.as_str()))
+            {
+                let endpoint = api.api_endpoint().context("the HTTP API has no endpoint")?;
+                return Ok(Target {
+                    base: endpoint.to_string(),
+                    iam: false,
+                });
+            }
+            next = page.next_token().map(str::to_owned);
+            if next.is_none() {
+                break;
+            }
+        }
+        bail!(
+            "stack {:?} has no {}endpoint in {} (is it deployed? run `cargo xtask deploy`, or pass --url)",
+            ctx.stack,
+            if self.api { "HTTP API " } else { "" },
+            ctx.where_()
+        )
+    }
+}
+
+struct Target {
+    base: String,
+    iam: bool,
+}
+
+fn hint_for(status: u16, signed: bool) -> &'static str {
+    match status {
+        401 => "The caller token was refused: set CLAUDE_PROXY_TOKEN to a current token (see the deploy output), or unset it to read it from the stack's secret.",
+        403 if signed => "AWS refused the signed request: your credentials need lambda:InvokeFunctionUrl on this function.",
+        403 => "AWS refused the request: the URL may use AWS_IAM auth (try --sigv4), or the public URL is missing its resource-policy statements (redeploy).",
+        429 | 529 => "The upstream is rate limiting or overloaded: try again shortly.",
+        _ => "See `cargo xtask logs` for the function's side.",
+    }
+}
+
+/// The newest caller token from the stack's secret (needs secretsmanager:GetSecretValue).
+async fn read_token_from_secret(ctx: &StackContext) -> Result<String> {
+    let name = ctx.secret_name();
+    let out = ctx
+        .aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&name)
+        .send()
+        .await
+        .map_err(infra::aws::ctx(format!("secretsmanager:GetSecretValue {name}")))
+        .with_context(|| {
+            format!(
+                "reading the caller token from secret {name} (set {TOKEN_ENV} instead if you cannot read the secret)"
+            )
+        })?;
+    let doc: serde_json::Value = serde_json::from_str(out.secret_string().unwrap_or_default())
+        .with_context(|| format!("secret {name} is not the JSON document the stack writes"))?;
+    doc["caller_tokens"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("secret {name} holds no caller token: redeploy with --rotate-token")
+        })
+}
+
+/// SigV4 headers (service `lambda`) for a Function URL with AWS_IAM auth.
+async fn sigv4_headers(
+    ctx: &StackContext,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Vec<(String, String)>> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+
+    let config = ctx.sdk_config();
+    let provider = config.credentials_provider().context(
+        "no AWS credentials configured to sign the request (set a profile or AWS_ACCESS_KEY_ID)",
+    )?;
+    let credentials = provider
+        .provide_credentials()
+        .await
+        .context("loading AWS credentials to sign the request")?;
+    let region = config
+        .region()
+        .context("no AWS region configured to sign the request (pass --region)")?
+        .to_string();
+    let identity = credentials.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("lambda")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .context("building SigV4 signing parameters")?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .context("preparing the request for signing")?;
+    let (instructions, _signature) = sign(signable, &params)
+        .context("signing the request")?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+async fn read_json(resp: reqwest::Response) -> Result<serde_json::Value> {
+    let bytes = resp.bytes().await.context("reading the answer")?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "the answer is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(500)
+                .collect::<String>()
+        )
+    })
+}
+
+/// The text of a buffered answer (`/chat` → `reply`, `/v1/messages` → the text blocks).
+fn reply_text(value: &serde_json::Value) -> String {
+    if let Some(reply) = value["reply"].as_str() {
+        return reply.to_string();
+    }
+    if let Some(blocks) = value["content"].as_array() {
+        return blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+    }
+    value.to_string()
+}
+
+/// Prints server-sent events as they arrive: the text deltas (or, with `raw`, every event).
+async fn print_sse(resp: reqwest::Response, raw: bool) -> Result<()> {
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the stream broke before it finished")?;
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = event_end(&buf) {
+            let event: Vec<u8> = buf.drain(..end.1).collect();
+            let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
+            if raw {
+                writeln!(out, "{event}\n")?;
+            }
+            let (name, data) = parse_event(&event);
+            if name.as_deref() == Some("error") {
+                out.flush()?;
+                bail!("the stream ended with an error event: {data}");
+            }
+            if raw {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                if v["type"] == "error" {
+                    out.flush()?;
+                    bail!("the stream ended with an error event: {data}");
+                }
+                let text = v["delta"]["text"].as_str().or_else(|| v["text"].as_str());
+                if let Some(text) = text {
+                    write!(out, "{text}")?;
+                    out.flush()?;
+                }
+            }
+        }
+    }
+    if !raw {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// (end of the event text, end including the blank-line separator)
+fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|p| (p, p + 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| (p, p + 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_event(event: &str) -> (Option<String>, String) {
+    let mut name = None;
+    let mut data = Vec::new();
+    for line in event.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+        }
+    }
+    (name, data.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sse_events() {
+        let buf = b"event: content_block_delta\ndata: {\"delta\":{\"text\":\"hi\"}}\n\nrest";
+        let (end, next) = event_end(buf).unwrap();
+        assert_eq!(next, end + 2);
+        let (name, data) = parse_event(std::str::from_utf8(&buf[..end]).unwrap());
+        assert_eq!(name.as_deref(), Some("content_block_delta"));
+        assert_eq!(data, "{\"delta\":{\"text\":\"hi\"}}");
+    }
+
+    #[test]
+    fn extracts_reply_text() {
+        assert_eq!(reply_text(&serde_json::json!({"reply": "hello"})), "hello");
+        let msg = serde_json::json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]});
+        assert_eq!(reply_text(&msg), "ab");
+    }
+}
