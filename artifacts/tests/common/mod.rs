@@ -54,3 +54,131 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// A real OCI registry (Debian's `docker-registry`, the CNCF distribution server) on a
+/// loopback port with htpasswd basic auth, storing into a temporary directory.
+pub struct RegistryServer {
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl RegistryServer {
+    /// Starts the registry, or returns `None` (outside CI) when it is not installed.
+    pub fn start() -> Option<RegistryServer> {
+        let (Some(bin), Some(_)) = (which("docker-registry"), which("skopeo")) else {
+            missing(
+                "docker-registry or skopeo",
+                "apt-get install -y docker-registry skopeo",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let user = "AWS".to_string();
+        let password = format!("pw-{}", std::process::id());
+        let hash = bcrypt::hash_with_salt(&password, 5, *b"0123456789abcdef")
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test-registry\n    path: {htpasswd}\n",
+            data = dir.path().join("data").display(),
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        let mut server = RegistryServer {
+            port,
+            user,
+            password,
+            child,
+            dir,
+        };
+        // Ready when /v2/ answers (401: it wants our credentials).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "docker-registry exited ({status}) before listening:\n{}",
+                    server.log()
+                );
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = write!(
+                    s,
+                    "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                );
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.1 401") {
+                    return Some(server);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not answer on 127.0.0.1:{port} within 30 s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn creds(&self) -> String {
+        format!("{}:{}", self.user, self.password)
+    }
+
+    /// The registry's own log (one line per request it served).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Requests the registry logged with this HTTP method (from its access log lines).
+    pub fn logged_requests(&self, method: &str) -> usize {
+        let needle = format!("http.request.method={method} ");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("response completed") && l.contains(&needle))
+            .count()
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs skopeo against the registry and returns its stdout.
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
