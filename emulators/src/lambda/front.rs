@@ -914,8 +914,15 @@ fn stream_body(first: Bytes, events: mpsc::Receiver<StreamEvent>) -> Body {
         match rx.recv().await {
             Some(StreamEvent::Data(b)) => Some((Ok(Frame::data(b)), (None, rx, false))),
             Some(StreamEvent::End) => None,
-            Some(StreamEvent::Error(e)) => Some((Err(BoxError::from(e)), (None, rx, true))),
-            None => Some((Err(BoxError::from(pool::lost_stream())), (None, rx, true))),
+            Some(StreamEvent::Error(e)) => {
+                // Let the server flush what it already has before it breaks the connection.
+                tokio::task::yield_now().await;
+                Some((Err(BoxError::from(e)), (None, rx, true)))
+            }
+            None => {
+                tokio::task::yield_now().await;
+                Some((Err(BoxError::from(pool::lost_stream())), (None, rx, true)))
+            }
         }
     });
     StreamBody::new(stream).boxed_unsync()

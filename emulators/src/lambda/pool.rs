@@ -166,7 +166,7 @@ impl Pool {
     }
 
     pub fn cold_starts(&self) -> Vec<ColdStart> {
-        self.cold_starts.lock().unwrap().clone()
+        lock(&self.cold_starts).clone()
     }
 
     pub fn live_instances(&self) -> usize {
@@ -220,12 +220,14 @@ impl Pool {
             tokio::pin!(released);
             released.as_mut().enable();
             {
+                // Checked under the list lock, which `shutdown` takes too: no instance is
+                // spawned after `shutdown` has killed the others.
+                let mut list = lock(&self.instances);
                 if self.stopping.load(Ordering::SeqCst) {
                     return Err(InvokeError::Unavailable(
                         "the local Lambda is stopping".into(),
                     ));
                 }
-                let mut list = self.instances.lock().unwrap();
                 list.retain(|i| i.is_alive());
                 if let Some(i) = list.iter().find(|i| i.try_reserve()) {
                     return Ok(i.clone());
@@ -241,8 +243,8 @@ impl Pool {
                     .map_err(|e| {
                         InvokeError::Unavailable(format!("could not start an instance: {e:#}"))
                     })?;
-                    let reserved = instance.try_reserve();
-                    debug_assert!(reserved);
+                    // Spawned reserved: it may even have exited already, then the
+                    // invocation fails with its exit status.
                     list.push(instance.clone());
                     return Ok(instance);
                 }
@@ -256,15 +258,17 @@ impl Pool {
 
     /// Kills every instance (without waiting) and refuses new invocations.
     pub fn shutdown(&self) {
+        let list = lock(&self.instances);
         self.stopping.store(true, Ordering::SeqCst);
-        for i in self.instances.lock().unwrap().iter() {
+        for i in list.iter() {
             i.kill();
         }
+        drop(list);
         self.released.notify_waiters();
     }
 
     pub async fn wait_all_exited(&self, limit: Duration) {
-        let list: Vec<_> = self.instances.lock().unwrap().clone();
+        let list: Vec<_> = lock(&self.instances).clone();
         let _ = tokio::time::timeout(limit, async {
             for i in list {
                 let mut rx = i.exited.subscribe();
@@ -322,6 +326,7 @@ struct Slot {
     active: Option<Active>,
     invocations: u64,
     timed_out: Option<String>,
+    exit_status: Option<String>,
 }
 
 pub(crate) struct Instance {
@@ -338,7 +343,8 @@ pub(crate) struct Instance {
     spawned_at: Instant,
     first_poll: OnceLock<Duration>,
     pid: Option<u32>,
-    tasks: Mutex<Vec<AbortHandle>>,
+    /// The Runtime API server, stopped when the process exits.
+    server: Mutex<Option<AbortHandle>>,
 }
 
 impl Instance {
@@ -420,6 +426,7 @@ impl Instance {
             cold_starts,
             slot: Mutex::new(Slot {
                 alive: true,
+                busy: true,
                 ..Slot::default()
             }),
             wake: Notify::new(),
@@ -428,15 +435,15 @@ impl Instance {
             spawned_at,
             first_poll: OnceLock::new(),
             pid: child.id(),
-            tasks: Mutex::new(Vec::new()),
+            server: Mutex::new(None),
         });
 
-        let mut tasks = Vec::new();
+        // Log forwarders end at EOF, when the process is gone.
         if let Some(out) = child.stdout.take() {
-            tasks.push(forward_lines(out, id, LogSource::Stdout, cfg.clone()));
+            forward_lines(out, id, LogSource::Stdout, cfg.clone());
         }
         if let Some(err) = child.stderr.take() {
-            tasks.push(forward_lines(err, id, LogSource::Stderr, cfg.clone()));
+            forward_lines(err, id, LogSource::Stderr, cfg.clone());
         }
         let server = {
             let instance = instance.clone();
@@ -445,8 +452,7 @@ impl Instance {
                 async move { instance.runtime_api(req).await }
             }))
         };
-        tasks.push(server.abort_handle());
-        *instance.tasks.lock().unwrap() = tasks;
+        *lock(&instance.server) = Some(server.abort_handle());
 
         // The watcher owns the child: it reaps it, or kills it when asked.
         let watched = instance.clone();
@@ -468,11 +474,11 @@ impl Instance {
     }
 
     fn is_alive(&self) -> bool {
-        self.slot.lock().unwrap().alive
+        lock(&self.slot).alive
     }
 
     fn try_reserve(&self) -> bool {
-        let mut slot = self.slot.lock().unwrap();
+        let mut slot = lock(&self.slot);
         if slot.alive && !slot.busy {
             slot.busy = true;
             true
@@ -483,12 +489,13 @@ impl Instance {
 
     fn enqueue(&self, inv: Invocation) {
         {
-            let mut slot = self.slot.lock().unwrap();
+            let mut slot = lock(&self.slot);
             if !slot.alive {
+                let status = slot.exit_status.clone().unwrap_or_default();
                 drop(slot);
                 let _ = inv.reply.send(Outcome::Error(exit_error(
                     &inv.request_id,
-                    "the instance exited",
+                    &format!("Runtime exited with error: {status}"),
                 )));
                 return;
             }
@@ -503,14 +510,14 @@ impl Instance {
 
     fn on_exit(&self, status: String) {
         let (queued, active) = {
-            let mut slot = self.slot.lock().unwrap();
+            let mut slot = lock(&self.slot);
             slot.alive = false;
             slot.busy = false;
+            slot.exit_status = Some(status.clone());
             (slot.queued.take(), slot.active.take())
         };
-        for task in self.tasks.lock().unwrap().drain(..) {
-            // Keep the log forwarders: they end at EOF. Stop the Runtime API server.
-            task.abort();
+        if let Some(server) = lock(&self.server).take() {
+            server.abort();
         }
         if let Some(inv) = queued {
             let _ = inv.reply.send(Outcome::Error(exit_error(
@@ -535,7 +542,7 @@ impl Instance {
     /// Marks the invocation `request_id` complete, if it is still the active one.
     fn complete(&self, request_id: &str) {
         let active = {
-            let mut slot = self.slot.lock().unwrap();
+            let mut slot = lock(&self.slot);
             match &slot.active {
                 Some(a) if a.request_id == request_id => {
                     slot.busy = false;
@@ -598,14 +605,14 @@ impl Instance {
         let first = self.first_poll.get().is_none();
         let init = *self.first_poll.get_or_init(|| self.spawned_at.elapsed());
         if first {
-            self.cold_starts.lock().unwrap().push(ColdStart {
+            lock(&self.cold_starts).push(ColdStart {
                 instance: self.id,
                 duration: init,
             });
         }
         loop {
             let taken = {
-                let mut slot = self.slot.lock().unwrap();
+                let mut slot = lock(&self.slot);
                 if !slot.alive {
                     None
                 } else if let Some(inv) = slot.queued.take() {
@@ -668,7 +675,7 @@ impl Instance {
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let reply = {
-                let mut slot = self.slot.lock().unwrap();
+                let mut slot = lock(&self.slot);
                 match slot.active.as_mut() {
                     Some(a) if a.request_id == request_id => {
                         slot.timed_out = Some(request_id.clone());
@@ -697,7 +704,7 @@ impl Instance {
         &self,
         id: &str,
     ) -> Result<oneshot::Sender<Outcome>, Box<Response<super::front::Body>>> {
-        let mut slot = self.slot.lock().unwrap();
+        let mut slot = lock(&self.slot);
         match slot.active.as_mut() {
             Some(a) if a.request_id == id => a.reply.take().ok_or_else(|| {
                 Box::new(runtime_error(
@@ -815,7 +822,7 @@ impl Instance {
                     }
                 },
                 Some(Err(e)) => {
-                    let timed_out = self.slot.lock().unwrap().timed_out.as_deref() == Some(id);
+                    let timed_out = lock(&self.slot).timed_out.as_deref() == Some(id);
                     return StreamEvent::Error(if timed_out {
                         timeout_error(id, self.cfg.timeout.as_secs_f64())
                     } else {
@@ -866,7 +873,7 @@ impl Instance {
             self.id,
             format!("INIT_REPORT Status: error\tError Type: {}", err.error_type),
         );
-        let queued = self.slot.lock().unwrap().queued.take();
+        let queued = lock(&self.slot).queued.take();
         if let Some(inv) = queued {
             let _ = inv.reply.send(Outcome::Error(err));
         }
@@ -877,8 +884,8 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
+        if let Some(server) = lock(&self.server).take() {
+            server.abort();
         }
     }
 }
@@ -888,14 +895,13 @@ fn forward_lines(
     instance: usize,
     source: LogSource,
     cfg: Arc<Config>,
-) -> AbortHandle {
+) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             cfg.log(instance, source, line);
         }
-    })
-    .abort_handle()
+    });
 }
 
 /// Peak resident memory of a process (Linux `VmHWM`), in MB.
@@ -904,6 +910,11 @@ fn max_memory_mb(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb.div_ceil(1024))
+}
+
+/// Locks a mutex; a panic elsewhere while holding it does not make the state unusable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 enum ReadError {
