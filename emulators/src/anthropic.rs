@@ -198,6 +198,11 @@ impl FakeAnthropic {
         }
     }
 
+    /// Forgets the faults not used yet.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+    }
+
     /// Faults not used yet.
     pub fn pending_faults(&self) -> usize {
         self.state.faults.lock().unwrap().len()

@@ -1,1 +1,2 @@
 pub mod aws_proxy;
+pub mod handler_support;
