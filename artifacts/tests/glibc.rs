@@ -106,7 +106,10 @@ fn an_ordinary_binary_passes_al2023_and_is_checked_against_al2() {
     if max > GlibcVersion::new(2, 26) {
         let err = al2.unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("provided.al2 ") && msg.contains("2.26"), "{msg}");
+        assert!(
+            msg.contains("provided.al2 ") && msg.contains("2.26"),
+            "{msg}"
+        );
         if host >= GlibcVersion::new(2, 34) {
             assert!(
                 msg.contains("__libc_start_main") && msg.contains("GLIBC_2.34"),

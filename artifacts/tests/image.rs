@@ -275,39 +275,7 @@ async fn bootstrap_pulled_from_the_registry_runs_in_an_empty_root_filesystem() {
 
     // Copy the image out of the registry with skopeo and unpack its layer with tar.
     let work = tempfile::tempdir().unwrap();
-    let oci_dir = work.path().join("oci");
-    let creds = server.creds();
-    skopeo(&[
-        "--insecure-policy",
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds,
-        &format!("docker://{}", report.image_uri),
-        &format!("oci:{}:v1", oci_dir.display()),
-    ]);
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
-    assert_eq!(manifest_digest, image.digest());
-    let blob = |d: &str| {
-        oci_dir
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(blob(manifest_digest)).unwrap()).unwrap();
-    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let root = pull_and_unpack(&server, &report.image_uri, image.digest(), work.path());
     let listing: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -327,18 +295,9 @@ async fn bootstrap_pulled_from_the_registry_runs_in_an_empty_root_filesystem() {
 
     // Run it with that directory as `/`: no libc, no loader, no /etc, no CA bundle.
     let api = RuntimeApi::start(r#"{"hello":"from the test"}"#);
-    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-    let mut cmd = if is_root {
-        let mut c = Command::new(which("chroot").expect("chroot (coreutils)"));
-        c.arg(&root).arg("/bootstrap");
-        c
-    } else {
-        let mut c = Command::new(which("unshare").expect("unshare (util-linux)"));
-        c.args(["--user", "--map-root-user", "chroot"])
-            .arg(&root)
-            .arg("/bootstrap");
-        c
-    };
+    let argv = chroot_command(&root);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     let mut child = cmd
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))

@@ -182,3 +182,77 @@ pub fn skopeo(args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Copies `image_uri` (`host:port/repo@sha256:...`) out of the registry with `skopeo copy`
+/// to an OCI layout, checks the manifest digest, and unpacks its single layer with `tar`
+/// into `<work>/root`, which it returns.
+pub fn pull_and_unpack(
+    server: &RegistryServer,
+    image_uri: &str,
+    digest: &str,
+    work: &Path,
+) -> PathBuf {
+    let oci_dir = work.join("oci");
+    let creds = server.creds();
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{image_uri}"),
+        &format!("oci:{}:pulled", oci_dir.display()),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(manifest_digest, digest);
+    let blob = |d: &str| {
+        oci_dir
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest_digest)).unwrap()).unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    let root = work.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar -xzf {}", layer.display());
+    root
+}
+
+/// The command that runs `/bootstrap` with `root` as its `/`: `chroot` as root, otherwise
+/// `unshare --user --map-root-user chroot`.
+pub fn chroot_command(root: &Path) -> Vec<String> {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let chroot = which("chroot").expect("chroot (coreutils)");
+    let mut argv = Vec::new();
+    if !is_root {
+        argv.push(
+            which("unshare")
+                .expect("unshare (util-linux)")
+                .display()
+                .to_string(),
+        );
+        argv.extend(["--user".into(), "--map-root-user".into()]);
+    }
+    argv.push(chroot.display().to_string());
+    argv.push(root.display().to_string());
+    argv.push("/bootstrap".into());
+    argv
+}
