@@ -102,7 +102,18 @@ pub async fn build(arch: Arch, args: &BuildArgs, progress: &Progress) -> Result<
             path.display()
         );
     }
-    check_glibc(&path)?;
+    match check_glibc(&path)? {
+        Some((major, minor)) => progress.note(format!(
+            "{} needs glibc {major}.{minor}; {RUNTIME} ships {}.{}: ok",
+            path.display(),
+            RUNTIME_GLIBC.0,
+            RUNTIME_GLIBC.1
+        )),
+        None => progress.note(format!(
+            "{} is static: no glibc requirement",
+            path.display()
+        )),
+    }
     Ok(Built { path })
 }
 
@@ -163,7 +174,7 @@ fn linker_hint(arch: Arch) -> String {
 }
 
 /// A `--bootstrap PATH` given by the user: it must exist and suit the runtime.
-pub fn check_given(path: &Path) -> Result<()> {
+pub fn check_given(path: &Path) -> Result<Option<(u32, u32)>> {
     if !path.is_file() {
         bail!(
             "--bootstrap {}: no such file. Build it with `cargo xtask build`, or leave out --bootstrap to build it now",
@@ -173,10 +184,12 @@ pub fn check_given(path: &Path) -> Result<()> {
     check_glibc(path)
 }
 
-/// Fails when the binary asks for a newer glibc than the Lambda runtime ships.
-pub fn check_glibc(path: &Path) -> Result<()> {
+/// Fails when the binary asks for a newer glibc than the Lambda runtime ships; returns the
+/// highest version it needs (`None`: no glibc requirement).
+pub fn check_glibc(path: &Path) -> Result<Option<(u32, u32)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if let Some((major, minor)) = highest_glibc(&bytes) {
+    let highest = highest_glibc(&bytes);
+    if let Some((major, minor)) = highest {
         tracing::debug!("{} needs GLIBC_{major}.{minor}", path.display());
         if (major, minor) > RUNTIME_GLIBC {
             bail!(
@@ -191,7 +204,7 @@ pub fn check_glibc(path: &Path) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(highest)
 }
 
 /// The highest `GLIBC_x.y` version string named in an executable (its version needs live

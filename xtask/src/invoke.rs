@@ -15,14 +15,31 @@ const DEFAULT_MODEL: &str = "claude-haiku-4-5";
 
 impl flags::Invoke {
     pub async fn run(self, common: &Common) -> Result<ExitCode> {
-        let ctx = StackContext::new(common).await?;
-        let target = self.resolve_target(&ctx).await?;
+        let env_token = std::env::var(TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        // AWS is needed to find the URL, to read the token from the secret, or to sign.
+        let needs_aws = self.url.is_none() || env_token.is_none() || self.sigv4;
+        let ctx = match needs_aws {
+            true => Some(StackContext::new(common).await?),
+            false => None,
+        };
+        let target = match (&self.url, &ctx) {
+            (Some(url), _) => Target {
+                base: url.clone(),
+                iam: false,
+            },
+            (None, Some(ctx)) => self.resolve_target(ctx).await?,
+            (None, None) => unreachable!("AWS is connected when there is no --url"),
+        };
         let stream = !self.no_stream;
         let sign = self.sigv4 || target.iam;
-        let token = match std::env::var(TOKEN_ENV) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-            _ if sign => None,
-            _ => Some(read_token_from_secret(&ctx).await?),
+        let token = match (env_token, &ctx) {
+            (Some(t), _) => Some(t),
+            (None, _) if sign => None,
+            (None, Some(ctx)) => Some(read_token_from_secret(ctx).await?),
+            (None, None) => unreachable!("AWS is connected when there is no token"),
         };
 
         let url = format!("{}{}", target.base.trim_end_matches('/'), self.path);
@@ -40,7 +57,8 @@ impl flags::Invoke {
             headers.push(("x-api-key".into(), token.clone()));
         }
         if sign {
-            let signed = sigv4_headers(&ctx, &url, &headers, &body).await?;
+            let ctx = ctx.as_ref().expect("AWS is connected when signing");
+            let signed = sigv4_headers(ctx.sdk_config(), &url, &headers, &body).await?;
             headers.extend(signed);
         }
         tracing::info!(%url, stream, signed = sign, "sending request");
@@ -231,7 +249,7 @@ async fn read_token_from_secret(ctx: &StackContext) -> Result<String> {
 
 /// SigV4 headers (service `lambda`) for a Function URL with AWS_IAM auth.
 async fn sigv4_headers(
-    ctx: &StackContext,
+    config: &aws_config::SdkConfig,
     url: &str,
     headers: &[(String, String)],
     body: &[u8],
@@ -240,7 +258,6 @@ async fn sigv4_headers(
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
 
-    let config = ctx.sdk_config();
     let provider = config.credentials_provider().context(
         "no AWS credentials configured to sign the request (set a profile or AWS_ACCESS_KEY_ID)",
     )?;
@@ -384,6 +401,50 @@ mod tests {
         let (name, data) = parse_event(std::str::from_utf8(&buf[..end]).unwrap());
         assert_eq!(name.as_deref(), Some("content_block_delta"));
         assert_eq!(data, "{\"delta\":{\"text\":\"hi\"}}");
+    }
+
+    #[tokio::test]
+    async fn signs_for_the_lambda_service() {
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        use aws_credential_types::Credentials;
+        let config = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                Some("session".into()),
+                None,
+                "test",
+            )))
+            .build();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let signed = sigv4_headers(
+            &config,
+            "https://abc.lambda-url.eu-west-1.on.aws/chat",
+            &headers,
+            b"{}",
+        )
+        .await
+        .unwrap();
+        let get = |name: &str| {
+            signed
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} header in {signed:?}"))
+        };
+        let auth = get("authorization");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
+        assert!(auth.contains("/eu-west-1/lambda/aws4_request"), "{auth}");
+        assert!(
+            auth.contains("SignedHeaders=") && auth.contains("Signature="),
+            "{auth}"
+        );
+        assert_eq!(get("x-amz-security-token"), "session");
+        assert!(!get("x-amz-date").is_empty());
     }
 
     #[test]

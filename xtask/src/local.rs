@@ -367,6 +367,7 @@ impl fmt::Display for Served {
             self.stack, self.aws_endpoint_url
         )?;
         writeln!(f, "Upstream: {}", self.upstream)?;
+        writeln!(f, "AWS endpoint: {}", self.aws_endpoint_url)?;
         writeln!(f, "URL: {}", self.function_url)?;
         if let Some(api) = &self.api_url {
             writeln!(f, "API URL: {api}")?;

@@ -669,5 +669,117 @@ async fn deploy_local_serves_the_deployed_function() {
     );
     let (status, _) = post_chat(&url, Some("wrong")).await;
     assert_eq!(status, 401);
+
+    // `invoke` is the smoke test: with the token from the environment, streaming...
+    let r = Run::from(
+        env.cmd(&["invoke", "--url", &url, "--message", "Hello from invoke"])
+            .env("CLAUDE_PROXY_TOKEN", &token)
+            .output()
+            .unwrap(),
+    );
+    r.ok();
+    assert!(!r.stdout.trim().is_empty(), "no answer streamed:\n{r}");
+    // ...buffered through the Messages API route...
+    let r = Run::from(
+        env.cmd(&[
+            "invoke",
+            "--url",
+            &url,
+            "--path",
+            "/v1/messages",
+            "--no-stream",
+        ])
+        .env("CLAUDE_PROXY_TOKEN", &token)
+        .output()
+        .unwrap(),
+    );
+    r.ok();
+    assert!(!r.stdout.trim().is_empty(), "no answer:\n{r}");
+    // ...with the token read from the stack's secret (in moto)...
+    let moto = served.value("AWS endpoint:", Duration::from_secs(5));
+    let r = Run::from(
+        env.cmd(&[
+            "invoke",
+            "--url",
+            &url,
+            "--stack",
+            "local-test",
+            "--no-stream",
+        ])
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap(),
+    );
+    r.ok();
+    assert!(!r.stdout.trim().is_empty(), "no answer:\n{r}");
+    // ...and a refused token is a failure with the error body.
+    let r = Run::from(
+        env.cmd(&["invoke", "--url", &url])
+            .env("CLAUDE_PROXY_TOKEN", "not-the-token")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(
+        r.stderr.contains("401") && r.stderr.contains("authentication_error"),
+        "{r}"
+    );
     served.interrupt();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_uses_the_last_package_or_a_given_zip() {
+    let moto = MotoServer::start().await.unwrap();
+    let env = Env::moto(&moto);
+    let bootstrap = env.fake_bootstrap("#!/bin/sh\necho packaged earlier\n");
+
+    // Nothing packaged yet: --skip-build says what to run.
+    let r = env.run_with_key(&["plan", "--skip-build"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("cargo xtask package"), "{r}");
+
+    let p = env.run(&[
+        "package",
+        "--bootstrap",
+        bootstrap.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    p.ok();
+    let packaged: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    let sha = packaged["code_sha256"].as_str().unwrap();
+
+    let r = env.run_with_key(&["plan", "--skip-build", "--output", "json"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}:\n{r}"));
+    assert!(
+        plan["changes"].as_array().is_some_and(|c| !c.is_empty()),
+        "{r}"
+    );
+    assert!(
+        r.stdout.contains(sha),
+        "the plan does not use the last package {sha}:\n{r}"
+    );
+
+    let zip = packaged["path"].as_str().unwrap();
+    let r = env.run_with_key(&["plan", "--zip", zip]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stdout.contains(sha), "{r}");
+
+    // A zip without bootstrap is refused before anything is read.
+    let bad = env.path("bad.zip");
+    {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
+        w.start_file("handler", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+    }
+    let r = env.run_with_key(&["plan", "--zip", bad.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no `bootstrap`"), "{r}");
 }
