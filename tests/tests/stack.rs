@@ -952,3 +952,119 @@ async fn the_key_never_leaks() {
     assert!(!format!("{out:?}").contains(&token));
     assert!(!first_plan.to_string().contains(&token) && !format!("{config:?}").contains(&token));
 }
+
+/// The IAM action a recorded call needs (None for calls that need no permission).
+fn iam_action(c: &stand_ins::aws_proxy::Call) -> Option<String> {
+    match c.service.as_str() {
+        "sts" => None, // GetCallerIdentity needs no permission
+        "apigateway" => Some(format!("apigateway:{}", c.method)),
+        "lambda" => {
+            let p: Vec<&str> = c.path.trim_start_matches('/').split('/').collect();
+            let m = c.method.as_str();
+            let op = match (m, &p[1..]) {
+                ("POST", ["functions"]) => "CreateFunction",
+                ("GET", ["functions", _]) => "GetFunction",
+                ("DELETE", ["functions", _]) => "DeleteFunction",
+                ("GET", ["functions", _, "configuration"]) => "GetFunctionConfiguration",
+                ("PUT", ["functions", _, "configuration"]) => "UpdateFunctionConfiguration",
+                ("PUT", ["functions", _, "code"]) => "UpdateFunctionCode",
+                ("GET", ["functions", _, "concurrency"]) => "GetFunctionConcurrency",
+                ("PUT", ["functions", _, "concurrency"]) => "PutFunctionConcurrency",
+                ("DELETE", ["functions", _, "concurrency"]) => "DeleteFunctionConcurrency",
+                ("POST", ["functions", _, "url"]) => "CreateFunctionUrlConfig",
+                ("GET", ["functions", _, "url"]) => "GetFunctionUrlConfig",
+                ("PUT", ["functions", _, "url"]) => "UpdateFunctionUrlConfig",
+                ("DELETE", ["functions", _, "url"]) => "DeleteFunctionUrlConfig",
+                ("POST", ["functions", _, "policy"]) => "AddPermission",
+                ("GET", ["functions", _, "policy"]) => "GetPolicy",
+                ("DELETE", ["functions", _, "policy", _]) => "RemovePermission",
+                ("POST", ["tags", ..]) => "TagResource",
+                ("GET", ["tags", ..]) => "ListTags",
+                ("GET", ["account-settings"]) => "GetAccountSettings",
+                _ => panic!("unmapped Lambda call {} {}", c.method, c.path),
+            };
+            Some(format!("lambda:{op}"))
+        }
+        s => Some(format!("{s}:{}", c.operation)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployer_policy_covers_every_call() {
+    let policy: Value =
+        serde_json::from_str(include_str!("../../docs/deployer-policy.json")).unwrap();
+    let allowed: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| as_strings(&s["Action"]))
+        .collect();
+    assert!(
+        allowed.iter().all(|a| !a.contains('*')),
+        "no wildcard actions: {allowed:?}"
+    );
+    let e = env().await;
+    // Create, redeploy, change (config + code + URL + API off), rotate, teardown.
+    deploy(&e.aws, "perm").await;
+    deploy(&e.aws, "perm").await;
+    let o = Overrides {
+        memory_mb: Some(512),
+        http_api: Some(false),
+        ..overrides("perm")
+    };
+    let mut d = Desired::new(
+        &StackConfig::default(),
+        &o,
+        Some(&Artifact::from_bootstrap_bytes(b"another build").unwrap()),
+        SecretInput {
+            anthropic_api_key: Some(infra::ApiKey::new("sk-ant-another")),
+            rotate_token: true,
+        },
+    )
+    .unwrap();
+    d.spec.as_mut().unwrap().config.function_url.auth = infra::config::UrlAuth::AwsIam;
+    let p = plan_for(&e.aws, &d).await;
+    infra::apply(&e.aws, &p, &d, &infra::Silent).await.unwrap();
+    // Converged (asking for rotation again would rotate again, so stop asking).
+    d.spec.as_mut().unwrap().secret.rotate_token = false;
+    let again = plan_for(&e.aws, &d).await;
+    assert!(again.is_empty(), "{again}");
+    infra::teardown(&e.aws, "perm", &infra::Silent)
+        .await
+        .unwrap();
+    let needed: BTreeSet<String> = e.proxy.calls().iter().filter_map(iam_action).collect();
+    let missing: Vec<&String> = needed.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/deployer-policy.json lacks {missing:?}"
+    );
+    assert!(needed.len() > 30, "{needed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_calls_nothing() {
+    let e = env().await;
+    let d = desired(&overrides("dry"), Some(KEY));
+    let p = plan_for(&e.aws, &d).await;
+    e.proxy.clear();
+    let recorder = infra::Recorder::default();
+    let out = infra::apply_with(
+        &e.aws,
+        &p,
+        &d,
+        &recorder,
+        infra::ApplyOptions { dry_run: true },
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.proxy.calls(), vec![], "a dry run makes no call at all");
+    assert!(out.steps.is_empty());
+    let events = recorder.events();
+    assert_eq!(events.len(), p.changes.len(), "{events:?}");
+    assert!(
+        events.iter().all(|e| e.contains("(dry run) would")),
+        "{events:?}"
+    );
+    // The account is still empty.
+    assert_eq!(plan_for(&e.aws, &d).await.changes.len(), p.changes.len());
+}
