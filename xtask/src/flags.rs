@@ -93,6 +93,7 @@ pub enum Command {
     /// Build and zip `bootstrap` deterministically (prints path, size, CodeSha256)
     Package(Package),
     /// Show what `deploy` would change, changing nothing (exit 2 when there are changes)
+    #[command(after_help = "Exit codes: 0 no changes, 2 changes to apply, 1 error.")]
     Plan(Plan),
     /// Create or update the stack in AWS (or on a local emulator with --local)
     Deploy(Deploy),

@@ -330,6 +330,17 @@ fn build_arm64_without_the_target_says_how_to_install_it() {
     );
 }
 
+async fn moto_config(moto: &MotoServer) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint_url())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -431,6 +442,58 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     let r = env.run_with_key(&args(&plan_args));
     assert_eq!(r.code, Some(0), "plan after deploy should be empty:\n{r}");
 
+    // logs: the function's own log group, made by the deploy.
+    let r = env.run(&args(&with(&["logs", "--since", "5m"])));
+    r.ok();
+    assert!(r.stderr.contains("no log events"), "{r}");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto_config(&moto).await);
+    let group = "/aws/lambda/claude-proxy-cli-test";
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name("s1")
+        .send()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+        .timestamp(now)
+        .message("{\"msg\":\"hello from the function\"}")
+        .build()
+        .unwrap();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name("s1")
+        .log_events(event)
+        .send()
+        .await
+        .unwrap();
+    let r = env.run(&args(&with(&["logs", "--since", "5m"])));
+    r.ok();
+    assert!(r.stdout.contains("hello from the function"), "{r}");
+
+    // --rotate-token: a new token, shown once.
+    let rotate = with(&[
+        "deploy",
+        "--bootstrap",
+        b,
+        "--yes",
+        "--rotate-token",
+        "--output",
+        "json",
+    ]);
+    let r = env.run_with_key(&args(&rotate));
+    r.assert_no_key();
+    r.ok();
+    let out: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}:\n{r}"));
+    let new_token = out["caller_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no new token:\n{r}"));
+    assert_ne!(new_token, token);
+
     // One setting changed: the plan shows that field.
     let mem = with(&["plan", "--bootstrap", b, "--memory", "512"]);
     let r = env.run_with_key(&args(&mem));
@@ -456,6 +519,9 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     let r = env.run(&args(&td_yes));
     r.ok();
     assert!(r.all().contains("nothing to delete"), "{r}");
+    let r = env.run(&args(&with(&["logs"])));
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("cargo xtask deploy"), "{r}");
     // And the plan is back to creating everything.
     let r = env.run_with_key(&args(&plan_args));
     assert_eq!(r.code, Some(2), "{r}");
