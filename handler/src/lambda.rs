@@ -126,9 +126,11 @@ fn streaming(response: ProxyResponse) -> LambdaResponse {
         ResponseBody::Full(b) => futures_util::stream::iter([Ok(b)]).boxed(),
         ResponseBody::Stream(s) => s.map(Ok).boxed(),
     };
-    let mut prelude = MetadataPrelude::default();
-    prelude.status_code = response.status;
-    prelude.headers = response.headers;
+    let prelude = MetadataPrelude {
+        status_code: response.status,
+        headers: response.headers,
+        ..Default::default()
+    };
     FunctionResponse::StreamingResponse(StreamResponse {
         metadata_prelude: prelude,
         stream,

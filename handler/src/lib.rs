@@ -215,7 +215,13 @@ impl App {
             return Ok(routes::health());
         }
         // 2. auth
-        let secret = self.secrets.get().await?;
+        let secret = tokio::time::timeout_at(req.deadline, self.secrets.get())
+            .await
+            .map_err(|_| {
+                ProxyError::Timeout(
+                    "reading the secret did not finish before the request deadline".into(),
+                )
+            })??;
         auth::authenticate(self.config.caller_auth, &req.headers, &secret.caller_tokens)?;
         // 3. validate (shape, policy) → 4. upstream → 5. response, per route
         validate::check_body(&req.headers, &req.body, self.config.max_request_bytes)?;

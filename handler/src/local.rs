@@ -8,7 +8,6 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamB
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -16,34 +15,33 @@ use tokio::time::Instant;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Serves `app` on `listener` until the future is dropped.
-pub fn serve(listener: TcpListener, app: Arc<App>) -> impl Future<Output = std::io::Result<()>> {
-    async move {
-        loop {
-            let (stream, _peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let app = app.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
+/// Serves `app` on `listener` until the future is dropped (accept errors are logged and
+/// serving goes on, so it does not return on its own).
+pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req).await) }
             });
-        }
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
 }
 
