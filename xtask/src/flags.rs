@@ -75,7 +75,7 @@ pub struct Common {
     /// Answer yes to confirmations (required when stdin is not a terminal)
     #[arg(long, short = 'y', global = true, help_heading = "Common options")]
     pub yes: bool,
-    /// More logging (-v: debug for the toolkit, -vv: trace and the AWS SDK)
+    /// More logging on stderr (-v: debug for the toolkit, -vv: debug for everything, the AWS SDK too)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Common options")]
     pub verbose: u8,
 }
@@ -96,8 +96,16 @@ pub enum Command {
     #[command(after_help = "Exit codes: 0 no changes, 2 changes to apply, 1 error.")]
     Plan(Plan),
     /// Create or update the stack in AWS (or on a local emulator with --local)
+    #[command(
+        after_help = "The Anthropic API key comes from ANTHROPIC_API_KEY or --api-key-stdin, never from an argument.\n\
+        It is needed when the stack's secret is created; later deploys keep the stored key unless one is given."
+    )]
     Deploy(Deploy),
     /// Send a real request to the deployed endpoint and stream the answer (smoke test)
+    #[command(
+        after_help = "The caller token comes from CLAUDE_PROXY_TOKEN, else from the stack's secret \
+        (needs secretsmanager:GetSecretValue).\nExit 1 when the endpoint answers with an error status; the error body is printed."
+    )]
     Invoke(Invoke),
     /// Show the function's logs from CloudWatch Logs (--follow to tail)
     Logs(Logs),
