@@ -9,7 +9,7 @@ use artifacts::build::{self, BuildOptions, Profile, Target};
 use artifacts::registry::{Credentials, Registry};
 use artifacts::{Arch, Image, Runtime};
 use common::*;
-use emulators::lambda::{LocalLambda, LocalLambdaOptions};
+use emulators::lambda::{InvokeMode, LocalLambda, LocalLambdaOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -75,10 +75,13 @@ async fn static_handler_from_the_registry_answers_health_in_an_empty_root() {
 
     let mut opts = LocalLambdaOptions::new(&wrapper);
     opts.timeout = Duration::from_secs(20);
+    // The handler's default response mode, served by a RESPONSE_STREAM Function URL.
+    opts.invoke_mode = InvokeMode::ResponseStream;
     opts.env = vec![
         ("ANTHROPIC_API_KEY".into(), "test-key-not-used".into()),
         ("CALLER_TOKEN".into(), "caller-token".into()),
         ("ANTHROPIC_BASE_URL".into(), "http://127.0.0.1:9".into()),
+        ("RESPONSE_MODE".into(), "stream".into()),
     ];
     let lambda = LocalLambda::start(opts)
         .await
@@ -93,4 +96,5 @@ async fn static_handler_from_the_registry_answers_health_in_an_empty_root() {
     let body = resp.text().await.unwrap();
     lambda.stop().await;
     assert_eq!(status, 200, "GET /health answered {status}: {body}");
+    assert!(!body.is_empty());
 }
