@@ -230,7 +230,8 @@ impl FakeAnthropic {
         gate
     }
 
-    /// SSE events handed to the connection so far (all streams).
+    /// SSE events released to the connection so far (all streams; counted just before each
+    /// is sent).
     pub fn events_sent(&self) -> usize {
         self.state.events_sent.load(Ordering::SeqCst)
     }
@@ -473,10 +474,12 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
                     Err(_) => return,
                 }
             }
+            // Counted before it is handed over, so a reader that sees event k always finds
+            // events_sent() >= k.
+            st.events_sent.fetch_add(1, Ordering::SeqCst);
             if tx.send(Ok(Frame::data(sse(name, &data)))).await.is_err() {
                 return;
             }
-            st.events_sent.fetch_add(1, Ordering::SeqCst);
         }
     });
     let stream =

@@ -311,6 +311,51 @@ async fn bootstrap_buffered_mode_and_api_gateway_events() {
     assert_no_secrets(&lambda.logs.text());
 }
 
+#[tokio::test]
+async fn bootstrap_without_a_secret_source_exits_with_a_clear_error() {
+    let bin = bootstrap_bin().await.unwrap();
+    let out = tokio::process::Command::new(bin)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "f")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("RESPONSE_MODE", "stream")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("SECRET_ARN") && text.contains("ANTHROPIC_API_KEY"),
+        "{text}"
+    );
+
+    // A bad value names its variable.
+    let out = tokio::process::Command::new(bootstrap_bin().await.unwrap())
+        .env_clear()
+        .env("ANTHROPIC_API_KEY", TEST_ANTHROPIC_KEY)
+        .env("RESPONSE_MODE", "sometimes")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("RESPONSE_MODE") && text.contains("sometimes"),
+        "{text}"
+    );
+    assert_no_secrets(&text);
+}
+
 // ----------------------------------------------------------------------------------------
 // Upstream faults (in-process, same routes)
 
@@ -587,7 +632,7 @@ async fn the_secret_is_read_once_per_ttl_and_rotation_takes_effect() {
 
     let mut config = local_config(&fake.base_url());
     config.secret = handler::SecretConfig::SecretsManager { arn: arn.clone() };
-    config.secret_ttl = Duration::from_secs(3);
+    config.secret_ttl = Duration::from_secs(4);
     let app = handler::App::with_secret_source(
         config,
         handler::SecretSource::SecretsManager {
@@ -632,7 +677,7 @@ async fn the_secret_is_read_once_per_ttl_and_rotation_takes_effect() {
     );
 
     // After the TTL: many concurrent requests, exactly one more read.
-    tokio::time::sleep_until((loaded_at + Duration::from_millis(3100)).into()).await;
+    tokio::time::sleep_until((loaded_at + Duration::from_millis(4100)).into()).await;
     let tasks: Vec<_> = (0..12)
         .map(|_| {
             let url = server.url("/chat");
