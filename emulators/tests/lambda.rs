@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Builds the example bootstrap once (`cargo build -p emulators --example echo_bootstrap`)
-/// and returns its path.
+/// and returns its path; `ECHO_BOOTSTRAP` names a prebuilt one instead.
 fn echo_bootstrap() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
+        if let Ok(prebuilt) = std::env::var("ECHO_BOOTSTRAP") {
+            return PathBuf::from(prebuilt);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = std::process::Command::new(cargo)
             .args([
@@ -330,9 +333,9 @@ async fn streamed_chunks_arrive_before_the_function_finishes() {
     // reach us before we create it.
     let mut received = Vec::new();
     while !received.ends_with(b"first\n") {
-        let chunk = resp
-            .chunk()
+        let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
             .await
+            .expect("the first chunk must arrive while the function is still running")
             .unwrap()
             .expect("the stream ended before the first chunk");
         received.extend_from_slice(&chunk);
@@ -739,4 +742,61 @@ async fn start_refuses_a_missing_bootstrap_or_a_public_address() {
     opts.listen = "0.0.0.0:0".parse().unwrap();
     let err = LocalLambda::start(opts).await.err().unwrap();
     assert!(format!("{err:#}").contains("loopback"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_mid_stream_breaks_the_response_and_replaces_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut opts, logs) = options("stream", dir.path());
+    opts.invoke_mode = InvokeMode::ResponseStream;
+    opts.timeout = Duration::from_secs(1);
+    let lambda = LocalLambda::start(opts).await.unwrap();
+
+    // `/stream` never gets its release file: the function times out after the first chunk.
+    let mut resp = client()
+        .get(format!("{}stream", lambda.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let mut received = Vec::new();
+    let outcome = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert_eq!(String::from_utf8_lossy(&received), "first\n");
+    assert!(
+        outcome.is_err(),
+        "a timed-out stream must not look complete"
+    );
+    assert!(logs
+        .platform()
+        .iter()
+        .any(|l| l.ends_with("Task timed out after 1.00 seconds")));
+
+    let resp = client().get(lambda.url()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(lambda.cold_starts().len(), 2);
+    lambda.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_kills_the_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let (opts, _logs) = options("http", dir.path());
+    let lambda = LocalLambda::start(opts).await.unwrap();
+    let resp = client().get(lambda.url()).send().await.unwrap();
+    let pid = json_body(resp).await["pid"].as_u64().unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists());
+    drop(lambda);
+    wait_until(
+        Duration::from_secs(10),
+        "the instance process to go away",
+        || !proc_dir.exists(),
+    )
+    .await;
 }
