@@ -134,7 +134,7 @@ pub async fn create(aws: &Aws, function: &str, spec: &Spec) -> Result<String> {
         .function_name(function)
         .auth_type(FunctionUrlAuthType::from(spec.auth))
         .invoke_mode(InvokeMode::from(spec.invoke_mode))
-        .cors(to_sdk_cors(&spec.cors))
+        .set_cors(spec.cors.as_ref().map(|_| to_sdk_cors(&spec.cors)))
         .send()
         .await
         .map_err(ctx(format!("lambda:CreateFunctionUrlConfig {function}")))?;
