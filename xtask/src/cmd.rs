@@ -37,6 +37,34 @@ pub fn cargo() -> std::ffi::OsString {
 }
 
 impl Cmd {
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.shown.push(' ');
+        self.shown.push_str(&arg.as_ref().to_string_lossy());
+        self.inner.arg(arg);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.inner.env(key, value);
+        self
+    }
+
+    /// Runs with stdout and stderr inherited (for commands whose output is the point, like tests).
+    pub async fn run_inherit(mut self) -> Result<()> {
+        tracing::debug!(command = %self.shown, "running");
+        let status = self
+            .inner
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .with_context(|| format!("could not start `{}`", self.shown))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", self.shown);
+        }
+        Ok(())
+    }
+
     pub fn dir(mut self, dir: &Path) -> Self {
         self.inner.current_dir(dir);
         self

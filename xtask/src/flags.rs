@@ -113,6 +113,8 @@ pub enum Command {
     Dev(Dev),
     /// Delete every resource of the stack
     Teardown(Teardown),
+    /// Install the test stand-ins that are missing (moto, cargo-lambda) and run the whole test suite
+    Test(Test),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -347,6 +349,16 @@ pub struct Dev {
 
 #[derive(Debug, Args)]
 pub struct Teardown {}
+
+#[derive(Debug, Args)]
+pub struct Test {
+    /// Run every test binary even when one fails
+    #[arg(long)]
+    pub no_fail_fast: bool,
+    /// Arguments passed to the test binaries (after `--`), e.g. a test name filter
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
 
 /// Seconds from `8`, `8s`, `1.5s`, `500ms`, `2m`.
 pub fn parse_seconds(s: &str) -> Result<f64, String> {

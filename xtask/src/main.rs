@@ -14,6 +14,7 @@ mod plan;
 mod progress;
 mod stack;
 mod teardown;
+mod test;
 
 use clap::Parser;
 use flags::Command;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
             Command::Logs(cmd) => cmd.run(&common).await,
             Command::Dev(cmd) => cmd.run(&common).await,
             Command::Teardown(cmd) => cmd.run(&common, &progress).await,
+            Command::Test(cmd) => cmd.run().await,
         }
     });
     progress.finish();
