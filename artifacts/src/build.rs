@@ -550,10 +550,10 @@ pub fn find_zig() -> Option<Zig> {
         pythons.push(venv.join("bin/python3"));
     }
     for python in pythons {
-        if python.exists() || python.components().count() == 1 {
-            if works(Command::new(&python).args(["-m", "ziglang", "version"])) {
-                return Some(Zig::Python(python));
-            }
+        if (python.exists() || python.components().count() == 1)
+            && works(Command::new(&python).args(["-m", "ziglang", "version"]))
+        {
+            return Some(Zig::Python(python));
         }
     }
     None

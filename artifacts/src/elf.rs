@@ -91,8 +91,9 @@ impl FromStr for Arch {
 }
 
 /// A Lambda OS-only runtime for a custom `bootstrap`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Runtime {
+    #[default]
     #[serde(rename = "provided.al2023")]
     ProvidedAl2023,
     #[serde(rename = "provided.al2")]
@@ -114,12 +115,6 @@ impl Runtime {
             Runtime::ProvidedAl2023 => GlibcVersion::new(2, 34),
             Runtime::ProvidedAl2 => GlibcVersion::new(2, 26),
         }
-    }
-}
-
-impl Default for Runtime {
-    fn default() -> Self {
-        Runtime::ProvidedAl2023
     }
 }
 
