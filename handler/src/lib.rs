@@ -25,6 +25,7 @@ pub mod local;
 pub mod routes;
 pub mod secrets;
 pub mod sse;
+pub mod tls;
 pub mod upstream;
 pub mod validate;
 
@@ -132,6 +133,7 @@ impl App {
         let source = match &config.secret {
             SecretConfig::SecretsManager { arn } => {
                 let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(tls::sdk_http_client())
                     .load()
                     .await;
                 SecretSource::SecretsManager {
