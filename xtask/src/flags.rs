@@ -88,7 +88,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compile the handler's `bootstrap` binary for Lambda (provided.al2023)
+    /// Compile the handler's `bootstrap` for Lambda (cross and static builds; checks its glibc and architecture)
     Build(Build),
     /// Build and zip `bootstrap` deterministically (prints path, size, CodeSha256)
     Package(Package),
@@ -117,29 +117,9 @@ pub enum Command {
     Test(Test),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Arch {
-    #[value(name = "x86_64", alias = "x86-64", alias = "amd64")]
-    X86_64,
-    #[value(name = "arm64", alias = "aarch64")]
-    Arm64,
-}
-
-impl Arch {
-    pub fn rust_target(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-unknown-linux-gnu",
-            Arch::Arm64 => "aarch64-unknown-linux-gnu",
-        }
-    }
-    /// The name Lambda uses (`Architectures`).
-    pub fn lambda_name(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
+/// `--arch` and `--runtime` parse with the `artifacts` crate's own names and aliases
+/// (`FromStr`): `x86_64`/`amd64`, `arm64`/`aarch64`; `provided.al2023`, `provided.al2`.
+pub use artifacts::{Arch, Runtime};
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
@@ -151,13 +131,31 @@ pub struct BuildArgs {
     pub release: bool,
 }
 
+/// What `build` and `package` build for, besides the architecture.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Link glibc statically: no glibc needed at run time (for images `FROM scratch`)
+    #[arg(long = "static")]
+    pub static_: bool,
+    /// The Lambda runtime the binary must run on (its glibc: 2.34 on provided.al2023,
+    /// 2.26 on provided.al2)
+    #[arg(
+        long,
+        value_name = "provided.al2023|provided.al2",
+        default_value = "provided.al2023"
+    )]
+    pub runtime: Runtime,
+}
+
 #[derive(Debug, Args)]
 pub struct Build {
     /// CPU architecture of the function (default: function.architecture in stack.toml)
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "x86_64|arm64")]
     pub arch: Option<Arch>,
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Where the function's code comes from, for the commands that need it.
@@ -179,11 +177,14 @@ pub struct CodeArgs {
 #[derive(Debug, Args)]
 pub struct Package {
     /// CPU architecture of the function (default: function.architecture in stack.toml)
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "x86_64|arm64")]
     pub arch: Option<Arch>,
     #[command(flatten)]
     pub build: BuildArgs,
-    /// Package this prebuilt `bootstrap` executable instead of building
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Package this prebuilt `bootstrap` executable instead of building (its ELF is still
+    /// checked against --arch and --runtime)
     #[arg(long, value_name = "PATH")]
     pub bootstrap: Option<PathBuf>,
     /// Write the zip here (default: <target>/lambda/<arch>/bootstrap.zip)
@@ -201,7 +202,7 @@ pub struct StackArgs {
     #[arg(long, value_name = "SECONDS", help_heading = "Stack settings")]
     pub timeout: Option<u32>,
     /// Function CPU architecture
-    #[arg(long, value_enum, help_heading = "Stack settings")]
+    #[arg(long, value_name = "x86_64|arm64", help_heading = "Stack settings")]
     pub arch: Option<Arch>,
     /// Reserved concurrency: a number, `auto` (from --requests-per-minute and
     /// --expected-duration) or `none`

@@ -198,11 +198,11 @@ async fn local_aws(endpoint: &str) -> Result<Aws> {
 }
 
 fn host_arch() -> Result<Arch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Ok(Arch::X86_64),
-        "aarch64" => Ok(Arch::Arm64),
-        other => bail!(
-            "--local needs an x86_64 or aarch64 machine to run the function; this one is {other}"
+    match Arch::host() {
+        Some(arch) => Ok(arch),
+        None => bail!(
+            "--local needs an x86_64 or aarch64 machine to run the function; this one is {}",
+            std::env::consts::ARCH
         ),
     }
 }

@@ -1,8 +1,8 @@
 //! `cargo xtask package`: builds `bootstrap` (unless given one) and writes the deterministic
 //! zip Lambda gets: `bootstrap` at the root, mode 0755, fixed timestamps.
 
-use crate::build::{self, target_dir};
-use crate::flags::{self, Arch, CodeArgs, Common};
+use crate::build::{self, target_dir, Summary};
+use crate::flags::{self, Arch, CodeArgs, Common, Runtime, TargetArgs};
 use crate::output;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
@@ -14,22 +14,19 @@ use std::process::ExitCode;
 
 impl flags::Package {
     pub async fn run(self, common: &Common, progress: &Progress) -> Result<ExitCode> {
-        let arch = match self.arch {
-            Some(a) => a,
-            None => crate::stack::arch(
-                crate::stack::load_config(common, &crate::stack::base_overrides(common))?
-                    .1
-                    .function
-                    .architecture,
-            ),
-        };
-        let bootstrap = match &self.bootstrap {
+        let arch = build::resolve_arch(self.arch, common)?;
+        let runtime = self.target.runtime;
+        let (bootstrap, report) = match &self.bootstrap {
             Some(path) => {
-                build::check_given(path)?;
-                path.clone()
+                let report = build::check_given(path, arch, runtime, self.target.static_)?;
+                (path.clone(), report)
             }
-            None => build::build(arch, &self.build, progress).await?.path,
+            None => {
+                let built = build::build(arch, &self.target, &self.build, progress).await?;
+                (built.path, built.report)
+            }
         };
+        let summary = Summary::new(&bootstrap, arch, runtime, &report);
         progress.step(format!("packaging {}", bootstrap.display()));
         let artifact = Artifact::from_bootstrap(&bootstrap)?;
         let out = match self.out {
@@ -40,7 +37,12 @@ impl flags::Package {
         progress.finish();
         let packaged = Packaged {
             path: out,
-            arch: arch.lambda_name(),
+            arch,
+            runtime,
+            static_: summary.static_,
+            max_glibc: summary.max_glibc.clone(),
+            linkage: summary.linkage(),
+            bootstrap,
             size: artifact.zip.len(),
             code_sha256: artifact.code_sha256,
         };
@@ -52,7 +54,15 @@ impl flags::Package {
 #[derive(Serialize)]
 struct Packaged {
     path: PathBuf,
-    arch: &'static str,
+    arch: Arch,
+    runtime: Runtime,
+    #[serde(rename = "static")]
+    static_: bool,
+    /// The newest glibc `bootstrap` needs (`None` when static).
+    max_glibc: Option<String>,
+    #[serde(skip)]
+    linkage: String,
+    bootstrap: PathBuf,
     size: usize,
     code_sha256: String,
 }
@@ -61,6 +71,9 @@ impl fmt::Display for Packaged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "path:        {}", self.path.display())?;
         writeln!(f, "arch:        {}", self.arch)?;
+        writeln!(f, "runtime:     {}", self.runtime)?;
+        writeln!(f, "bootstrap:   {}", self.bootstrap.display())?;
+        writeln!(f, "glibc:       {}", self.linkage)?;
         writeln!(f, "size:        {} bytes", self.size)?;
         write!(f, "CodeSha256:  {}", self.code_sha256)
     }
@@ -84,9 +97,13 @@ fn write_zip(path: &Path, artifact: &Artifact) -> Result<()> {
 
 /// The function's code for plan/deploy: `--zip`, `--bootstrap`, `--skip-build` (last
 /// package) or a fresh build; a built or given bootstrap is also written as the package.
+///
+/// Whatever its source, `bootstrap` is ELF-checked against `arch` and the runtime the function
+/// is deployed with before anything is uploaded.
 pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Result<Artifact> {
+    let runtime = build::deployed_runtime()?;
     if let Some(zip) = &code.zip {
-        return read_zip(zip);
+        return read_zip(zip, arch, runtime);
     }
     if code.skip_build {
         let path = default_zip_path(arch).await?;
@@ -97,14 +114,22 @@ pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Resul
                 arch.lambda_name()
             );
         }
-        return read_zip(&path);
+        return read_zip(&path, arch, runtime);
     }
     let bootstrap = match &code.bootstrap {
         Some(path) => {
-            build::check_given(path)?;
+            build::check_given(path, arch, runtime, false)?;
             path.clone()
         }
-        None => build::build(arch, &code.build, progress).await?.path,
+        None => {
+            let target = TargetArgs {
+                static_: false,
+                runtime,
+            };
+            build::build(arch, &target, &code.build, progress)
+                .await?
+                .path
+        }
     };
     progress.step("packaging bootstrap");
     let artifact = Artifact::from_bootstrap(&bootstrap)?;
@@ -112,12 +137,13 @@ pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Resul
     Ok(artifact)
 }
 
-/// A zip made elsewhere: checked to hold an executable `bootstrap` at its root.
-fn read_zip(path: &Path) -> Result<Artifact> {
+/// A zip made elsewhere: checked to hold an executable `bootstrap` at its root that `arch`
+/// and `runtime` can run.
+fn read_zip(path: &Path, arch: Arch, runtime: Runtime) -> Result<Artifact> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes))
         .with_context(|| format!("{} is not a zip file", path.display()))?;
-    let entry = archive.by_name("bootstrap").with_context(|| {
+    let mut entry = archive.by_name("bootstrap").with_context(|| {
         format!(
             "{} has no `bootstrap` at its root: package it with `cargo xtask package`",
             path.display()
@@ -129,7 +155,19 @@ fn read_zip(path: &Path) -> Result<Artifact> {
             path.display()
         );
     }
+    let mut binary = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut binary)
+        .with_context(|| format!("unzipping `bootstrap` from {}", path.display()))?;
     drop(entry);
+    let shown = path.join("bootstrap");
+    artifacts::elf::inspect_bytes(&shown, &binary)
+        .and_then(|report| artifacts::elf::check_report(&report, runtime, arch))
+        .with_context(|| {
+            format!(
+                "the `bootstrap` in {} cannot run on a {arch} function with {runtime}",
+                path.display()
+            )
+        })?;
     let code_sha256 = code_sha256(&bytes);
     Ok(Artifact {
         zip: bytes,

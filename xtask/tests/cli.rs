@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// A distinctive fake Anthropic key: it must never show up in any output.
 const KEY: &str = "sk-ant-test-NEVER-PRINT-7f3a9c2e51d84b06";
 
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+
 const COMMANDS: &[&str] = &[
     "build", "package", "plan", "deploy", "invoke", "logs", "dev", "teardown",
 ];
@@ -101,10 +104,24 @@ impl Env {
         Run::from(child.wait_with_output().unwrap())
     }
 
-    /// A small stand-in for the bootstrap binary (packaging does not care what it is).
+    /// A small stand-in for the bootstrap binary: a static x86_64 ELF (the default
+    /// architecture) whose bytes vary with `content`. It is packaged and uploaded, never run.
     fn fake_bootstrap(&self, content: &str) -> PathBuf {
-        let p = self.path("bootstrap");
-        std::fs::write(&p, content).unwrap();
+        self.fake_elf("bootstrap", EM_X86_64, content)
+    }
+
+    /// A 64-bit little-endian ELF header for `machine` (no program or section headers:
+    /// static, no glibc needed), then `content`.
+    fn fake_elf(&self, name: &str, machine: u16, content: &str) -> PathBuf {
+        let mut bytes = vec![0u8; 64];
+        bytes[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        bytes[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+        bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
+        bytes[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        bytes.extend_from_slice(content.as_bytes());
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
         p
     }
 }
@@ -279,8 +296,7 @@ fn package_is_deterministic_and_executable() {
     );
 
     // A different binary gives a different CodeSha256.
-    let other = env.path("other");
-    std::fs::write(&other, "#!/bin/sh\necho other\n").unwrap();
+    let other = env.fake_elf("other", EM_X86_64, "#!/bin/sh\necho other\n");
     let r = env.run(&[
         "package",
         "--bootstrap",
@@ -301,33 +317,86 @@ fn package_explains_a_missing_bootstrap() {
 }
 
 #[test]
-fn build_arm64_without_the_target_says_how_to_install_it() {
-    let sysroot = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap();
-    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
-    if Path::new(sysroot.trim())
-        .join("lib/rustlib/aarch64-unknown-linux-gnu")
-        .is_dir()
-    {
-        // The target is installed here: then the missing piece is the cross linker.
-        let r = Env::new().run(&["build", "--arch", "arm64"]);
-        assert_eq!(r.code, Some(1), "{r}");
-        assert!(
-            r.stderr
-                .contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"),
-            "{r}"
-        );
-        return;
-    }
-    let r = Env::new().run(&["build", "--arch", "arm64"]);
+fn package_refuses_a_bootstrap_for_another_architecture_or_runtime() {
+    let env = Env::new();
+    let arm = env.fake_elf("arm-bootstrap", EM_AARCH64, "arm64 code");
+    let arm = arm.to_str().unwrap();
+    // The default architecture is x86_64: an arm64 binary is refused before zipping.
+    let r = env.run(&["package", "--bootstrap", arm, "--out", "x.zip"]);
     assert_eq!(r.code, Some(1), "{r}");
     assert!(
-        r.stderr
-            .contains("rustup target add aarch64-unknown-linux-gnu"),
+        r.stderr.contains("is built for aarch64 (arm64)")
+            && r.stderr.contains("the function's architecture is x86_64"),
         "{r}"
     );
+    assert!(!env.path("x.zip").exists(), "a refused binary was packaged");
+    // The same binary for --arch arm64 is fine, on either runtime.
+    for runtime in ["provided.al2023", "provided.al2"] {
+        let r = env.run(&[
+            "package",
+            "--bootstrap",
+            arm,
+            "--arch",
+            "aarch64",
+            "--runtime",
+            runtime,
+            "--output",
+            "json",
+        ]);
+        r.ok();
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(json["arch"], "arm64", "{r}");
+        assert_eq!(json["runtime"], runtime, "{r}");
+        assert_eq!(json["static"], true, "{r}");
+    }
+    // Not an ELF at all.
+    let script = env.path("script");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let r = env.run(&["package", "--bootstrap", script.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("is not an ELF executable"), "{r}");
+    // Unknown runtime or architecture names are flag errors naming the choices.
+    let r = env.run(&["package", "--bootstrap", arm, "--runtime", "provided"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("provided.al2023 or provided.al2"), "{r}");
+    let r = env.run(&["build", "--arch", "sparc"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("x86_64 or arm64"), "{r}");
+}
+
+/// On a machine with neither the arm64 Rust target, zig, cargo-zigbuild nor a cross gcc
+/// (simulated: a rustc whose sysroot holds only x86_64, an empty PATH, no venv), one error
+/// lists every missing tool with the exact command that installs it.
+#[test]
+fn build_arm64_without_the_tools_says_how_to_install_them() {
+    let env = Env::new();
+    let sysroot = env.path("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu/lib")).unwrap();
+    let rustc = env.path("fake-rustc");
+    std::fs::write(&rustc, format!("#!/bin/sh\necho {}\n", sysroot.display())).unwrap();
+    std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let empty = env.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = Run::from(
+        env.cmd(&["build", "--arch", "arm64"])
+            .env("RUSTC", &rustc)
+            .env("PATH", &empty)
+            .env("CARGO", env.path("no-cargo"))
+            .env("CLAUDE_LAMBDA_VENV", env.path("no-venv"))
+            .env_remove("CARGO_ZIGBUILD_ZIG_PATH")
+            .env_remove("CARGO_ZIGBUILD_PYTHON_PATH")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, Some(1), "{r}");
+    for fix in [
+        "rustup target add aarch64-unknown-linux-gnu",
+        "pip install ziglang",
+        "cargo install --locked cargo-zigbuild",
+    ] {
+        assert!(r.stderr.contains(fix), "`{fix}` missing:\n{r}");
+    }
+    assert!(!env.path("target/lambda").exists(), "{r}");
 }
 
 async fn moto_config(moto: &MotoServer) -> aws_config::SdkConfig {
