@@ -115,6 +115,9 @@ pub enum Command {
     Teardown(Teardown),
     /// Install the test stand-ins that are missing (moto, cargo-lambda) and run the whole test suite
     Test(Test),
+    /// Measure cold start, proxy overhead, streaming latency, memory, artifact size and deploy
+    /// time against their baselines; writes BENCHMARKS.md
+    Bench(Bench),
 }
 
 /// `--arch` and `--runtime` parse with the `artifacts` crate's own names and aliases
@@ -359,6 +362,22 @@ pub struct Test {
     /// Arguments passed to the test binaries (after `--`), e.g. a test name filter
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Tiny iteration counts: checks the harness runs (the numbers are not meaningful)
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the report here (default: BENCHMARKS.md at the workspace root)
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Measure this `bootstrap` instead of building the release one
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap: Option<PathBuf>,
+    /// Internal: serve the handler for the memory benchmark
+    #[arg(long, hide = true)]
+    pub serve_handler: bool,
 }
 
 /// Seconds from `8`, `8s`, `1.5s`, `500ms`, `2m`.

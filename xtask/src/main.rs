@@ -1,5 +1,6 @@
 //! `cargo xtask`: parses the flags and hands over to the command's module. Nothing else.
 
+mod bench;
 mod build;
 mod cmd;
 mod deploy;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
             Command::Dev(cmd) => cmd.run(&common).await,
             Command::Teardown(cmd) => cmd.run(&common, &progress).await,
             Command::Test(cmd) => cmd.run().await,
+            Command::Bench(cmd) => cmd.run(&common, &progress).await,
         }
     });
     progress.finish();

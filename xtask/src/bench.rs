@@ -1,0 +1,208 @@
+//! `cargo xtask bench [--quick]`: measures the speed and size claims side by side with their
+//! baselines, in one run, and writes `BENCHMARKS.md`.
+//!
+//! Every figure is measured against a baseline in the same run: the Python SDK's import for
+//! the cold start, the fake upstream reached directly for the proxy overhead and the
+//! streaming latency, the Python `anthropic` package zipped as a layer for the artifact, and
+//! `cargo lambda deploy` on the same moto server for the deploy.
+
+mod measure;
+mod report;
+
+use crate::cmd::{cargo, cmd};
+use crate::flags::{self, Common};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use report::{Report, Section};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Iteration counts: `--quick` keeps the harness from rotting; the full run gives the numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    pub cold_starts: usize,
+    pub python_imports: usize,
+    pub proxy_requests: usize,
+    pub latency_streams: usize,
+    pub stream_words: usize,
+    pub concurrent_streams: usize,
+    pub deploy_rounds: usize,
+}
+
+impl Counts {
+    fn new(quick: bool) -> Counts {
+        if quick {
+            Counts {
+                cold_starts: 3,
+                python_imports: 2,
+                proxy_requests: 20,
+                latency_streams: 2,
+                stream_words: 10,
+                concurrent_streams: 10,
+                deploy_rounds: 1,
+            }
+        } else {
+            Counts {
+                cold_starts: 30,
+                python_imports: 10,
+                proxy_requests: 2000,
+                latency_streams: 50,
+                stream_words: 40,
+                concurrent_streams: 50,
+                deploy_rounds: 3,
+            }
+        }
+    }
+}
+
+impl flags::Bench {
+    pub async fn run(self, _common: &Common, progress: &Progress) -> Result<ExitCode> {
+        if self.serve_handler {
+            return measure::serve_handler_child().await;
+        }
+        let counts = Counts::new(self.quick);
+        let bootstrap = match &self.bootstrap {
+            Some(p) => {
+                if !p.is_file() {
+                    bail!(
+                        "--bootstrap {}: no such file; build one with `cargo xtask build`, or leave the flag out to build the release bootstrap",
+                        p.display()
+                    );
+                }
+                p.canonicalize()
+                    .with_context(|| format!("resolving {}", p.display()))?
+            }
+            None => build_release(progress).await?,
+        };
+        progress.finish();
+        let out = match self.out {
+            Some(p) => p,
+            None => crate::build::project_root().join("BENCHMARKS.md"),
+        };
+
+        let mut report = Report::new(self.quick, &bootstrap);
+        let started = std::time::Instant::now();
+        eprintln!("bench: cold start");
+        report.push(section_or_error(
+            "Cold start",
+            measure::cold_start(&bootstrap, counts).await,
+        ));
+        eprintln!("bench: proxy overhead ({:.1?} so far)", started.elapsed());
+        report.push(section_or_error(
+            "Proxy overhead",
+            measure::proxy_overhead(counts).await,
+        ));
+        eprintln!(
+            "bench: streaming latency ({:.1?} so far)",
+            started.elapsed()
+        );
+        report.push(section_or_error(
+            "Streaming latency",
+            measure::streaming_latency(counts).await,
+        ));
+        eprintln!("bench: memory ({:.1?} so far)", started.elapsed());
+        report.push(section_or_error(
+            "Memory",
+            measure::memory(&bootstrap, counts).await,
+        ));
+        eprintln!("bench: artifact ({:.1?} so far)", started.elapsed());
+        report.push(section_or_error(
+            "Artifact",
+            measure::artifact(&bootstrap).await,
+        ));
+        eprintln!("bench: deploy ({:.1?} so far)", started.elapsed());
+        report.push(section_or_error(
+            "Deploy",
+            measure::deploy(&bootstrap, counts).await,
+        ));
+
+        eprintln!("bench: done in {:.1?}", started.elapsed());
+        let text = report.render();
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", out.display());
+        let failed = report.failed_sections();
+        if !failed.is_empty() {
+            bail!(
+                "these benchmarks could not run (the reasons are in {}): {}",
+                out.display(),
+                failed.join(", ")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A section whose measurement failed still appears, with the error, and fails the command.
+fn section_or_error(title: &str, r: Result<Section>) -> Section {
+    match r {
+        Ok(s) => s,
+        Err(e) => {
+            let mut s = Section::new(title);
+            s.error = Some(format!("{e:#}"));
+            s
+        }
+    }
+}
+
+/// The Rust target of this machine, which runs the function in the bench.
+fn host_triple() -> Result<&'static str> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok("x86_64-unknown-linux-gnu"),
+        "aarch64" => Ok("aarch64-unknown-linux-gnu"),
+        other => bail!(
+            "bench runs the function on this machine, which is {other}: it needs x86_64 or aarch64"
+        ),
+    }
+}
+
+/// The Lambda architecture of this machine (for the stack deployed to moto).
+pub(crate) fn host_architecture() -> Result<infra::config::Architecture> {
+    Ok(match host_triple()? {
+        "x86_64-unknown-linux-gnu" => infra::config::Architecture::X86_64,
+        _ => infra::config::Architecture::Arm64,
+    })
+}
+
+/// `cargo build --release -p claude-lambda-handler --bin bootstrap` for this machine: the
+/// binary `cargo xtask build` makes for the deployed architecture when it is this one.
+async fn build_release(progress: &Progress) -> Result<PathBuf> {
+    let triple = host_triple()?;
+    progress.step(format!("building bootstrap (release, {triple})"));
+    cmd(
+        cargo(),
+        [
+            "build",
+            "--release",
+            "-p",
+            "claude-lambda-handler",
+            "--bin",
+            "bootstrap",
+            "--target",
+            triple,
+        ],
+    )
+    .dir(&crate::build::project_root())
+    .run()
+    .await
+    .context("building the release bootstrap (the compiler errors are above)")?;
+    let path = crate::build::target_dir()
+        .await?
+        .join(triple)
+        .join("release")
+        .join("bootstrap");
+    if !path.is_file() {
+        bail!(
+            "cargo reported success but {} does not exist",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Where the bench keeps what it may reuse between runs (the pip-installed layer).
+pub(crate) async fn bench_dir() -> Result<PathBuf> {
+    Ok(crate::build::target_dir().await?.join("bench"))
+}
