@@ -49,33 +49,26 @@ impl Cmd {
         self
     }
 
-    /// Runs with stdout and stderr inherited (for commands whose output is the point, like tests).
-    pub async fn run_inherit(mut self) -> Result<()> {
-        tracing::debug!(command = %self.shown, "running");
-        let status = self
-            .inner
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .status()
-            .await
-            .with_context(|| format!("could not start `{}`", self.shown))?;
-        if !status.success() {
-            bail!("`{}` failed ({status})", self.shown);
-        }
-        Ok(())
-    }
-
     pub fn dir(mut self, dir: &Path) -> Self {
         self.inner.current_dir(dir);
         self
     }
 
     /// Runs with stdout sent to our stderr (so `--output json` stays clean) and stderr inherited.
-    pub async fn run(mut self) -> Result<()> {
+    pub async fn run(self) -> Result<()> {
+        self.run_with_stdout(Stdio::from(std::io::stderr())).await
+    }
+
+    /// Runs with stdout and stderr inherited (for commands whose output is the point, like tests).
+    pub async fn run_inherit(self) -> Result<()> {
+        self.run_with_stdout(Stdio::inherit()).await
+    }
+
+    async fn run_with_stdout(mut self, stdout: Stdio) -> Result<()> {
         tracing::debug!(command = %self.shown, "running");
         let status = self
             .inner
-            .stdout(Stdio::from(std::io::stderr()))
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .status()
             .await

@@ -67,13 +67,21 @@ async fn ensure_python_tools(venv: &Path) -> Result<()> {
             .await
             .with_context(|| format!("creating the Python venv {}", venv.display()))?;
     }
-    let requirements = std::env::temp_dir().join(format!("claude-lambda-requirements-{}.txt", std::process::id()));
+    let requirements = std::env::temp_dir().join(format!(
+        "claude-lambda-requirements-{}.txt",
+        std::process::id()
+    ));
     std::fs::write(&requirements, REQUIREMENTS).context("writing the requirements file")?;
     let installed = cmd(&python, ["-m", "pip", "install", "--quiet", "-r"])
         .arg(&requirements)
         .run()
         .await
-        .with_context(|| format!("installing the test stand-ins (moto server, cargo-lambda) into {}", venv.display()));
+        .with_context(|| {
+            format!(
+                "installing the test stand-ins (moto server, cargo-lambda) into {}",
+                venv.display()
+            )
+        });
     let _ = std::fs::remove_file(&requirements);
     installed?;
     std::fs::write(&stamp, REQUIREMENTS).with_context(|| format!("writing {}", stamp.display()))?;
