@@ -177,6 +177,15 @@ impl Report {
         let _ = writeln!(o, "| memory | {} |", mem_total());
         let _ = writeln!(o, "| kernel | {} |", kernel());
         let _ = writeln!(o, "| bootstrap measured | `{}` |", self.bootstrap);
+        let _ = writeln!(
+            o,
+            "| in-process handler (`handler::local`, proxy overhead, streaming latency, serving process) | {} |",
+            if cfg!(debug_assertions) {
+                "**debug build** of xtask (unoptimised): run `cargo run --release -p xtask -- bench` for optimised numbers"
+            } else {
+                "release build of xtask"
+            }
+        );
         let _ = writeln!(o);
         let _ = writeln!(o, "## Summary\n");
         let _ = writeln!(o, "| section | figure | value | target | result |");
