@@ -17,13 +17,8 @@ impl flags::Dev {
         let mut fake = None;
         let (key, base_url, upstream) = match real_key {
             Some(key) if !self.mock => {
-                let base = std::env::var("ANTHROPIC_BASE_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty());
-                let shown = base
-                    .clone()
-                    .unwrap_or_else(|| "https://api.anthropic.com".into());
-                (key, base, format!("the Anthropic API at {shown}"))
+                let (base, shown) = real_upstream();
+                (key, base, shown)
             }
             other => {
                 if other.is_none() && !self.mock {
@@ -112,4 +107,16 @@ struct DevInfo {
     url: String,
     caller_token: String,
     upstream: String,
+}
+
+/// The real Messages API: `ANTHROPIC_BASE_URL` when set (else the handler's default), and
+/// how to name it to the user.
+pub fn real_upstream() -> (Option<String>, String) {
+    let base = std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let shown = base
+        .clone()
+        .unwrap_or_else(|| "https://api.anthropic.com".into());
+    (base, format!("the Anthropic API at {shown}"))
 }

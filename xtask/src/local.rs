@@ -56,13 +56,8 @@ pub async fn deploy_local(
     let mut fake = None;
     let (key, base_url, upstream) = match real_key {
         Some(key) => {
-            let base = std::env::var("ANTHROPIC_BASE_URL")
-                .ok()
-                .filter(|u| !u.is_empty());
-            let shown = base
-                .clone()
-                .unwrap_or_else(|| "https://api.anthropic.com".into());
-            (key, base, format!("the Anthropic API at {shown}"))
+            let (base, shown) = crate::dev::real_upstream();
+            (key, base, shown)
         }
         None => {
             progress.step("starting the fake Messages API (ANTHROPIC_API_KEY is not set)");

@@ -4,26 +4,9 @@
 //! in `~/.cache/claude-lambda/venv`; `cargo xtask test` installs them) and PyPI for the
 //! `pip install anthropic -t` layer baseline (cached after the first run).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::handler_bootstrap;
 use std::process::Command;
-
-/// The real handler binary for this machine (debug: fast when up to date).
-fn handler_bootstrap() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "claude-lambda-handler", "--bin", "bootstrap"])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the handler's bootstrap failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let path = target.join("debug").join("bootstrap");
-    assert!(path.is_file(), "{} missing after the build", path.display());
-    path
-}
 
 /// The lines of the section `## title`, up to the next `## `.
 fn section<'a>(report: &'a str, title: &str) -> Vec<&'a str> {

@@ -1,7 +1,9 @@
 //! The real `cargo xtask` binary, run as a user runs it: help, package, the plan/deploy/
 //! teardown cycle against moto server, `dev --mock`, and `deploy --local`.
 
+mod common;
 use base64::Engine;
+use common::handler_bootstrap;
 use emulators::moto::{free_port, MotoServer};
 use sha2::Digest;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -745,24 +747,6 @@ async fn dev_uses_the_given_caller_token() {
     let (status, body) = post_chat(&url, Some("my-local-token-123")).await;
     assert_eq!(status, 200, "{body}");
     served.interrupt();
-}
-
-/// The real handler binary, built for this machine (debug, fast when up to date).
-fn handler_bootstrap() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "claude-lambda-handler", "--bin", "bootstrap"])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the handler's bootstrap failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let path = target.join("debug").join("bootstrap");
-    assert!(path.is_file(), "{} missing after the build", path.display());
-    path
 }
 
 #[tokio::test(flavor = "multi_thread")]
