@@ -3,7 +3,9 @@
 
 use crate::aws::Aws;
 use crate::names::Names;
-use crate::{concurrency, function, function_url, http_api, log_group, permission, role, secret};
+use crate::{
+    concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
+};
 use anyhow::Result;
 use std::future::Future;
 
@@ -22,6 +24,10 @@ pub struct Actual {
     pub permissions: Vec<permission::Statement>,
     /// HTTP APIs with the stack's name or tags (normally zero or one).
     pub http_apis: Vec<http_api::State>,
+    /// Versions of the stack's layer, newest first.
+    pub layer_versions: Vec<layer::Version>,
+    /// The stack's ECR repository.
+    pub repository: Option<ecr::State>,
 }
 
 impl Actual {
@@ -43,6 +49,8 @@ impl Actual {
             && self.function_url.is_none()
             && self.permissions.is_empty()
             && self.http_apis.is_empty()
+            && self.layer_versions.is_empty()
+            && self.repository.is_none()
     }
 }
 
@@ -71,12 +79,14 @@ impl StateReader for FixedState {
 pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     crate::config::validate_stack_name(stack)?;
     let names = Names::new(stack);
-    let (secret, log_group, role, function, http_apis) = tokio::try_join!(
+    let (secret, log_group, role, function, http_apis, layer_versions, repository) = tokio::try_join!(
         secret::read(aws, &names),
         log_group::read(aws, &names),
         role::read(aws, &names),
         function::read(aws, &names),
         http_api::read(aws, &names),
+        layer::read(aws, &names),
+        ecr::read(aws, &names),
     )?;
     let (concurrency, function_url, permissions) = if function.is_some() {
         tokio::try_join!(
@@ -98,5 +108,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         function_url,
         permissions,
         http_apis,
+        layer_versions,
+        repository,
     })
 }

@@ -7,7 +7,9 @@ use crate::desired::Desired;
 use crate::plan::{self, Change, Kind, Plan, Refs, KNOWN_AFTER_APPLY};
 use crate::progress::Progress;
 use crate::secret::CallerToken;
-use crate::{concurrency, function, function_url, http_api, log_group, permission, role, secret};
+use crate::{
+    concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
+};
 use anyhow::{bail, Context, Result};
 use serde::{Serialize, Serializer};
 use std::fmt;
@@ -219,7 +221,7 @@ async fn run(
     let spec = desired.spec.as_ref();
     let (account, region) = (actual.account_id.as_str(), actual.region.as_str());
     let created_at = spec.map(|s| s.created_at.clone()).unwrap_or_default();
-    let mut refs = Refs::from_actual(names, actual);
+    let mut refs = Refs::resolve(names, spec, actual);
     let mut w = Writer {
         progress,
         dry_run: options.dry_run,
@@ -341,12 +343,74 @@ async fn run(
                 )
                 .await?;
             }
+            // Layer versions.
+            (Kind::Layer, Change::Delete) => {
+                let v = actual
+                    .layer_versions
+                    .iter()
+                    .find(|v| layer::version_name(&names.layer, v.version) == c.name)
+                    .context("internal: layer version delete without a version")?;
+                w.run(step, layer::delete_version(aws, &names.layer, v.version))
+                    .await?;
+            }
+            (Kind::Layer, _) => {
+                let s = plan::layer_spec(names, need()?)
+                    .context("internal: layer change without package = \"layer\"")?;
+                if let Some(arn) = w.run(step, layer::publish(aws, &s, &names.stack)).await? {
+                    refs.layer_arn = arn;
+                }
+            }
+            // ECR repository and image.
+            (Kind::Repository, Change::Delete) => {
+                w.run(step, ecr::delete(aws, &names.ecr_repository)).await?;
+            }
+            (Kind::Repository, Change::Create { .. }) => {
+                let s = plan::repository_spec(names, need()?)
+                    .context("internal: repository change without package = \"image\"")?;
+                if let Some(uri) = w.run(step, ecr::create(aws, &s, &created_at)).await? {
+                    if let Some(image) = need()?.image.as_ref() {
+                        refs.image_uri = Some(ecr::image_uri(&uri, image.digest()));
+                    }
+                    refs.repository_uri = uri;
+                }
+            }
+            (Kind::Repository, _) => {
+                let s = plan::repository_spec(names, need()?)
+                    .context("internal: repository change without package = \"image\"")?;
+                let a = actual
+                    .repository
+                    .as_ref()
+                    .context("internal: repository update without a repository")?;
+                w.run(step, ecr::update(aws, &s, a, &created_at)).await?;
+            }
+            (Kind::Image, Change::Delete) => {
+                // Images go with their repository; nothing deletes one alone.
+            }
+            (Kind::Image, _) => {
+                let image = need()?
+                    .image
+                    .as_ref()
+                    .context("internal: image push without an image")?;
+                let repo_uri = refs.repository_uri.clone();
+                if let Some(uri) = w
+                    .run(
+                        step,
+                        ecr::push(aws, &names.ecr_repository, &repo_uri, image),
+                    )
+                    .await?
+                {
+                    refs.image_uri = Some(uri);
+                }
+            }
             // Function.
             (Kind::Function, Change::Delete) => {
                 w.run(step, function::delete(aws, &names.function)).await?;
             }
             (Kind::Function, Change::Create { .. }) | (Kind::Function, Change::Replace { .. }) => {
                 let s = plan::function_spec(names, need()?, &refs);
+                if !options.dry_run && s.layers.iter().any(|l| l == KNOWN_AFTER_APPLY) {
+                    bail!("internal: the layer version is unknown when creating {}", names.function);
+                }
                 let on_retry = |m: &str| progress.warn(m);
                 let replace = matches!(c.change, Change::Replace { .. });
                 let fut = async {
@@ -361,6 +425,9 @@ async fn run(
             }
             (Kind::Function, _) => {
                 let s = plan::function_spec(names, need()?, &refs);
+                if !options.dry_run && s.layers.iter().any(|l| l == KNOWN_AFTER_APPLY) {
+                    bail!("internal: the layer version is unknown when updating {}", names.function);
+                }
                 let a = actual
                     .function
                     .as_ref()

@@ -15,7 +15,14 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// Push images here instead of the registry ECR's authorization token names (its
+    /// `proxyEndpoint`). For emulators only (moto has no registry data plane); also read from
+    /// `CLAUDE_LAMBDA_ECR_REGISTRY_URL`.
+    pub ecr_registry_url: Option<String>,
 }
+
+/// Environment variable that overrides the ECR registry endpoint images are pushed to.
+pub const ECR_REGISTRY_URL_ENV: &str = "CLAUDE_LAMBDA_ECR_REGISTRY_URL";
 
 /// Backoff for `CreateFunction` while a just-created role propagates through IAM.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +54,9 @@ pub struct Aws {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub apigw: aws_sdk_apigatewayv2::Client,
     pub sts: aws_sdk_sts::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    /// See [`AwsOptions::ecr_registry_url`].
+    pub ecr_registry_url: Option<String>,
     pub account_id: String,
     pub region: String,
     pub iam_retry: IamRetry,
@@ -68,7 +78,11 @@ impl Aws {
             loader = loader.endpoint_url(e);
         }
         let config = loader.load().await;
-        Self::from_sdk_config(config).await
+        let aws = Self::from_sdk_config(config).await?;
+        Ok(match &opts.ecr_registry_url {
+            Some(url) => aws.with_ecr_registry_url(url),
+            None => aws,
+        })
     }
 
     /// From an already-built `SdkConfig` (tests use this with static credentials).
@@ -93,12 +107,22 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            ecr: aws_sdk_ecr::Client::new(&config),
+            ecr_registry_url: std::env::var(ECR_REGISTRY_URL_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
             sts,
             account_id,
             region,
             iam_retry: IamRetry::default(),
             sdk_config: config,
         })
+    }
+
+    /// Pushes images to this registry instead of ECR's `proxyEndpoint` (emulators).
+    pub fn with_ecr_registry_url(mut self, url: &str) -> Aws {
+        self.ecr_registry_url = Some(url.to_string());
+        self
     }
 
     /// Replaces the IAM-propagation backoff (tests make it fast).

@@ -73,10 +73,63 @@ impl FromStr for Architecture {
     }
 }
 
+/// How the handler reaches Lambda (`function.package`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Package {
+    /// A zip holding `bootstrap` (the smallest, the default).
+    #[default]
+    Zip,
+    /// `bootstrap` published as a layer version (`/opt/bootstrap`); the function's own zip
+    /// holds no `bootstrap`, so Lambda runs the layer's.
+    Layer,
+    /// A single-manifest OCI image (static `bootstrap` on an empty base) in the stack's ECR
+    /// repository, referenced by digest.
+    Image,
+}
+
+impl Package {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Package::Zip => "zip",
+            Package::Layer => "layer",
+            Package::Image => "image",
+        }
+    }
+
+    /// Lambda's `PackageType` for this kind (`Zip` for zip and layer).
+    pub fn package_type(self) -> &'static str {
+        match self {
+            Package::Zip | Package::Layer => "Zip",
+            Package::Image => "Image",
+        }
+    }
+}
+
+impl fmt::Display for Package {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Package {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "zip" => Ok(Package::Zip),
+            "layer" => Ok(Package::Layer),
+            "image" | "container" => Ok(Package::Image),
+            other => bail!("unknown package kind `{other}`: use `zip`, `layer` or `image`"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FunctionSection {
     pub architecture: Architecture,
+    /// `zip`, `layer` or `image`.
+    pub package: Package,
     pub memory_mb: u32,
     pub timeout_seconds: u32,
     pub log_retention_days: u32,
@@ -86,6 +139,7 @@ impl Default for FunctionSection {
     fn default() -> Self {
         FunctionSection {
             architecture: Architecture::X86_64,
+            package: Package::Zip,
             memory_mb: 256,
             timeout_seconds: 120,
             log_retention_days: 14,
@@ -328,6 +382,7 @@ pub struct Overrides {
     pub memory_mb: Option<u32>,
     pub timeout_seconds: Option<u32>,
     pub architecture: Option<Architecture>,
+    pub package: Option<Package>,
     pub concurrency: Option<ConcurrencySetting>,
     pub requests_per_minute: Option<u32>,
     pub expected_duration_seconds: Option<f64>,
@@ -388,6 +443,9 @@ impl StackConfig {
         }
         if let Some(v) = o.architecture {
             c.function.architecture = v;
+        }
+        if let Some(v) = o.package {
+            c.function.package = v;
         }
         if let Some(v) = o.log_retention_days {
             c.function.log_retention_days = v;
@@ -596,6 +654,33 @@ mod tests {
         ] {
             assert!(validate_stack_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn package_kinds() {
+        assert_eq!(StackConfig::default().function.package, Package::Zip);
+        for (text, want) in [
+            ("zip", Package::Zip),
+            ("layer", Package::Layer),
+            ("image", Package::Image),
+        ] {
+            let c = StackConfig::parse(&format!("[function]\npackage = \"{text}\"\n")).unwrap();
+            assert_eq!(c.function.package, want);
+            assert_eq!(want.to_string(), text);
+            assert_eq!(text.parse::<Package>().unwrap(), want);
+        }
+        assert_eq!(Package::Layer.package_type(), "Zip");
+        assert_eq!(Package::Image.package_type(), "Image");
+        let e = StackConfig::parse("[function]\npackage = \"docker\"\n").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("package") && msg.contains("zip"), "{msg}");
+        let c = StackConfig::default()
+            .with_overrides(&Overrides {
+                package: Some(Package::Image),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(c.function.package, Package::Image);
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub struct StackSpec {
     pub config: StackConfig,
     /// Resolved reserved concurrency (`auto` computed), `None` = no reservation.
     pub reserved_concurrency: Option<u32>,
+    /// The zip holding `bootstrap`: the function's code (`package = "zip"`) or the layer's
+    /// content (`package = "layer"`).
     pub artifact: Option<Artifact>,
+    /// The container image (`package = "image"`), from the static `bootstrap`.
+    pub image: Option<artifacts::Image>,
     pub secret: SecretInput,
     /// RFC 3339 time for the `created-at` tag of resources created now.
     pub created_at: String,
@@ -41,6 +45,7 @@ impl Desired {
             spec: Some(StackSpec {
                 reserved_concurrency: config.concurrency.resolve(),
                 artifact: artifact.cloned(),
+                image: None,
                 secret,
                 created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
@@ -58,6 +63,14 @@ impl Desired {
             names: Names::new(stack),
             spec: None,
         })
+    }
+
+    /// Sets the container image deployed when `package = "image"`.
+    pub fn with_image(mut self, image: artifacts::Image) -> Desired {
+        if let Some(s) = &mut self.spec {
+            s.image = Some(image);
+        }
+        self
     }
 
     /// Replaces the `created-at` timestamp (deterministic tests and snapshots).

@@ -1,5 +1,10 @@
-//! The Lambda function `claude-proxy-<stack>`: `provided.al2023`, a zip holding `bootstrap`,
-//! architecture, memory, timeout, non-secret environment, tags.
+//! The Lambda function `claude-proxy-<stack>`: `provided.al2023`, a zip holding `bootstrap`
+//! (or, with `package = "layer"`, a zip without one and the stack's layer attached; or,
+//! with `package = "image"`, PackageType Image and an ECR image by digest), architecture,
+//! memory, timeout, non-secret environment, tags.
+//!
+//! Lambda cannot change a function's PackageType in place: switching between `image` and
+//! `zip`/`layer` is a replacement (delete, then create), and the plan says so.
 //!
 //! Code is uploaded only when the zip's CodeSha256 differs. After every create/update the
 //! SDK waiters (`wait_until_function_active_v2`, `wait_until_function_updated_v2`) hold the
@@ -7,6 +12,7 @@
 //! errors a just-created role gives while IAM propagates it.
 
 use crate::aws::{ctx, describe, is_not_found, Aws, IamRetry};
+use crate::config::Package;
 use crate::names::{self, Names};
 use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
@@ -39,7 +45,23 @@ pub struct State {
     pub env: BTreeMap<String, String>,
     pub code_sha256: Option<String>,
     pub package_type: Option<String>,
+    /// ARNs of the attached layer versions, in order.
+    pub layers: Vec<String>,
+    /// `Code.ImageUri` of an Image function.
+    pub image_uri: Option<String>,
     pub tags: BTreeMap<String, String>,
+}
+
+impl State {
+    /// The package kind this function has: `image` for PackageType Image, `layer` when a
+    /// layer is attached, else `zip`.
+    pub fn package_kind(&self) -> Package {
+        match self.package_type.as_deref() {
+            Some("Image") => Package::Image,
+            _ if !self.layers.is_empty() => Package::Layer,
+            _ => Package::Zip,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,8 +73,15 @@ pub struct Spec<'a> {
     pub timeout_seconds: u32,
     pub role_arn: String,
     pub env: BTreeMap<String, String>,
-    /// `None` when no artifact was given (e.g. `plan` without a build): code not compared.
+    pub package: Package,
+    /// The function's zip (zip: `bootstrap`; layer: the note without one). `None` when no
+    /// artifact was given (e.g. `plan` without a build): code not compared. Unused for images.
     pub code: Option<&'a crate::artifact::Artifact>,
+    /// Layer version ARNs (`package = "layer"`: the stack's layer), empty otherwise.
+    pub layers: Vec<String>,
+    /// `<repository URI>@sha256:...` for `package = "image"`; `None` when not known (plan
+    /// without a build: not compared).
+    pub image_uri: Option<String>,
 }
 
 pub fn function_arn(region: &str, account_id: &str, name: &str) -> String {
@@ -89,6 +118,12 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
             .unwrap_or_default(),
         code_sha256: c.code_sha256().map(str::to_string),
         package_type: c.package_type().map(|p| p.as_str().to_string()),
+        layers: c
+            .layers()
+            .iter()
+            .filter_map(|l| l.arn().map(str::to_string))
+            .collect(),
+        image_uri: out.code().and_then(|c| c.image_uri()).map(str::to_string),
         tags: out
             .tags()
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -100,11 +135,24 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
 fn config_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
     let mut f = Vec::new();
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
-    if a.runtime.as_deref() != Some(RUNTIME) {
-        f.push(FieldChange::new("runtime", opt(&a.runtime), RUNTIME));
+    // Image functions have no runtime or handler: the image's entry point runs.
+    if d.package != Package::Image {
+        if a.runtime.as_deref() != Some(RUNTIME) {
+            f.push(FieldChange::new("runtime", opt(&a.runtime), RUNTIME));
+        }
+        if a.handler.as_deref() != Some(HANDLER) {
+            f.push(FieldChange::new("handler", opt(&a.handler), HANDLER));
+        }
     }
-    if a.handler.as_deref() != Some(HANDLER) {
-        f.push(FieldChange::new("handler", opt(&a.handler), HANDLER));
+    if a.layers != d.layers {
+        let show = |l: &[String]| {
+            if l.is_empty() {
+                "(none)".to_string()
+            } else {
+                l.join(",")
+            }
+        };
+        f.push(FieldChange::new("layers", show(&a.layers), show(&d.layers)));
     }
     if a.memory_mb != Some(d.memory_mb as i32) {
         f.push(FieldChange::new(
@@ -153,7 +201,17 @@ fn code_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
             d.architecture,
         ));
     }
-    if let Some(code) = d.code {
+    if d.package == Package::Image {
+        if let Some(uri) = &d.image_uri {
+            if a.image_uri.as_deref() != Some(uri.as_str()) {
+                f.push(FieldChange::new(
+                    "image_uri",
+                    a.image_uri.clone().unwrap_or_default(),
+                    uri.clone(),
+                ));
+            }
+        }
+    } else if let Some(code) = d.code {
         if a.code_sha256.as_deref() != Some(code.code_sha256.as_str()) {
             f.push(FieldChange::new(
                 "code_sha256",
@@ -175,14 +233,16 @@ pub fn diff(
         (None, Some(_)) => Some(Change::Delete),
         (Some(d), a) => {
             if let Some(a) = a {
-                if a.package_type.as_deref().is_some_and(|p| p != "Zip") {
-                    if d.code.is_none() {
+                let wanted = d.package.package_type();
+                if a.package_type.as_deref().is_some_and(|p| p != wanted) {
+                    if !has_code(d) {
                         blockers.push(no_artifact(d.name));
                     }
                     return Some(Change::Replace {
                         reason: format!(
-                            "package type is {}, this stack deploys a zip",
-                            a.package_type.as_deref().unwrap_or_default()
+                            "package {} -> {} (Lambda cannot change PackageType in place)",
+                            a.package_kind(),
+                            d.package
                         ),
                     });
                 }
@@ -194,21 +254,37 @@ pub fn diff(
                 }
                 return (!fields.is_empty()).then_some(Change::Update { fields });
             }
-            let mut settings = vec![
-                Setting::new("runtime", RUNTIME),
+            let mut settings = vec![Setting::new("package", d.package)];
+            if d.package != Package::Image {
+                settings.push(Setting::new("runtime", RUNTIME));
+            }
+            settings.extend([
                 Setting::new("architecture", d.architecture),
                 Setting::new("memory_mb", d.memory_mb),
                 Setting::new("timeout_seconds", d.timeout_seconds),
-            ];
-            match d.code {
-                Some(c) => settings.push(Setting::new("code_sha256", &c.code_sha256)),
-                None => blockers.push(no_artifact(d.name)),
+            ]);
+            match (d.package, d.code, &d.image_uri) {
+                (Package::Image, _, Some(uri)) => settings.push(Setting::new("image_uri", uri)),
+                (Package::Zip | Package::Layer, Some(c), _) => {
+                    settings.push(Setting::new("code_sha256", &c.code_sha256))
+                }
+                _ => blockers.push(no_artifact(d.name)),
+            }
+            for l in &d.layers {
+                settings.push(Setting::new("layer", l));
             }
             for (k, v) in &d.env {
                 settings.push(Setting::new(format!("env.{k}"), v));
             }
             Some(Change::Create { settings })
         }
+    }
+}
+
+fn has_code(d: &Spec) -> bool {
+    match d.package {
+        Package::Image => d.image_uri.is_some(),
+        Package::Zip | Package::Layer => d.code.is_some(),
     }
 }
 
@@ -234,7 +310,6 @@ pub async fn create(
     created_at: &str,
     on_retry: &dyn Fn(&str),
 ) -> Result<String> {
-    let code = spec.code.with_context(|| no_artifact(spec.name))?;
     let tags = names::tags_at_creation(spec.stack, created_at)
         .into_iter()
         .collect();
@@ -242,18 +317,29 @@ pub async fn create(
         .lambda
         .create_function()
         .function_name(spec.name)
-        .runtime(Runtime::from(RUNTIME))
-        .handler(HANDLER)
         .role(&spec.role_arn)
         .architectures(Architecture::from(spec.architecture))
         .memory_size(spec.memory_mb as i32)
-        .timeout(spec.timeout_seconds as i32)
-        .package_type(PackageType::Zip)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(code.zip.clone()))
-                .build(),
-        )
+        .timeout(spec.timeout_seconds as i32);
+    let request = if spec.package == Package::Image {
+        let uri = spec.image_uri.as_ref().with_context(|| no_artifact(spec.name))?;
+        request
+            .package_type(PackageType::Image)
+            .code(FunctionCode::builder().image_uri(uri).build())
+    } else {
+        let code = spec.code.with_context(|| no_artifact(spec.name))?;
+        request
+            .runtime(Runtime::from(RUNTIME))
+            .handler(HANDLER)
+            .package_type(PackageType::Zip)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(code.zip.clone()))
+                    .build(),
+            )
+            .set_layers((!spec.layers.is_empty()).then(|| spec.layers.clone()))
+    };
+    let request = request
         .environment(sdk_env(spec))
         .set_tags(Some(tags))
         .description(format!(
@@ -339,15 +425,24 @@ async fn wait_updated(aws: &Aws, name: &str) -> Result<()> {
 /// for each update to finish before the next.
 pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
     if !config_changes(spec, actual).is_empty() {
-        aws.lambda
+        let request = aws
+            .lambda
             .update_function_configuration()
             .function_name(spec.name)
-            .runtime(Runtime::from(RUNTIME))
-            .handler(HANDLER)
             .role(&spec.role_arn)
             .memory_size(spec.memory_mb as i32)
             .timeout(spec.timeout_seconds as i32)
-            .environment(sdk_env(spec))
+            .environment(sdk_env(spec));
+        let request = if spec.package == Package::Image {
+            request
+        } else {
+            // An empty list detaches every layer.
+            request
+                .runtime(Runtime::from(RUNTIME))
+                .handler(HANDLER)
+                .set_layers(Some(spec.layers.clone()))
+        };
+        request
             .send()
             .await
             .map_err(ctx(format!(
@@ -357,18 +452,24 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
         wait_updated(aws, spec.name).await?;
     }
     if !code_changes(spec, actual).is_empty() {
-        let code = spec.code.with_context(|| {
+        let missing = || {
             format!(
                 "changing the architecture of {} needs the code built for it: {}",
                 spec.name,
                 no_artifact(spec.name)
             )
-        })?;
-        aws.lambda
+        };
+        let request = aws
+            .lambda
             .update_function_code()
             .function_name(spec.name)
-            .architectures(Architecture::from(spec.architecture))
-            .zip_file(Blob::new(code.zip.clone()))
+            .architectures(Architecture::from(spec.architecture));
+        let request = if spec.package == Package::Image {
+            request.image_uri(spec.image_uri.as_ref().with_context(missing)?)
+        } else {
+            request.zip_file(Blob::new(spec.code.with_context(missing)?.zip.clone()))
+        };
+        request
             .send()
             .await
             .map_err(ctx(format!("lambda:UpdateFunctionCode {}", spec.name)))?;

@@ -5,7 +5,8 @@
 //!
 //! One module per resource kind owns that resource's whole lifecycle (read, diff, create,
 //! update, delete): `secret`, `log_group`, `role`, `function`, `concurrency`,
-//! `function_url`, `permission`, `http_api`.
+//! `function_url`, `permission`, `http_api`, `layer` and `ecr` (`package = "layer"` /
+//! `"image"`).
 
 pub mod actual;
 pub mod apply;
@@ -14,9 +15,11 @@ pub mod aws;
 pub mod concurrency;
 pub mod config;
 pub mod desired;
+pub mod ecr;
 pub mod function;
 pub mod function_url;
 pub mod http_api;
+pub mod layer;
 pub mod log_group;
 pub mod names;
 pub mod permission;

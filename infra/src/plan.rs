@@ -4,7 +4,10 @@
 use crate::actual::Actual;
 use crate::desired::{Desired, StackSpec};
 use crate::names::Names;
-use crate::{concurrency, function, function_url, http_api, log_group, permission, role, secret};
+use crate::config::Package;
+use crate::{
+    concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
+};
 use serde::Serialize;
 use std::fmt;
 
@@ -68,6 +71,12 @@ pub enum Kind {
     Role,
     RolePolicy,
     AttachedPolicy,
+    /// A version of the stack's layer (`package = "layer"`).
+    Layer,
+    /// The stack's ECR repository (`package = "image"`).
+    Repository,
+    /// The image pushed to that repository.
+    Image,
     Function,
     Concurrency,
     FunctionUrl,
@@ -81,8 +90,8 @@ impl Kind {
         self as u8
     }
 
-    /// Position when deleting: permissions, URL, API, concurrency, function, log group,
-    /// policies, role, secret.
+    /// Position when deleting: permissions, URL, API, concurrency, function, layer versions,
+    /// repository, log group, policies, role, secret.
     fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
@@ -90,10 +99,13 @@ impl Kind {
             Kind::HttpApi => 2,
             Kind::Concurrency => 3,
             Kind::Function => 4,
-            Kind::LogGroup => 5,
-            Kind::RolePolicy | Kind::AttachedPolicy => 6,
-            Kind::Role => 7,
-            Kind::Secret => 8,
+            Kind::Layer => 5,
+            Kind::Image => 6,
+            Kind::Repository => 7,
+            Kind::LogGroup => 8,
+            Kind::RolePolicy | Kind::AttachedPolicy => 9,
+            Kind::Role => 10,
+            Kind::Secret => 11,
         }
     }
 
@@ -104,6 +116,9 @@ impl Kind {
             Kind::Role => "IAM role",
             Kind::RolePolicy => "inline policy",
             Kind::AttachedPolicy => "attached policy",
+            Kind::Layer => "layer version",
+            Kind::Repository => "ECR repository",
+            Kind::Image => "image",
             Kind::Function => "function",
             Kind::Concurrency => "reserved concurrency",
             Kind::FunctionUrl => "function URL",
@@ -161,11 +176,45 @@ pub(crate) struct Refs {
     pub role_arn: String,
     pub function_arn: String,
     pub api_id: Option<String>,
+    /// The layer version the function uses (`package = "layer"`).
+    pub layer_arn: String,
+    /// The ECR repository's URI (`package = "image"`).
+    pub repository_uri: String,
+    /// `<repository URI>@<digest>` (`package = "image"`), when known.
+    pub image_uri: Option<String>,
 }
 
 impl Refs {
+    /// The references for deploying `spec` onto `actual`.
+    pub fn resolve(names: &Names, spec: Option<&StackSpec>, actual: &Actual) -> Refs {
+        let mut refs = Refs::from_actual(names, actual);
+        let Some(s) = spec else { return refs };
+        if let Some(l) = layer_spec(names, s) {
+            if let layer::Target::Existing(arn) = layer::target(&l, &actual.layer_versions) {
+                refs.layer_arn = arn;
+            }
+        }
+        if s.config.function.package == Package::Image {
+            refs.image_uri = match &s.image {
+                Some(image) => Some(ecr::image_uri(&refs.repository_uri, image.digest())),
+                // Planning without a build: keep the function's image.
+                None => actual.function.as_ref().and_then(|f| f.image_uri.clone()),
+            };
+        }
+        refs
+    }
+
     pub fn from_actual(names: &Names, actual: &Actual) -> Refs {
         Refs {
+            layer_arn: KNOWN_AFTER_APPLY.into(),
+            repository_uri: actual
+                .repository
+                .as_ref()
+                .map(|r| r.uri.clone())
+                .unwrap_or_else(|| {
+                    ecr::repository_uri(&actual.account_id, &actual.region, &names.ecr_repository)
+                }),
+            image_uri: None,
             secret_arn: actual
                 .secret
                 .as_ref()
@@ -214,13 +263,39 @@ pub(crate) fn role_spec<'a>(
     }
 }
 
+pub(crate) fn layer_spec<'a>(names: &'a Names, s: &'a StackSpec) -> Option<layer::Spec<'a>> {
+    (s.config.function.package == Package::Layer).then(|| layer::Spec {
+        name: &names.layer,
+        architecture: s.config.function.architecture.as_str(),
+        runtime: function::RUNTIME,
+        content: s.artifact.as_ref(),
+    })
+}
+
+pub(crate) fn repository_spec<'a>(names: &'a Names, s: &StackSpec) -> Option<ecr::Spec<'a>> {
+    (s.config.function.package == Package::Image).then(|| ecr::Spec {
+        name: &names.ecr_repository,
+        stack: &names.stack,
+    })
+}
+
 pub(crate) fn function_spec<'a>(
     names: &'a Names,
     s: &'a StackSpec,
     refs: &Refs,
 ) -> function::Spec<'a> {
     let f = &s.config.function;
+    let package = f.package;
     function::Spec {
+        package,
+        layers: match package {
+            Package::Layer => vec![refs.layer_arn.clone()],
+            _ => Vec::new(),
+        },
+        image_uri: match package {
+            Package::Image => refs.image_uri.clone(),
+            _ => None,
+        },
         name: &names.function,
         stack: &names.stack,
         architecture: f.architecture.as_str(),
@@ -228,7 +303,11 @@ pub(crate) fn function_spec<'a>(
         timeout_seconds: f.timeout_seconds,
         role_arn: refs.role_arn.clone(),
         env: s.env(&refs.secret_arn),
-        code: s.artifact.as_ref(),
+        code: match package {
+            Package::Zip => s.artifact.as_ref(),
+            Package::Layer => Some(layer::function_zip()),
+            Package::Image => None,
+        },
     }
 }
 
@@ -278,7 +357,7 @@ pub(crate) fn permission_specs(
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let names = &desired.names;
     let spec = desired.spec.as_ref();
-    let refs = Refs::from_actual(names, actual);
+    let refs = Refs::resolve(names, spec, actual);
     let (account, region) = (actual.account_id.as_str(), actual.region.as_str());
     let mut changes = Vec::new();
     let mut blockers = Vec::new();
@@ -322,6 +401,34 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             role::PolicyRef::Attached => Kind::AttachedPolicy,
         };
         push(kind, &name, None, Some(change));
+    }
+
+    let l = spec.and_then(|s| layer_spec(names, s));
+    for (name, change) in layer::diff(
+        l.as_ref(),
+        &names.layer,
+        &actual.layer_versions,
+        &mut blockers,
+    ) {
+        push(Kind::Layer, &name, None, Some(change));
+    }
+    let repo = spec.and_then(|s| repository_spec(names, s));
+    push(
+        Kind::Repository,
+        &names.ecr_repository,
+        None,
+        ecr::diff_repository(repo.as_ref(), actual.repository.as_ref()),
+    );
+    let image = spec
+        .filter(|s| s.config.function.package == Package::Image)
+        .and_then(|s| s.image.as_ref());
+    if let Some(i) = image {
+        push(
+            Kind::Image,
+            &format!("{}@{}", names.ecr_repository, i.digest()),
+            None,
+            ecr::diff_image(Some(i), actual.repository.as_ref()),
+        );
     }
 
     let f = spec.map(|s| function_spec(names, s, &refs));

@@ -90,6 +90,8 @@ fn deployed(d: &Desired) -> Actual {
         env: s.env(&secret_arn),
         code_sha256: Some(artifact().code_sha256),
         package_type: Some("Zip".into()),
+        layers: vec![],
+        image_uri: None,
         tags: tags(&d.stack),
     });
     a.concurrency = s.reserved_concurrency.map(|r| r as i32);
@@ -412,4 +414,222 @@ fn spend_bound_is_explicit() {
     let none = infra::SpendBound::new(None, 120, 256, 4096);
     assert_eq!(none.max_in_flight_requests, None);
     assert!(none.summary.contains("account's concurrency limit"));
+}
+
+// Package kinds (`function.package`): layer and image, and switching between kinds.
+
+fn with_package(package: infra::config::Package) -> Desired {
+    let d = desired_with(
+        Overrides {
+            package: Some(package),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    d.with_image(image())
+}
+
+fn image() -> artifacts::Image {
+    artifacts::Image::from_bootstrap(b"\x7fELF fake static bootstrap", artifacts::Arch::X86_64)
+}
+
+const LAYER_ARN_1: &str = "arn:aws:lambda:us-east-1:123456789012:layer:claude-proxy-dev-bootstrap:1";
+
+/// The state a deploy of `d` leaves, for any package kind.
+fn deployed_as(d: &Desired) -> Actual {
+    use infra::config::Package;
+    let mut a = deployed(d);
+    let s = d.spec.as_ref().unwrap();
+    let f = a.function.as_mut().unwrap();
+    match s.config.function.package {
+        Package::Zip => {}
+        Package::Layer => {
+            f.layers = vec![LAYER_ARN_1.into()];
+            f.code_sha256 = Some(infra::layer::function_zip().code_sha256.clone());
+            a.layer_versions = vec![infra::layer::Version {
+                version: 1,
+                arn: LAYER_ARN_1.into(),
+                code_sha256: Some(artifact().code_sha256),
+                compatible_architectures: vec!["x86_64".into()],
+                compatible_runtimes: vec!["provided.al2023".into()],
+            }];
+        }
+        Package::Image => {
+            let uri = infra::ecr::repository_uri(ACCOUNT, REGION, &d.names.ecr_repository);
+            let digest = s.image.as_ref().unwrap().digest().to_string();
+            f.package_type = Some("Image".into());
+            f.runtime = None;
+            f.handler = None;
+            f.code_sha256 = Some(digest.trim_start_matches("sha256:").into());
+            f.image_uri = Some(infra::ecr::image_uri(&uri, &digest));
+            a.repository = Some(infra::ecr::State {
+                arn: format!(
+                    "arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{}",
+                    d.names.ecr_repository
+                ),
+                uri,
+                scan_on_push: false,
+                tags: tags(&d.stack),
+                image_digests: vec![digest],
+            });
+        }
+    }
+    a
+}
+
+#[test]
+fn deployed_layer_and_image_stacks_have_no_changes() {
+    use infra::config::Package;
+    for p in [Package::Zip, Package::Layer, Package::Image] {
+        let d = with_package(p);
+        let plan = plan(&d, &deployed_as(&d));
+        assert!(plan.is_empty(), "{p}: {plan}");
+    }
+}
+
+#[test]
+fn first_layer_deploy_publishes_a_version_and_attaches_it() {
+    let d = with_package(infra::config::Package::Layer);
+    let p = plan(&d, &Actual::empty(ACCOUNT, REGION));
+    assert!(p.blockers.is_empty(), "{p}");
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds[4..6], [Kind::Layer, Kind::Function], "{p}");
+    let text = p.to_string();
+    assert!(text.contains("layer = (known after apply)"), "{text}");
+    insta::assert_snapshot!("layer_first_deploy", text);
+}
+
+#[test]
+fn changed_layer_bytes_publish_one_version_and_drop_the_old_one() {
+    let before = with_package(infra::config::Package::Layer);
+    let mut after = with_package(infra::config::Package::Layer);
+    after.spec.as_mut().unwrap().artifact =
+        Some(Artifact::from_bootstrap_bytes(b"\x7fELF a new build").unwrap());
+    let p = plan(&after, &deployed_as(&before));
+    let summary: Vec<(Kind, &str, &str)> = p
+        .changes
+        .iter()
+        .map(|c| {
+            let action = match c.change {
+                Change::Create { .. } => "create",
+                Change::Update { .. } => "update",
+                Change::Replace { .. } => "replace",
+                Change::Delete => "delete",
+            };
+            (c.kind, c.name.as_str(), action)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Kind::Layer, "claude-proxy-dev-bootstrap:1", "delete"),
+            (Kind::Layer, "claude-proxy-dev-bootstrap", "create"),
+            (Kind::Function, "claude-proxy-dev", "update"),
+        ],
+        "{p}"
+    );
+    insta::assert_snapshot!("layer_new_bytes", p.to_string());
+}
+
+#[test]
+fn zip_to_layer_is_an_update_not_a_replacement() {
+    let zip = with_package(infra::config::Package::Zip);
+    let layer = with_package(infra::config::Package::Layer);
+    let p = plan(&layer, &deployed_as(&zip));
+    assert_eq!(p.count(|c| matches!(c, Change::Replace { .. })), 0, "{p}");
+    let Change::Update { fields } = &p.changes.last().unwrap().change else {
+        panic!("{p}")
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(names, ["layers", "code_sha256"], "{p}");
+    insta::assert_snapshot!("zip_to_layer", p.to_string());
+    // And back: the layer's versions go, the function gets its bootstrap again.
+    let p = plan(&zip, &deployed_as(&layer));
+    assert_eq!(p.count(|c| matches!(c, Change::Replace { .. })), 0, "{p}");
+    assert_eq!(p.changes[0].kind, Kind::Layer);
+    assert_eq!(p.changes[0].change, Change::Delete);
+    insta::assert_snapshot!("layer_to_zip", p.to_string());
+}
+
+#[test]
+fn zip_to_image_replaces_the_function_and_everything_on_it() {
+    let zip = with_package(infra::config::Package::Zip);
+    let img = with_package(infra::config::Package::Image);
+    let p = plan(&img, &deployed_as(&zip));
+    let text = p.to_string();
+    assert!(
+        text.contains("package zip -> image (Lambda cannot change PackageType in place)"),
+        "{text}"
+    );
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::Repository,
+            Kind::Image,
+            Kind::Function,
+            Kind::Concurrency,
+            Kind::FunctionUrl,
+            Kind::Permission,
+            Kind::Permission
+        ],
+        "{p}"
+    );
+    insta::assert_snapshot!("zip_to_image", text);
+    // Back to a zip: replaced again, and the repository goes.
+    let p = plan(&zip, &deployed_as(&img));
+    let text = p.to_string();
+    assert!(text.contains("package image -> zip"), "{text}");
+    assert_eq!(p.changes[0].kind, Kind::Repository);
+    assert_eq!(p.changes[0].change, Change::Delete);
+    insta::assert_snapshot!("image_to_zip", text);
+}
+
+#[test]
+fn unchanged_image_pushes_nothing_and_a_new_one_updates_the_code() {
+    let d = with_package(infra::config::Package::Image);
+    let a = deployed_as(&d);
+    assert!(plan(&d, &a).is_empty());
+    let newer = with_package(infra::config::Package::Image).with_image(
+        artifacts::Image::from_bootstrap(b"\x7fELF newer static", artifacts::Arch::X86_64),
+    );
+    let p = plan(&newer, &a);
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [Kind::Image, Kind::Function], "{p}");
+    let Change::Update { fields } = &p.changes[1].change else {
+        panic!("{p}")
+    };
+    assert_eq!(fields[0].field, "image_uri");
+    assert!(fields[0].to.contains("@sha256:"), "{p}");
+    insta::assert_snapshot!("image_new_digest", p.to_string());
+}
+
+#[test]
+fn teardown_deletes_every_layer_version_and_the_repository() {
+    let layer = with_package(infra::config::Package::Layer);
+    let mut a = deployed_as(&layer);
+    a.layer_versions.push(infra::layer::Version {
+        version: 0,
+        arn: LAYER_ARN_1.replace(":1", ":0"),
+        code_sha256: None,
+        compatible_architectures: vec![],
+        compatible_runtimes: vec![],
+    });
+    a.repository = deployed_as(&with_package(infra::config::Package::Image)).repository;
+    let p = plan(&Desired::empty("dev").unwrap(), &a);
+    let deleted: Vec<(Kind, &str)> = p
+        .changes
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::Layer | Kind::Repository))
+        .map(|c| (c.kind, c.name.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            (Kind::Layer, "claude-proxy-dev-bootstrap:1"),
+            (Kind::Layer, "claude-proxy-dev-bootstrap:0"),
+            (Kind::Repository, "claude-proxy-dev"),
+        ]
+    );
+    assert!(p.changes.iter().all(|c| c.change == Change::Delete));
 }

@@ -207,6 +207,10 @@ pub struct StackArgs {
     /// Function CPU architecture
     #[arg(long, value_name = "x86_64|arm64", help_heading = "Stack settings")]
     pub arch: Option<Arch>,
+    /// How the handler is packaged: zip, layer (/opt/bootstrap from a layer) or image
+    /// (a single-manifest OCI image in ECR)
+    #[arg(long, value_name = "zip|layer|image", help_heading = "Stack settings")]
+    pub package: Option<infra::config::Package>,
     /// Reserved concurrency: a number, `auto` (from --requests-per-minute and
     /// --expected-duration) or `none`
     #[arg(long, value_name = "N|auto|none", help_heading = "Stack settings")]

@@ -37,6 +37,7 @@ impl StackContext {
             profile: common.profile.clone(),
             region: file.region(&overrides),
             endpoint_url: endpoint_url.clone(),
+            ecr_registry_url: None,
         };
         let aws = Aws::connect(&opts).await?;
         Ok(Self::from_parts(file, config, overrides, aws, endpoint_url))
@@ -110,6 +111,7 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         memory_mb: a.memory,
         timeout_seconds: a.timeout,
         architecture: a.arch.map(architecture),
+        package: a.package,
         concurrency: a.concurrency,
         requests_per_minute: a.requests_per_minute,
         expected_duration_seconds: a.expected_duration,
