@@ -110,6 +110,8 @@ struct State {
     gate: Mutex<Option<Gate>>,
     events_sent: AtomicUsize,
     counter: AtomicUsize,
+    streams_open: AtomicUsize,
+    max_streams_open: AtomicUsize,
     connections: Mutex<Vec<AbortHandle>>,
 }
 
@@ -143,6 +145,8 @@ impl FakeAnthropic {
             gate: Mutex::new(None),
             events_sent: AtomicUsize::new(0),
             counter: AtomicUsize::new(0),
+            streams_open: AtomicUsize::new(0),
+            max_streams_open: AtomicUsize::new(0),
             connections: Mutex::new(Vec::new()),
         });
         let st = state.clone();
@@ -234,6 +238,17 @@ impl FakeAnthropic {
     /// is sent).
     pub fn events_sent(&self) -> usize {
         self.state.events_sent.load(Ordering::SeqCst)
+    }
+
+    /// SSE streams in flight now: counted from the moment their headers are ready until
+    /// their last event is handed over (or the caller goes away).
+    pub fn streams_open(&self) -> usize {
+        self.state.streams_open.load(Ordering::SeqCst)
+    }
+
+    /// The most SSE streams that were in flight at the same time.
+    pub fn max_streams_open(&self) -> usize {
+        self.state.max_streams_open.load(Ordering::SeqCst)
     }
 }
 
@@ -453,7 +468,9 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     let gate = state.gate.lock().unwrap().clone();
     let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
     let st = state.clone();
+    let open = OpenStream::new(state.clone());
     tokio::spawn(async move {
+        let _open = open;
         for (i, (name, data)) in events.into_iter().enumerate() {
             if drop_after == Some(i) {
                 let _ = tx
@@ -493,6 +510,23 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     let mut r = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
     *r.headers_mut() = h;
     r
+}
+
+/// Counts one stream in flight for as long as it lives.
+struct OpenStream(Arc<State>);
+
+impl OpenStream {
+    fn new(state: Arc<State>) -> Self {
+        let now = state.streams_open.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_streams_open.fetch_max(now, Ordering::SeqCst);
+        OpenStream(state)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.streams_open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn sse(name: &str, data: &Value) -> Bytes {

@@ -34,53 +34,87 @@ pub async fn bootstrap_bin() -> Result<PathBuf> {
                 }
                 return Ok(bin);
             }
-            // This test runs as <target>/<profile>/deps/<name>-<hash>.
-            let exe = std::env::current_exe()?;
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .context("locating the target directory from the test binary")?
-                .to_path_buf();
-            let target_dir = profile_dir
-                .parent()
-                .context("locating the target directory")?
-                .to_path_buf();
-            let profile = profile_dir
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(&cargo);
-            cmd.args([
-                "build",
-                "--quiet",
-                "-p",
-                "claude-lambda-handler",
-                "--bin",
-                "bootstrap",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile == "release" {
-                cmd.arg("--release");
-            }
-            let status = cmd
-                .status()
-                .await
-                .with_context(|| format!("running {cargo} build -p claude-lambda-handler"))?;
-            if !status.success() {
-                bail!("building the bootstrap binary failed: {status}");
-            }
-            let bin = profile_dir.join("bootstrap");
-            if !bin.is_file() {
-                bail!("{} was not built", bin.display());
-            }
-            Ok(bin)
+            build_workspace_bin("claude-lambda-handler", BinKind::Bin, "bootstrap").await
         })
         .await
         .cloned()
+}
+
+static SERVE: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+
+/// The handler's `serve` example (`handler/examples/serve.rs`: `handler::local::serve` alone
+/// in one process), built now like [`bootstrap_bin`].
+pub async fn serve_example_bin() -> Result<PathBuf> {
+    SERVE
+        .get_or_try_init(|| build_workspace_bin("claude-lambda-handler", BinKind::Example, "serve"))
+        .await
+        .cloned()
+}
+
+static XTASK: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+
+/// The real `cargo xtask` binary, built now like [`bootstrap_bin`].
+pub async fn xtask_bin() -> Result<PathBuf> {
+    XTASK
+        .get_or_try_init(|| build_workspace_bin("xtask", BinKind::Bin, "xtask"))
+        .await
+        .cloned()
+}
+
+/// A binary target or an example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinKind {
+    Bin,
+    Example,
+}
+
+/// Builds `name` of workspace package `package` with the cargo running the tests, into the
+/// same target directory and profile as this test binary; returns its path.
+pub async fn build_workspace_bin(package: &str, kind: BinKind, name: &str) -> Result<PathBuf> {
+    // This test runs as <target>/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the target directory from the test binary")?
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .context("locating the target directory")?
+        .to_path_buf();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    let kind_flag = match kind {
+        BinKind::Bin => "--bin",
+        BinKind::Example => "--example",
+    };
+    cmd.args(["build", "--quiet", "-p", package, kind_flag, name])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .await
+        .with_context(|| format!("running {cargo} build -p {package} {kind_flag} {name}"))?;
+    if !status.success() {
+        bail!("building {kind_flag} {name} of {package} failed: {status}");
+    }
+    let bin = match kind {
+        BinKind::Bin => profile_dir.join(name),
+        BinKind::Example => profile_dir.join("examples").join(name),
+    };
+    if !bin.is_file() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
 }
 
 /// cargo-lambda (its Runtime API emulator), from the toolkit's venv or `PATH`.
@@ -115,7 +149,8 @@ impl Output {
         self.0.lock().unwrap().clone()
     }
 
-    fn capture(&self, reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+    /// Appends every line `reader` produces (in a spawned task).
+    pub fn capture(&self, reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
         let buf = self.0.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(reader).lines();
