@@ -99,6 +99,8 @@ pub enum ConfigError {
     NoSecretSource,
     #[error("building the upstream HTTP client: {0}")]
     HttpClient(String),
+    #[error(transparent)]
+    AwsEnvironment(#[from] crate::aws::AwsEnvError),
 }
 
 #[cfg(test)]

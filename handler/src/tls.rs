@@ -19,7 +19,7 @@ pub fn sdk_http_client() -> SharedHttpClient {
         .expect("a TLS context from valid compiled-in roots");
     Builder::new()
         .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
+            tls::rustls_provider::CryptoMode::Ring,
         ))
         .tls_context(tls_context)
         .build_https()

@@ -57,30 +57,29 @@ impl Counts {
 
 impl flags::Bench {
     pub async fn run(self, _common: &Common, progress: &Progress) -> Result<ExitCode> {
-        if self.serve_handler {
-            return measure::serve_handler_child().await;
-        }
         let counts = Counts::new(self.quick);
         let bootstrap = match &self.bootstrap {
             Some(p) => {
                 if !p.is_file() {
                     bail!(
-                        "--bootstrap {}: no such file; build one with `cargo xtask build`, or leave the flag out to build the release bootstrap",
+                        "--bootstrap {}: no such file; build one with `cargo xtask build`, or leave the flag out to build the deployed (dist) bootstrap",
                         p.display()
                     );
                 }
                 p.canonicalize()
                     .with_context(|| format!("resolving {}", p.display()))?
             }
-            None => build_release(progress).await?,
+            None => build_bootstrap(progress).await?,
         };
+        let serve = build_serve(self.quick, progress).await?;
         progress.finish();
         let out = match self.out {
             Some(p) => p,
             None => crate::build::project_root().join("BENCHMARKS.md"),
         };
 
-        let mut report = Report::new(self.quick, &bootstrap);
+        let mut report = Report::new(self.quick, &bootstrap, &serve);
+        let handler = measure::HandlerBinary(serve);
         let started = std::time::Instant::now();
         eprintln!("bench: cold start");
         report.push(section_or_error(
@@ -90,7 +89,7 @@ impl flags::Bench {
         eprintln!("bench: proxy overhead ({:.1?} so far)", started.elapsed());
         report.push(section_or_error(
             "Proxy overhead",
-            measure::proxy_overhead(counts).await,
+            measure::proxy_overhead(&handler, counts).await,
         ));
         eprintln!(
             "bench: streaming latency ({:.1?} so far)",
@@ -98,12 +97,12 @@ impl flags::Bench {
         );
         report.push(section_or_error(
             "Streaming latency",
-            measure::streaming_latency(counts).await,
+            measure::streaming_latency(&handler, counts).await,
         ));
         eprintln!("bench: memory ({:.1?} so far)", started.elapsed());
         report.push(section_or_error(
             "Memory",
-            measure::memory(&bootstrap, counts).await,
+            measure::memory(&bootstrap, &handler, counts).await,
         ));
         eprintln!("bench: artifact ({:.1?} so far)", started.elapsed());
         report.push(section_or_error(
@@ -166,33 +165,53 @@ pub(crate) fn host_architecture() -> Result<infra::config::Architecture> {
     })
 }
 
-/// `cargo build --release -p claude-lambda-handler --bin bootstrap` for this machine: the
-/// binary `cargo xtask build` makes for the deployed architecture when it is this one.
-async fn build_release(progress: &Progress) -> Result<PathBuf> {
-    let triple = host_triple()?;
-    progress.step(format!("building bootstrap (release, {triple})"));
+/// The deployed `bootstrap` for this machine, built exactly as `cargo xtask build` builds it
+/// (`artifacts::build`, dist profile, zig against the runtime's glibc when zig is present).
+async fn build_bootstrap(progress: &Progress) -> Result<PathBuf> {
+    let arch = artifacts::Arch::host()
+        .context("bench runs the function on this machine: it needs x86_64 or aarch64")?;
+    let flags = flags::TargetArgs {
+        static_: false,
+        runtime: crate::build::deployed_runtime()?,
+    };
+    let args = flags::BuildArgs {
+        debug: false,
+        release: false,
+    };
+    Ok(crate::build::build(arch, &flags, &args, progress)
+        .await?
+        .path)
+}
+
+/// The handler's `serve` example (`handler::local` alone in a process), built with the dist
+/// profile like the deployed bootstrap (`--quick`: a debug build, only to exercise the harness).
+async fn build_serve(quick: bool, progress: &Progress) -> Result<PathBuf> {
+    let profile = if quick { "dev" } else { "dist" };
+    progress.step(format!(
+        "building the handler's serve example ({profile} profile)"
+    ));
     cmd(
         cargo(),
         [
             "build",
-            "--release",
+            "--profile",
+            profile,
             "-p",
             "claude-lambda-handler",
-            "--bin",
-            "bootstrap",
-            "--target",
-            triple,
+            "--example",
+            "serve",
         ],
     )
     .dir(&crate::build::project_root())
     .run()
     .await
-    .context("building the release bootstrap (the compiler errors are above)")?;
+    .context("building the handler's serve example (the compiler errors are above)")?;
+    let dir = if quick { "debug" } else { "dist" };
     let path = crate::build::target_dir()
         .await?
-        .join(triple)
-        .join("release")
-        .join("bootstrap");
+        .join(dir)
+        .join("examples")
+        .join("serve");
     if !path.is_file() {
         bail!(
             "cargo reported success but {} does not exist",

@@ -150,7 +150,7 @@ pub async fn build(
     opts.profile = if args.debug {
         Profile::Debug
     } else {
-        Profile::Release
+        Profile::Dist
     };
     opts.manifest_path = Some(project_root().join("Cargo.toml"));
     opts.target_dir = Some(target_dir().await?);

@@ -1,14 +1,23 @@
 //! The Lambda entry point: JSON logs, the app built once at cold start, the runtime loop.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+/// The log level: `AWS_LAMBDA_LOG_LEVEL` (the function's logging config), else `RUST_LOG` when it
+/// is a plain level, else `info`. (A level, not an `EnvFilter`: its regex engine alone would
+/// add about a megabyte to the binary.)
+fn log_level() -> LevelFilter {
+    ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find_map(|v| v.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO)
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_max_level(log_level())
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)

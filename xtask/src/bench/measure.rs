@@ -11,11 +11,10 @@ use infra::secret::{ApiKey, SecretInput};
 use infra::{Desired, Silent};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
-use tokio::net::TcpListener;
 
 const UPSTREAM_KEY: &str = "sk-ant-bench-upstream";
 const CALLER_TOKEN: &str = "clp_bench_caller_token";
@@ -42,40 +41,49 @@ fn client() -> Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-/// The handler's routes (`handler::local`) in this process, in front of `upstream`.
+/// The handler's `serve` example: `handler::local` (the handler's routes behind plain HTTP)
+/// alone in its own process, built with the profile the bench reports.
+pub struct HandlerBinary(pub PathBuf);
+
+/// A running `serve` process in front of an upstream; stopped when dropped.
 struct LocalHandler {
     url: String,
-    task: tokio::task::JoinHandle<()>,
+    pid: u32,
+    child: tokio::process::Child,
 }
 
 impl Drop for LocalHandler {
     fn drop(&mut self) {
-        self.task.abort();
+        let _ = self.child.start_kill();
     }
 }
 
-async fn start_handler(upstream: &str) -> Result<LocalHandler> {
-    let upstream = upstream.to_string();
-    let config = handler::Config::from_lookup(|name| match name {
-        "ANTHROPIC_API_KEY" => Some(UPSTREAM_KEY.to_string()),
-        "CALLER_TOKEN" => Some(CALLER_TOKEN.to_string()),
-        "ANTHROPIC_BASE_URL" => Some(upstream.clone()),
-        _ => None,
-    })
-    .context("configuring the handler")?;
-    let app = handler::App::new(config)
+/// Starts the serving process in front of `upstream` and waits for the address it prints.
+async fn start_handler(bin: &HandlerBinary, upstream: &str) -> Result<LocalHandler> {
+    let mut child = tokio::process::Command::new(&bin.0)
+        .envs(handler_env(upstream))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.0.display()))?;
+    let pid = child.id().context("the serving process has no pid")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .context("starting the handler")?;
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the handler to a loopback port")?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = handler::local::serve(listener, app).await;
-    });
+        .context("the serving process printed no address within 30 s")??
+        .context("the serving process exited before printing its address")?;
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .with_context(|| format!("the serving process printed `{addr}`, not an address"))?;
     Ok(LocalHandler {
         url: format!("http://{addr}"),
-        task,
+        pid,
+        child,
     })
 }
 
@@ -269,41 +277,36 @@ fn handler_env(upstream: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// Said in the sections whose handler runs inside this (possibly unoptimised) binary.
-fn build_note(s: &mut Section) {
-    if cfg!(debug_assertions) {
-        s.notes.push(
-            "The handler here ran inside a **debug (unoptimised) build** of xtask, so these \
-             figures overstate its cost; `cargo run --release -p xtask -- bench` measures the \
-             optimised handler."
-                .into(),
-        );
-    } else {
-        s.notes
-            .push("The handler here ran inside a release build of xtask.".into());
-    }
+/// Said in the sections that measure the serving process.
+fn build_note(s: &mut Section, bin: &HandlerBinary) {
+    s.notes.push(format!(
+        "The handler ran as its own process: `{}`, the handler's `serve` example (`handler::local`) \
+         built with the same profile as the deployed bootstrap (dist: opt-level \"s\", fat LTO) \
+         unless this is a `--quick` run (a debug build).",
+        bin.0.display()
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Proxy overhead
 
-pub async fn proxy_overhead(counts: Counts) -> Result<Section> {
+pub async fn proxy_overhead(bin: &HandlerBinary, counts: Counts) -> Result<Section> {
     let mut s = Section::new("Proxy overhead");
     let n = counts.proxy_requests;
     s.method = format!(
         "`POST /v1/messages` ({n} requests per mode and path, after 20 unmeasured warm-up \
          requests each), sent alternately straight to the fake Messages API \
          (`emulators::anthropic::FakeAnthropic`) and through the handler served by \
-         `handler::local` in front of that same fake; one keep-alive HTTP/1.1 client. \
-         TTFB is the time to the first body byte, total the time to the end of the body. \
+         `handler::local` (its own process) in front of that same fake; one keep-alive HTTP/1.1 \
+         client. TTFB is the time to the first body byte, total the time to the end of the body. \
          Buffered: a 20-word reply as one JSON body; streaming: the same reply as SSE (27 events). \
-         The overhead is p(handler) - p(direct) for each percentile. Client, handler and fake \
-         run in one process on the same cores."
+         The overhead is p(handler) - p(direct) for each percentile. Client and fake share the \
+         bench process; all three run on the same cores."
     );
     let fake = FakeAnthropic::start(UPSTREAM_KEY)
         .await
         .context("starting the fake Messages API")?;
-    let h = start_handler(&fake.base_url()).await?;
+    let h = start_handler(bin, &fake.base_url()).await?;
     let client = client()?;
     let direct = Target::direct(&fake);
     let through = Target::handler(&h);
@@ -337,7 +340,7 @@ pub async fn proxy_overhead(counts: Counts) -> Result<Section> {
             }
         }
     }
-    build_note(&mut s);
+    build_note(&mut s, bin);
     drop(h);
     drop(fake);
     Ok(s)
@@ -346,7 +349,7 @@ pub async fn proxy_overhead(counts: Counts) -> Result<Section> {
 // ---------------------------------------------------------------------------------------------
 // Streaming latency
 
-pub async fn streaming_latency(counts: Counts) -> Result<Section> {
+pub async fn streaming_latency(bin: &HandlerBinary, counts: Counts) -> Result<Section> {
     let mut s = Section::new("Streaming latency");
     let words = counts.stream_words;
     s.method = format!(
@@ -365,7 +368,7 @@ pub async fn streaming_latency(counts: Counts) -> Result<Section> {
         .await
         .context("starting the fake Messages API")?;
     let gate = fake.enable_gate();
-    let h = start_handler(&fake.base_url()).await?;
+    let h = start_handler(bin, &fake.base_url()).await?;
     let client = client()?;
     let direct = Target::direct(&fake);
     let through = Target::handler(&h);
@@ -408,7 +411,7 @@ pub async fn streaming_latency(counts: Counts) -> Result<Section> {
         "Events timed: {} direct, {} through the handler.",
         ds.n, vs.n
     ));
-    build_note(&mut s);
+    build_note(&mut s, bin);
     drop(h);
     drop(fake);
     Ok(s)
@@ -498,7 +501,7 @@ async fn read_events(
 // ---------------------------------------------------------------------------------------------
 // Memory
 
-pub async fn memory(bootstrap: &Path, counts: Counts) -> Result<Section> {
+pub async fn memory(bootstrap: &Path, bin: &HandlerBinary, counts: Counts) -> Result<Section> {
     let mut s = Section::new("Memory");
     let c = counts.concurrent_streams;
     s.method = format!(
@@ -508,11 +511,10 @@ pub async fn memory(bootstrap: &Path, counts: Counts) -> Result<Section> {
          the local Lambda emulator in `RESPONSE_STREAM` mode. Lambda gives each instance one \
          request at a time, so 1 stream is 1 instance and {c} concurrent streams are {c} \
          instances; the figure is the largest instance's peak.\n\
-         2. **One process serving {c} streams at once**: `cargo xtask bench --serve-handler` (this \
-         xtask binary running `handler::local`, the handler library behind plain HTTP) with 1 and \
-         with {c} concurrent streams, each in a fresh process. Its baseline is the same process \
-         idle, before any request; the xtask binary also links the AWS SDK and the CLI, so its \
-         idle footprint is above the bootstrap's.\n\n\
+         2. **One process serving {c} streams at once**: the handler's `serve` example \
+         (`handler::local`, the handler library behind plain HTTP, same build profile as the \
+         bootstrap) with 1 and with {c} concurrent streams, each in a fresh process. Its baseline \
+         is the same process idle, before any request.\n\n\
          Every stream is a 40-word `/v1/messages` SSE reply from the fake upstream, whose events \
          are held until all streams are open, then released."
     );
@@ -531,7 +533,7 @@ pub async fn memory(bootstrap: &Path, counts: Counts) -> Result<Section> {
         );
     }
     for n in [1usize, c] {
-        let (idle, peak) = serving_process_peak(n).await?;
+        let (idle, peak) = serving_process_peak(bin, n).await?;
         s.figures.push(
             Figure::new(
                 format!(
@@ -645,66 +647,24 @@ async fn lambda_peak(bootstrap: &Path, n: usize) -> Result<(u64, usize)> {
     Ok((peak, peaks.len()))
 }
 
-/// Runs `xtask bench --serve-handler` and streams through it; returns (idle, peak) VmHWM.
-async fn serving_process_peak(n: usize) -> Result<(u64, u64)> {
+/// Starts a fresh serving process and streams `n` at once through it; returns (idle, peak) VmHWM.
+async fn serving_process_peak(bin: &HandlerBinary, n: usize) -> Result<(u64, u64)> {
     let fake = FakeAnthropic::start(UPSTREAM_KEY)
         .await
         .context("starting the fake Messages API")?;
     let gate = fake.enable_gate();
-    // This very binary, even when `cargo build` has replaced the file since it started.
-    let exe = PathBuf::from("/proc/self/exe");
-    let mut child = tokio::process::Command::new(&exe)
-        .args(["bench", "--serve-handler"])
-        .env("BENCH_UPSTREAM", fake.base_url())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {} bench --serve-handler", exe.display()))?;
-    let pid = child.id().context("the serving process has no pid")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .context("the serving process printed no address within 30 s")??
-        .context("the serving process exited before printing its address")?;
-    let addr: SocketAddr = addr
-        .trim()
-        .parse()
-        .with_context(|| format!("the serving process printed `{addr}`, not an address"))?;
-    let idle = vm_hwm(pid).context("reading the serving process's VmHWM")?;
+    let h = start_handler(bin, &fake.base_url()).await?;
+    let idle = vm_hwm(h.pid).context("reading the serving process's VmHWM")?;
     hold_streams(
-        format!("http://{addr}/v1/messages"),
+        format!("{}/v1/messages", h.url),
         CALLER_TOKEN,
         n,
         &fake,
         &gate,
     )
     .await?;
-    let peak = vm_hwm(pid).context("reading the serving process's VmHWM")?;
-    drop(child.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let _ = child.start_kill();
+    let peak = vm_hwm(h.pid).context("reading the serving process's VmHWM")?;
     Ok((idle, peak))
-}
-
-/// `bench --serve-handler`: serves `handler::local` in front of `BENCH_UPSTREAM`, prints the
-/// address, and stops when stdin closes.
-pub async fn serve_handler_child() -> Result<ExitCode> {
-    let upstream = std::env::var("BENCH_UPSTREAM").context(
-        "--serve-handler is internal to `cargo xtask bench` (BENCH_UPSTREAM is not set)",
-    )?;
-    let h = start_handler(&upstream).await?;
-    println!("{}", h.url.trim_start_matches("http://"));
-    let _ = tokio::task::spawn_blocking(|| {
-        use std::io::Read;
-        let mut sink = Vec::new();
-        std::io::stdin().read_to_end(&mut sink)
-    })
-    .await;
-    drop(h);
-    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ impl Section {
 pub struct Report {
     quick: bool,
     bootstrap: String,
+    serve: String,
     sections: Vec<Section>,
 }
 
@@ -129,10 +130,11 @@ pub fn times(r: f64) -> String {
 }
 
 impl Report {
-    pub fn new(quick: bool, bootstrap: &Path) -> Report {
+    pub fn new(quick: bool, bootstrap: &Path, serve: &Path) -> Report {
         Report {
             quick,
             bootstrap: bootstrap.display().to_string(),
+            serve: serve.display().to_string(),
             sections: Vec::new(),
         }
     }
@@ -179,12 +181,8 @@ impl Report {
         let _ = writeln!(o, "| bootstrap measured | `{}` |", self.bootstrap);
         let _ = writeln!(
             o,
-            "| in-process handler (`handler::local`, proxy overhead, streaming latency, serving process) | {} |",
-            if cfg!(debug_assertions) {
-                "**debug build** of xtask (unoptimised): run `cargo run --release -p xtask -- bench` for optimised numbers"
-            } else {
-                "release build of xtask"
-            }
+            "| serving process measured (proxy overhead, streaming latency, memory) | `{}` |",
+            self.serve
         );
         let _ = writeln!(o);
         let _ = writeln!(o, "## Summary\n");
