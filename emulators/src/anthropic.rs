@@ -400,70 +400,19 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     if max_tokens == 0 {
         return error_response(400, "max_tokens: Field required", headers, &request_id);
     }
-    let mut words: Vec<String> = format!("Echo: {}", last_user_text(&req_json))
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    let mut stop_reason = "end_turn";
-    if words.len() as u64 > max_tokens {
-        words.truncate(max_tokens as usize);
-        stop_reason = "max_tokens";
-    }
-    let msg_id = format!("msg_fake_{n:06}");
+    let answer = Answer::new(&req_json, model, n);
     let stream = req_json
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if !stream {
-        let body = json!({
-            "id": msg_id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": words.join(" ")}],
-            "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": words.len()},
-        });
         let mut h = headers;
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        let mut r = Response::new(full(body.to_string()));
+        let mut r = Response::new(full(answer.message.to_string()));
         *r.headers_mut() = h;
         return r;
     }
-
-    // The real event sequence.
-    let mut events: Vec<(&'static str, Value)> = vec![
-        (
-            "message_start",
-            json!({"type": "message_start", "message": {
-            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
-        ),
-        (
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}}),
-        ),
-        ("ping", json!({"type": "ping"})),
-    ];
-    let count = words.len();
-    for (i, w) in words.into_iter().enumerate() {
-        let text = if i + 1 < count { format!("{w} ") } else { w };
-        events.push((
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": text}}),
-        ));
-    }
-    events.push((
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    events.push((
-        "message_delta",
-        json!({"type": "message_delta",
-        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-        "usage": {"output_tokens": count}}),
-    ));
-    events.push(("message_stop", json!({"type": "message_stop"})));
+    let events = answer.events;
 
     let gate = state.gate.lock().unwrap().clone();
     let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
@@ -576,4 +525,81 @@ fn count_words(req: &Value) -> usize {
         }
     }
     n.max(1)
+}
+
+/// The fake's deterministic answer to a Messages request (shared with the fake Bedrock
+/// runtime, so both providers' fakes produce the same content): `Echo: <last user text>`,
+/// cut at `max_tokens` words, as the whole message and as the real SSE event sequence.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The non-streamed Messages API response body.
+    pub message: Value,
+    /// `(event name, data)` in the order the Messages API streams them.
+    pub events: Vec<(&'static str, Value)>,
+}
+
+impl Answer {
+    /// The answer to `req` (a Messages body; `max_tokens` > 0) from `model`, for the `n`-th
+    /// request (message id `msg_fake_<n>`).
+    pub fn new(req: &Value, model: &str, n: usize) -> Answer {
+        let max_tokens = req.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
+        let input_tokens = count_words(req);
+        let mut words: Vec<String> = format!("Echo: {}", last_user_text(req))
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let mut stop_reason = "end_turn";
+        if words.len() as u64 > max_tokens {
+            words.truncate(max_tokens as usize);
+            stop_reason = "max_tokens";
+        }
+        let msg_id = format!("msg_fake_{n:06}");
+        let message = json!({
+            "id": msg_id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": words.join(" ")}],
+            "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": words.len()},
+        });
+        let mut events: Vec<(&'static str, Value)> = vec![
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            ),
+            ("ping", json!({"type": "ping"})),
+        ];
+        let count = words.len();
+        for (i, w) in words.into_iter().enumerate() {
+            let text = if i + 1 < count { format!("{w} ") } else { w };
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": text}}),
+            ));
+        }
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push((
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+            "usage": {"output_tokens": count}}),
+        ));
+        events.push(("message_stop", json!({"type": "message_stop"})));
+        Answer { message, events }
+    }
+}
+
+/// Input "tokens" of a Messages body as the fakes count them (words of system + messages).
+pub fn input_tokens(req: &Value) -> usize {
+    count_words(req)
 }

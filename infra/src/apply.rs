@@ -300,7 +300,7 @@ async fn run(
                 w.run(step, role::delete(aws, &names.role)).await?;
             }
             (Kind::Role, Change::Create { .. }) => {
-                let s = plan::role_spec(names, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, account, region);
                 if let Some(arn) = w.run(step, role::create(aws, &s, &created_at)).await? {
                     if !arn.is_empty() {
                         refs.role_arn = arn;
@@ -308,7 +308,7 @@ async fn run(
                 }
             }
             (Kind::Role, _) => {
-                let s = plan::role_spec(names, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, account, region);
                 let a = actual
                     .role
                     .as_ref()
@@ -330,7 +330,7 @@ async fn run(
                 .await?;
             }
             (Kind::RolePolicy, _) => {
-                let s = plan::role_spec(names, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, account, region);
                 if !options.dry_run && s.policy.to_string().contains(KNOWN_AFTER_APPLY) {
                     bail!(
                         "internal: the secret's ARN is unknown when writing {}",

@@ -19,6 +19,7 @@ pub struct StackConfig {
     pub function_url: FunctionUrlSection,
     pub http_api: HttpApiSection,
     pub limits: LimitsSection,
+    pub provider: ProviderSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -374,6 +375,158 @@ impl Default for LimitsSection {
     }
 }
 
+/// Which service answers (`provider.kind`; the function's `PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The Anthropic Messages API with the key stored in the stack's secret.
+    #[default]
+    Anthropic,
+    /// Claude on Amazon Bedrock with the function role's permissions: no Anthropic key.
+    Bedrock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "anthropic" => Ok(ProviderKind::Anthropic),
+            "bedrock" => Ok(ProviderKind::Bedrock),
+            other => bail!("unknown provider `{other}`: use `anthropic` or `bedrock`"),
+        }
+    }
+}
+
+/// Anthropic model names → Bedrock ids the deployer writes by default (global cross-Region
+/// inference profiles, usable from every commercial Region). The handler's built-in table
+/// (`handler::bedrock::DEFAULT_MODEL_MAP`) is the same; a test checks it.
+pub const DEFAULT_BEDROCK_MODELS: &[(&str, &str)] = &[
+    (
+        "claude-haiku-4-5",
+        "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+    ),
+    (
+        "claude-opus-4-5",
+        "global.anthropic.claude-opus-4-5-20251101-v1:0",
+    ),
+    (
+        "claude-sonnet-4",
+        "global.anthropic.claude-sonnet-4-20250514-v1:0",
+    ),
+    (
+        "claude-sonnet-4-5",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderSection {
+    /// `anthropic` or `bedrock`.
+    pub kind: ProviderKind,
+    /// Region of the Bedrock calls; unset = the stack's region.
+    pub bedrock_region: Option<String>,
+    /// Anthropic model name → Bedrock model id, inference-profile id or ARN. The function's
+    /// role may invoke exactly these (and callers may also name the ids directly).
+    pub bedrock_models: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ProviderSection {
+    fn default() -> Self {
+        ProviderSection {
+            kind: ProviderKind::Anthropic,
+            bedrock_region: None,
+            bedrock_models: DEFAULT_BEDROCK_MODELS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl ProviderSection {
+    /// `BEDROCK_MODEL_MAP`: `name=id,name=id` (the handler also reads JSON).
+    pub fn model_map_env(&self) -> String {
+        self.bedrock_models
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn validate(&self, limits: &LimitsSection) -> Result<()> {
+        if let Some(r) = &self.bedrock_region {
+            let ok = r.len() >= 9
+                && r.split('-').count() >= 3
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                bail!("provider.bedrock_region = \"{r}\" is not a Region name like \"us-east-1\"");
+            }
+        }
+        for (name, id) in &self.bedrock_models {
+            if name.trim().is_empty() || name.contains([',', '=']) {
+                bail!("provider.bedrock_models: the name `{name}` must be non-empty without `,` or `=`");
+            }
+            if let Some((prefix, _)) = id.split_once(".anthropic.") {
+                let known = crate::role::BEDROCK_PROFILE_REGIONS
+                    .iter()
+                    .any(|(p, _)| *p == prefix);
+                if !id.starts_with("arn:") && !known {
+                    bail!(
+                        "provider.bedrock_models.\"{name}\" = \"{id}\": unknown inference-profile prefix `{prefix}` \
+                         (known: {})",
+                        crate::role::BEDROCK_PROFILE_REGIONS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            let looks_like_id = id.starts_with("arn:aws") || id.contains("anthropic.");
+            if !looks_like_id || id.contains([',', '=', ' ', '*']) {
+                bail!(
+                    "provider.bedrock_models.\"{name}\" = \"{id}\": give a Bedrock model id \
+                     (anthropic.claude-...), an inference-profile id (global./us./eu./apac.anthropic.claude-...) \
+                     or an ARN"
+                );
+            }
+        }
+        if self.kind == ProviderKind::Bedrock {
+            if self.bedrock_models.is_empty() {
+                bail!("provider.kind = \"bedrock\" needs at least one entry in [provider.bedrock_models]");
+            }
+            let known = |m: &String| {
+                m.starts_with("arn:")
+                    || m.contains("anthropic.")
+                    || self.bedrock_models.contains_key(m)
+            };
+            for m in std::iter::once(&limits.default_model).chain(&limits.allowed_models) {
+                if !known(m) {
+                    bail!(
+                        "model `{m}` (limits) has no Bedrock id: add it to [provider.bedrock_models] \
+                         (configured: {})",
+                        self.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Values given on the command line; each one replaces the `stack.toml` value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
@@ -395,6 +548,7 @@ pub struct Overrides {
     pub default_model: Option<String>,
     pub anthropic_base_url: Option<String>,
     pub log_retention_days: Option<u32>,
+    pub provider: Option<ProviderKind>,
 }
 
 /// Retention values CloudWatch Logs accepts.
@@ -483,6 +637,9 @@ impl StackConfig {
         if let Some(v) = &o.anthropic_base_url {
             c.limits.anthropic_base_url = Some(v.clone());
         }
+        if let Some(v) = o.provider {
+            c.provider.kind = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -553,6 +710,7 @@ impl StackConfig {
                 bail!("limits.anthropic_base_url `{url}` must start with https:// (or http:// for a local stand-in)");
             }
         }
+        self.provider.validate(l)?;
         if l.gateway_deadline_ms == 0 || l.gateway_deadline_ms >= 29_000 {
             bail!(
                 "limits.gateway_deadline_ms = {}: must be between 1 and 28999 so API Gateway (30 s) never times out first",
@@ -681,6 +839,43 @@ mod tests {
             })
             .unwrap();
         assert_eq!(c.function.package, Package::Image);
+    }
+
+    #[test]
+    fn provider_section() {
+        let c = StackConfig::default();
+        assert_eq!(c.provider.kind, ProviderKind::Anthropic);
+        let c = StackConfig::parse(
+            "[provider]\nkind = \"bedrock\"\nbedrock_region = \"eu-west-1\"\n\
+             [provider.bedrock_models]\nclaude-haiku-4-5 = \"eu.anthropic.claude-haiku-4-5-20251001-v1:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.provider.kind, ProviderKind::Bedrock);
+        assert_eq!(
+            c.provider.model_map_env(),
+            "claude-haiku-4-5=eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
+        // The default model must have an id.
+        let e = StackConfig::parse(
+            "[provider]\nkind = \"bedrock\"\n[provider.bedrock_models]\nclaude-sonnet-4-5 = \"global.anthropic.claude-sonnet-4-5-20250929-v1:0\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("claude-haiku-4-5"), "{e}");
+        let e = StackConfig::parse("[provider.bedrock_models]\nx = \"gpt-4\"\n").unwrap_err();
+        assert!(e.to_string().contains("provider.bedrock_models"), "{e}");
+        let e = StackConfig::parse("[provider]\nkind = \"openai\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("kind"), "{e:#}");
+        let c = StackConfig::default()
+            .with_overrides(&Overrides {
+                provider: Some(ProviderKind::Bedrock),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(c.provider.kind, ProviderKind::Bedrock);
+        assert_eq!(
+            "Bedrock".parse::<ProviderKind>().unwrap(),
+            ProviderKind::Bedrock
+        );
     }
 
     #[test]

@@ -120,6 +120,13 @@ impl StackSpec {
         if let Some(url) = &c.limits.anthropic_base_url {
             env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
         }
+        if c.provider.kind == crate::config::ProviderKind::Bedrock {
+            env.insert("PROVIDER".into(), "bedrock".into());
+            env.insert("BEDROCK_MODEL_MAP".into(), c.provider.model_map_env());
+            if let Some(region) = &c.provider.bedrock_region {
+                env.insert("BEDROCK_REGION".into(), region.clone());
+            }
+        }
         env
     }
 }

@@ -238,6 +238,7 @@ pub(crate) fn secret_spec<'a>(names: &'a Names, s: &'a StackSpec) -> secret::Spe
         name: &names.secret,
         stack: &names.stack,
         input: &s.secret,
+        key_required: s.config.provider.kind == crate::config::ProviderKind::Anthropic,
     }
 }
 
@@ -251,15 +252,27 @@ pub(crate) fn log_group_spec<'a>(names: &'a Names, s: &StackSpec) -> log_group::
 
 pub(crate) fn role_spec<'a>(
     names: &'a Names,
+    s: &StackSpec,
     refs: &Refs,
     account: &str,
     region: &str,
 ) -> role::Spec<'a> {
+    let mut policy = role::policy_document(&refs.secret_arn, &names.log_group_arn(region, account));
+    let p = &s.config.provider;
+    if p.kind == crate::config::ProviderKind::Bedrock {
+        let bedrock_region = p.bedrock_region.as_deref().unwrap_or(region);
+        role::add_bedrock_statements(
+            &mut policy,
+            bedrock_region,
+            account,
+            p.bedrock_models.values(),
+        );
+    }
     role::Spec {
         name: &names.role,
         stack: &names.stack,
         policy_name: &names.role_policy,
-        policy: role::policy_document(&refs.secret_arn, &names.log_group_arn(region, account)),
+        policy,
     }
 }
 
@@ -388,7 +401,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         log_group::diff(lg.as_ref(), actual.log_group.as_ref()),
     );
 
-    let r = spec.map(|_| role_spec(names, &refs, account, region));
+    let r = spec.map(|s| role_spec(names, s, &refs, account, region));
     push(
         Kind::Role,
         &names.role,

@@ -65,6 +65,198 @@ pub fn policy_document(secret_arn: &str, log_group_arn: &str) -> Value {
     })
 }
 
+/// Inference-profile prefixes and the Regions each routes requests to. `global` routes
+/// anywhere (see [`add_bedrock_statements`]).
+pub const BEDROCK_PROFILE_REGIONS: &[(&str, &[&str])] = &[
+    ("us", &["us-east-1", "us-east-2", "us-west-1", "us-west-2"]),
+    ("us-gov", &["us-gov-east-1", "us-gov-west-1"]),
+    ("ca", &["ca-central-1", "ca-west-1"]),
+    (
+        "eu",
+        &[
+            "eu-central-1",
+            "eu-central-2",
+            "eu-north-1",
+            "eu-south-1",
+            "eu-south-2",
+            "eu-west-1",
+            "eu-west-2",
+            "eu-west-3",
+        ],
+    ),
+    (
+        "apac",
+        &[
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-northeast-3",
+            "ap-south-1",
+            "ap-south-2",
+            "ap-southeast-1",
+            "ap-southeast-2",
+            "ap-southeast-3",
+            "ap-southeast-4",
+        ],
+    ),
+    ("jp", &["ap-northeast-1", "ap-northeast-3"]),
+    ("au", &["ap-southeast-2", "ap-southeast-4"]),
+    ("global", &[]),
+];
+
+/// What one configured Bedrock id is, for the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BedrockTarget {
+    /// A foundation model (`anthropic.claude-...`), or an ARN used as it is.
+    Direct { arn: String, model: Option<String> },
+    /// A system inference profile `<prefix>.<model>`.
+    Profile {
+        prefix: String,
+        profile_arn: String,
+        model: String,
+    },
+}
+
+/// Classifies a Bedrock id or ARN; `region`/`account` are those of the Bedrock calls.
+pub fn bedrock_target(id: &str, region: &str, account: &str) -> BedrockTarget {
+    if let Some(rest) = id.strip_prefix("arn:") {
+        if let Some((_, profile)) = rest.split_once(":inference-profile/") {
+            if let Some((prefix, model)) = profile.split_once('.') {
+                return BedrockTarget::Profile {
+                    prefix: prefix.to_string(),
+                    profile_arn: id.to_string(),
+                    model: model.to_string(),
+                };
+            }
+        }
+        let model = rest
+            .split_once(":foundation-model/")
+            .map(|(_, m)| m.to_string());
+        return BedrockTarget::Direct {
+            arn: id.to_string(),
+            model,
+        };
+    }
+    match id.split_once('.') {
+        Some((prefix, model)) if BEDROCK_PROFILE_REGIONS.iter().any(|(p, _)| *p == prefix) => {
+            BedrockTarget::Profile {
+                prefix: prefix.to_string(),
+                profile_arn: format!("arn:aws:bedrock:{region}:{account}:inference-profile/{id}"),
+                model: model.to_string(),
+            }
+        }
+        _ => BedrockTarget::Direct {
+            arn: foundation_model_arn(region, id),
+            model: Some(id.to_string()),
+        },
+    }
+}
+
+fn foundation_model_arn(region: &str, model: &str) -> String {
+    format!("arn:aws:bedrock:{region}::foundation-model/{model}")
+}
+
+/// Adds the Bedrock statements for exactly the configured ids:
+/// - `bedrock:InvokeModel` + `bedrock:InvokeModelWithResponseStream` on each foundation
+///   model and each inference profile;
+/// - the same on the foundation models a profile routes to, in the Regions of its geography,
+///   only when called through one of the configured profiles (`bedrock:InferenceProfileArn`);
+/// - for `global.` profiles also the Region-less foundation-model ARN with
+///   `aws:RequestedRegion = unspecified`, as global cross-Region inference requires;
+/// - `bedrock:CountTokens` on the configured models in the calling Region.
+pub fn add_bedrock_statements<'a>(
+    policy: &mut Value,
+    region: &str,
+    account: &str,
+    ids: impl IntoIterator<Item = &'a String>,
+) {
+    use std::collections::BTreeSet;
+    let (mut direct, mut profiles, mut routed, mut global_profiles, mut global_models, mut count) = (
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+    );
+    for id in ids {
+        match bedrock_target(id, region, account) {
+            BedrockTarget::Direct { arn, model } => {
+                if let Some(m) = model {
+                    count.insert(foundation_model_arn(region, &m));
+                }
+                direct.insert(arn);
+            }
+            BedrockTarget::Profile {
+                prefix,
+                profile_arn,
+                model,
+            } => {
+                count.insert(foundation_model_arn(region, &model));
+                let regions = BEDROCK_PROFILE_REGIONS
+                    .iter()
+                    .find(|(p, _)| *p == prefix)
+                    .map(|(_, r)| *r)
+                    .unwrap_or(&[]);
+                routed.insert(foundation_model_arn(region, &model));
+                for r in regions {
+                    routed.insert(foundation_model_arn(r, &model));
+                }
+                if prefix == "global" {
+                    global_models.insert(format!("arn:aws:bedrock:::foundation-model/{model}"));
+                    global_profiles.insert(profile_arn.clone());
+                }
+                direct.insert(profile_arn.clone());
+                profiles.insert(profile_arn);
+            }
+        }
+    }
+    let invoke = json!([
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream"
+    ]);
+    let mut statements = Vec::new();
+    if !direct.is_empty() {
+        statements.push(json!({
+            "Sid": "InvokeBedrockModels",
+            "Effect": "Allow",
+            "Action": invoke,
+            "Resource": direct,
+        }));
+    }
+    if !profiles.is_empty() {
+        statements.push(json!({
+            "Sid": "InvokeBedrockModelsThroughProfiles",
+            "Effect": "Allow",
+            "Action": invoke,
+            "Resource": routed,
+            "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": profiles}},
+        }));
+    }
+    if !global_profiles.is_empty() {
+        statements.push(json!({
+            "Sid": "InvokeBedrockModelsThroughGlobalProfiles",
+            "Effect": "Allow",
+            "Action": invoke,
+            "Resource": global_models,
+            "Condition": {"StringEquals": {
+                "aws:RequestedRegion": "unspecified",
+                "bedrock:InferenceProfileArn": global_profiles,
+            }},
+        }));
+    }
+    if !count.is_empty() {
+        statements.push(json!({
+            "Sid": "CountBedrockTokens",
+            "Effect": "Allow",
+            "Action": ["bedrock:CountTokens"],
+            "Resource": count,
+        }));
+    }
+    if let Some(Value::Array(list)) = policy.get_mut("Statement") {
+        list.extend(statements);
+    }
+}
+
 pub fn role_arn(account_id: &str, role_name: &str) -> String {
     format!("arn:aws:iam::{account_id}:role/{role_name}")
 }
@@ -462,6 +654,65 @@ mod tests {
                 "logs:CreateLogStream",
                 "logs:PutLogEvents"
             ]
+        );
+    }
+
+    #[test]
+    fn bedrock_statements_name_exactly_the_configured_models() {
+        let mut doc = policy_document("arn:secret", "arn:logs");
+        let ids = [
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0".to_string(),
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0".to_string(),
+            "anthropic.claude-opus-4-1-20250805-v1:0".to_string(),
+        ];
+        add_bedrock_statements(&mut doc, "us-east-1", "123456789012", &ids);
+        let text = doc.to_string();
+        assert!(
+            !text.contains("\"*\"") && !text.contains("bedrock:*"),
+            "{text}"
+        );
+        let st = doc["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 6);
+        assert_eq!(
+            st[2]["Resource"],
+            json!([
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-4-1-20250805-v1:0",
+            ])
+        );
+        let routed: Vec<&str> = st[3]["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(routed.contains(
+            &"arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0"
+        ));
+        assert!(routed.contains(&"arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert!(!routed
+            .iter()
+            .any(|r| r.contains("eu-") || r.contains("opus")));
+        assert_eq!(
+            st[4]["Resource"],
+            json!(["arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0"])
+        );
+        assert_eq!(
+            st[4]["Condition"]["StringEquals"]["aws:RequestedRegion"],
+            "unspecified"
+        );
+        assert_eq!(st[5]["Action"], json!(["bedrock:CountTokens"]));
+        assert_eq!(
+            bedrock_target(
+                "arn:aws:bedrock:us-east-1:1:application-inference-profile/x",
+                "us-east-1",
+                "1"
+            ),
+            BedrockTarget::Direct {
+                arn: "arn:aws:bedrock:us-east-1:1:application-inference-profile/x".into(),
+                model: None
+            }
         );
     }
 

@@ -89,10 +89,12 @@ pub struct SecretInput {
     pub rotate_token: bool,
 }
 
-/// The secret's JSON value (the handler reads the same shape).
+/// The secret's JSON value (the handler reads the same shape). With the Bedrock provider
+/// it holds only the caller tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecretValue {
-    pub anthropic_api_key: ApiKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_api_key: Option<ApiKey>,
     #[serde(default)]
     pub caller_tokens: Vec<CallerToken>,
 }
@@ -165,6 +167,8 @@ pub struct Spec<'a> {
     pub name: &'a str,
     pub stack: &'a str,
     pub input: &'a SecretInput,
+    /// The Anthropic provider needs the key in the secret; Bedrock does not.
+    pub key_required: bool,
 }
 
 /// The change to the secret; `blockers` receives reasons the plan cannot be applied.
@@ -177,20 +181,23 @@ pub fn diff(
         (None, None) => None,
         (None, Some(_)) => Some(Change::Delete),
         (Some(d), None) => {
-            if d.input.anthropic_api_key.is_none() {
-                blockers.push(no_key_message(d.name));
+            let mut settings = Vec::new();
+            if d.key_required {
+                if d.input.anthropic_api_key.is_none() {
+                    blockers.push(no_key_message(d.name));
+                }
+                settings.push(Setting::new("anthropic_api_key", "(given, hidden)"));
             }
-            Some(Change::Create {
-                settings: vec![
-                    Setting::new("anthropic_api_key", "(given, hidden)"),
-                    Setting::new("caller_tokens", "1 new token (shown once after deploy)"),
-                ],
-            })
+            settings.push(Setting::new(
+                "caller_tokens",
+                "1 new token (shown once after deploy)",
+            ));
+            Some(Change::Create { settings })
         }
         (Some(d), Some(a)) => {
             let mut fields = Vec::new();
             if a.scheduled_for_deletion {
-                if d.input.anthropic_api_key.is_none() {
+                if d.key_required && d.input.anthropic_api_key.is_none() {
                     blockers.push(no_key_message(d.name));
                 }
                 return Some(Change::Replace {
@@ -198,6 +205,18 @@ pub fn diff(
                 });
             }
             match (&a.value, &d.input.anthropic_api_key) {
+                (None, None) if !d.key_required => fields.push(FieldChange::new(
+                    "value",
+                    "(unreadable)",
+                    "(caller tokens only)",
+                )),
+                (Some(v), None) if d.key_required && v.anthropic_api_key.is_none() => {
+                    blockers.push(format!(
+                        "secret {} holds no Anthropic API key (it was deployed for Bedrock): {}",
+                        d.name,
+                        no_key_message(d.name)
+                    ));
+                }
                 (None, None) => {
                     blockers.push(format!(
                         "secret {} holds no readable value: {}",
@@ -210,11 +229,17 @@ pub fn diff(
                     "(unreadable)",
                     "(rewritten, hidden)",
                 )),
-                (Some(v), Some(k)) if &v.anthropic_api_key != k => fields.push(FieldChange::new(
-                    "anthropic_api_key",
-                    "(stored, hidden)",
-                    "(new value, hidden)",
-                )),
+                (Some(v), Some(k)) if v.anthropic_api_key.as_ref() != Some(k) => {
+                    fields.push(FieldChange::new(
+                        "anthropic_api_key",
+                        if v.anthropic_api_key.is_some() {
+                            "(stored, hidden)"
+                        } else {
+                            "(none)"
+                        },
+                        "(new value, hidden)",
+                    ))
+                }
                 _ => {}
             }
             let has_tokens = a
@@ -257,11 +282,11 @@ fn sdk_tags(stack: &str, created_at: &str) -> Vec<Tag> {
 
 /// Creates the secret with a new caller token. Returns (ARN, the token).
 pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(String, CallerToken)> {
-    let key = spec
-        .input
-        .anthropic_api_key
-        .clone()
-        .with_context(|| no_key_message(spec.name))?;
+    let key = match &spec.input.anthropic_api_key {
+        Some(k) => Some(k.clone()),
+        None if !spec.key_required => None,
+        None => anyhow::bail!(no_key_message(spec.name)),
+    };
     let token = CallerToken::generate();
     let value = SecretValue {
         anthropic_api_key: key,
@@ -272,7 +297,7 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(Str
         .create_secret()
         .name(spec.name)
         .description(format!(
-            "Anthropic API key and caller tokens for claude-lambda stack {}",
+            "Caller tokens (and the Anthropic API key, if any) for claude-lambda stack {}",
             spec.stack
         ))
         .secret_string(serde_json::to_string(&value)?)
@@ -304,16 +329,23 @@ pub async fn update(
     }
     let mut value = match (&actual.value, &spec.input.anthropic_api_key) {
         (Some(v), Some(k)) => SecretValue {
-            anthropic_api_key: k.clone(),
+            anthropic_api_key: Some(k.clone()),
             caller_tokens: v.caller_tokens.clone(),
         },
         (Some(v), None) => v.clone(),
         (None, Some(k)) => SecretValue {
-            anthropic_api_key: k.clone(),
+            anthropic_api_key: Some(k.clone()),
+            caller_tokens: Vec::new(),
+        },
+        (None, None) if !spec.key_required => SecretValue {
+            anthropic_api_key: None,
             caller_tokens: Vec::new(),
         },
         (None, None) => anyhow::bail!(no_key_message(spec.name)),
     };
+    if spec.key_required && value.anthropic_api_key.is_none() {
+        anyhow::bail!(no_key_message(spec.name));
+    }
     let mut new_token = None;
     if spec.input.rotate_token || value.caller_tokens.is_empty() {
         let t = CallerToken::generate();
@@ -393,12 +425,20 @@ mod tests {
     #[test]
     fn value_json_shape() {
         let v = SecretValue {
-            anthropic_api_key: ApiKey::new("k"),
+            anthropic_api_key: Some(ApiKey::new("k")),
             caller_tokens: vec![CallerToken("t".into())],
         };
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             r#"{"anthropic_api_key":"k","caller_tokens":["t"]}"#
         );
+        // Bedrock: caller tokens only, and it reads back.
+        let v = SecretValue {
+            anthropic_api_key: None,
+            caller_tokens: vec![CallerToken("t".into())],
+        };
+        let text = serde_json::to_string(&v).unwrap();
+        assert_eq!(text, r#"{"caller_tokens":["t"]}"#);
+        assert_eq!(serde_json::from_str::<SecretValue>(&text).unwrap(), v);
     }
 }

@@ -633,3 +633,98 @@ fn teardown_deletes_every_layer_version_and_the_repository() {
     );
     assert!(p.changes.iter().all(|c| c.change == Change::Delete));
 }
+
+fn with_provider(kind: infra::config::ProviderKind, key: Option<&str>) -> Desired {
+    desired_with(
+        Overrides {
+            provider: Some(kind),
+            ..Default::default()
+        },
+        key,
+    )
+}
+
+/// The account state after deploying `d` with the Bedrock provider: the role's policy has
+/// the Bedrock statements, the secret only caller tokens.
+fn deployed_bedrock(d: &Desired) -> Actual {
+    let mut a = deployed(d);
+    let n = &d.names;
+    let secret = a.secret.as_mut().unwrap();
+    secret.value.as_mut().unwrap().anthropic_api_key = None;
+    let mut policy = role::policy_document(&secret.arn.clone(), &n.log_group_arn(REGION, ACCOUNT));
+    role::add_bedrock_statements(
+        &mut policy,
+        REGION,
+        ACCOUNT,
+        d.spec
+            .as_ref()
+            .unwrap()
+            .config
+            .provider
+            .bedrock_models
+            .values(),
+    );
+    a.role
+        .as_mut()
+        .unwrap()
+        .inline_policies
+        .insert(n.role_policy.clone(), policy);
+    a
+}
+
+#[test]
+fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
+    use infra::config::ProviderKind::{Anthropic, Bedrock};
+    // Anthropic → Bedrock: no key needed, the role policy and the environment change.
+    let bedrock = with_provider(Bedrock, None);
+    let p = plan(&bedrock, &deployed(&desired()));
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    let changed: Vec<(Kind, &str)> = p
+        .changes
+        .iter()
+        .map(|c| {
+            let action = match c.change {
+                Change::Update { .. } => "update",
+                Change::Create { .. } => "create",
+                Change::Replace { .. } => "replace",
+                Change::Delete => "delete",
+            };
+            (c.kind, action)
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [(Kind::RolePolicy, "update"), (Kind::Function, "update")]
+    );
+    let text = p.to_string();
+    assert!(!text.contains(KEY));
+    insta::assert_snapshot!("provider_anthropic_to_bedrock", text);
+
+    // Deployed with Bedrock: nothing to do; a first Bedrock deploy needs no key.
+    assert!(plan(&bedrock, &deployed_bedrock(&bedrock)).is_empty());
+    let first = plan(&bedrock, &Actual::empty(ACCOUNT, REGION));
+    assert!(first.blockers.is_empty(), "{:?}", first.blockers);
+    assert!(!first.to_string().contains("anthropic_api_key"));
+
+    // Back to Anthropic: the key is needed again (the secret holds none) ...
+    let back_without_key = plan(&with_provider(Anthropic, None), &deployed_bedrock(&bedrock));
+    assert!(
+        back_without_key
+            .blockers
+            .iter()
+            .any(|b| b.contains("ANTHROPIC_API_KEY")),
+        "{:?}",
+        back_without_key.blockers
+    );
+    // ... and with it: updates only.
+    let back = plan(
+        &with_provider(Anthropic, Some(KEY)),
+        &deployed_bedrock(&bedrock),
+    );
+    assert!(back.blockers.is_empty(), "{:?}", back.blockers);
+    assert!(back
+        .changes
+        .iter()
+        .all(|c| matches!(c.change, Change::Update { .. })));
+    insta::assert_snapshot!("provider_bedrock_to_anthropic", back.to_string());
+}
