@@ -90,7 +90,11 @@ impl Aws {
         let region = config.region().map(|r| r.to_string()).context(
             "no AWS region: pass --region, set AWS_REGION, or set stack.region in stack.toml",
         )?;
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .interceptor(RetryLog)
+                .build(),
+        );
         let who = sts
             .get_caller_identity()
             .send()
@@ -102,11 +106,31 @@ impl Aws {
             .context("sts:GetCallerIdentity returned no account id")?
             .to_string();
         Ok(Aws {
-            lambda: aws_sdk_lambda::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-            apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            apigw: aws_sdk_apigatewayv2::Client::from_conf(
+                aws_sdk_apigatewayv2::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
             ecr: aws_sdk_ecr::Client::new(&config),
             ecr_registry_url: std::env::var(ECR_REGISTRY_URL_ENV)
                 .ok()
@@ -139,6 +163,75 @@ pub fn retry_config() -> RetryConfig {
         .with_max_attempts(8)
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(20))
+}
+
+/// Logs every retry the SDK makes, at debug level (target `infra::aws`, shown by `-v`):
+/// "retrying <service> <operation> (attempt n) after <what failed>".
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLog;
+
+#[derive(Debug, Clone)]
+struct LastFailure(String);
+
+impl aws_smithy_types::config_bag::Storable for LastFailure {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RetryLog {
+    fn name(&self) -> &'static str {
+        "RetryLog"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(Err(err)) = context.output_or_error() else {
+            return Ok(());
+        };
+        let what = match context.response() {
+            Some(r) => {
+                let code = r
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .map(|c| c.split(':').next().unwrap_or(c).to_string())
+                    .unwrap_or_default();
+                format!("HTTP {} {code}", r.status().as_u16())
+                    .trim_end()
+                    .to_string()
+            }
+            None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err)),
+        };
+        cfg.interceptor_state().store_put(LastFailure(what));
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(LastFailure(what)) = cfg.load::<LastFailure>().cloned() else {
+            return Ok(());
+        };
+        let attempt = cfg
+            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
+            .map(|a| a.attempts())
+            .unwrap_or(0);
+        let (service, operation) = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_default();
+        tracing::debug!(
+            target: "infra::aws",
+            "retrying {service} {operation} (attempt {attempt}) after {what}"
+        );
+        cfg.interceptor_state().unset::<LastFailure>();
+        Ok(())
+    }
 }
 
 /// True when the service said the resource does not exist.

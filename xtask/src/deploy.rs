@@ -28,7 +28,7 @@ impl flags::Deploy {
             let outputs = infra::apply(&ctx.aws, &plan, &desired, progress).await?;
             progress.finish();
             output::emit(common.output, &outputs)?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::from(flags::EXIT_NOTHING_TO_DO));
         }
         show_plan(common, &plan);
         if !plan.blockers.is_empty() {
@@ -46,19 +46,70 @@ impl flags::Deploy {
             ),
         )?;
 
-        let outputs = infra::apply(&ctx.aws, &plan, &desired, progress)
-            .await
-            .with_context(|| {
-                format!(
-                    "deploying stack `{}` failed part way; run `cargo xtask deploy` again to finish, \
-                     or `cargo xtask teardown --stack {}` to remove what was created",
-                    ctx.stack, ctx.stack
-                )
-            })?;
+        // Under the stack's lock: read the account again (another run may have changed it
+        // while we planned or waited) and apply that plan.
+        let lock = take_lock(&ctx, &self.lock, "deploy", progress).await?;
+        let result = async {
+            let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
+            let fresh = infra::plan::plan(&desired, &actual);
+            if fresh.to_string() != plan.to_string() {
+                if fresh.is_empty() {
+                    progress.note("another run applied these changes meanwhile: nothing left to do");
+                } else if common.yes {
+                    progress.note("the stack changed while waiting for its lock; applying the plan as it is now:");
+                    show_plan(common, &fresh);
+                } else {
+                    bail!("stack `{}` changed while waiting for its lock: nothing was applied; run `cargo xtask deploy` again to see the new plan", ctx.stack);
+                }
+            }
+            if !fresh.blockers.is_empty() {
+                bail!(
+                    "the plan cannot be applied:\n  - {}",
+                    fresh.blockers.join("\n  - ")
+                );
+            }
+            let outputs = infra::apply(&ctx.aws, &fresh, &desired, progress)
+                .await
+                .with_context(|| {
+                    format!(
+                        "deploying stack `{}` failed part way; run `cargo xtask deploy` again to finish, \
+                         or `cargo xtask teardown --stack {}` to remove what was created",
+                        ctx.stack, ctx.stack
+                    )
+                })?;
+            Ok((fresh.is_empty(), outputs))
+        }
+        .await;
+        let released = lock.release().await;
+        let (nothing, outputs) = result?;
+        released?;
         progress.finish();
         output::emit(common.output, &outputs)?;
-        Ok(ExitCode::SUCCESS)
+        Ok(if nothing {
+            ExitCode::from(flags::EXIT_NOTHING_TO_DO)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
+}
+
+/// Takes the stack's deploy lock, saying on stderr when it waits or takes over a stale one.
+pub async fn take_lock(
+    ctx: &StackContext,
+    args: &flags::LockArgs,
+    operation: &str,
+    progress: &Progress,
+) -> Result<infra::StackLock> {
+    let opts = args.options(operation);
+    let note = |m: &str| progress.note(m);
+    let lock = infra::lock::acquire(&ctx.aws, &ctx.stack, &opts, &note).await?;
+    if let Some((holder, why)) = &lock.took_over {
+        progress.note(format!(
+            "took over the stale deploy lock of stack `{}` held by {holder}: {why}",
+            ctx.stack
+        ));
+    }
+    Ok(lock)
 }
 
 /// The plan goes to stdout for people, to stderr when stdout carries JSON.

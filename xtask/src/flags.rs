@@ -6,9 +6,16 @@ use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (`plan`: no changes)
+  0  success: `deploy` applied changes, `teardown` deleted something, `plan` found no changes
   1  error
-  2  `plan` only: the plan has changes";
+  2  `plan` (and `teardown --dry-run`): there are changes
+  3  nothing to do: `deploy` found the stack up to date, `teardown` found nothing to delete
+  4  the stack's deploy lock is held by another run (waited --lock-timeout)";
+
+/// Exit code: nothing to do (deploy: already up to date; teardown: nothing to delete).
+pub const EXIT_NOTHING_TO_DO: u8 = 3;
+/// Exit code: the stack's deploy lock is held by someone else.
+pub const EXIT_LOCKED: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,7 +105,9 @@ pub enum Command {
     /// Create or update the stack in AWS (or on a local emulator with --local)
     #[command(
         after_help = "The Anthropic API key comes from ANTHROPIC_API_KEY or --api-key-stdin, never from an argument.\n\
-        It is needed when the stack's secret is created; later deploys keep the stored key unless one is given."
+        It is needed when the stack's secret is created; later deploys keep the stored key unless one is given.\n\n\
+        Exit codes: 0 changes applied, 3 nothing to do (already up to date), 4 the stack's deploy lock\n\
+        is held by another run, 1 error."
     )]
     Deploy(Deploy),
     /// Send a real request to the deployed endpoint and stream the answer (smoke test)
@@ -111,7 +120,13 @@ pub enum Command {
     Logs(Logs),
     /// Serve the handler's routes on localhost (real API or a built-in fake upstream)
     Dev(Dev),
-    /// Delete every resource of the stack
+    /// Delete every resource of the stack (or, with --older-than, of every old stack)
+    #[command(
+        after_help = "Exit codes: 0 deleted, 3 nothing to delete, 4 a deploy lock is held by another run, 1 error;\n\
+        with --dry-run: 0 nothing would be deleted, 2 something would be.\n\
+        --older-than finds stacks by their tags (managed-by=claude-lambda-toolkit, stack, created-at):\n\
+        functions, IAM roles, secrets, deploy locks, log groups and HTTP APIs."
+    )]
     Teardown(Teardown),
     /// Install the test stand-ins that are missing (moto, cargo-lambda) and run the whole test suite
     Test(Test),
@@ -296,6 +311,33 @@ pub struct Deploy {
     /// With --local: port of the local Function URL (default: a free port)
     #[arg(long, requires = "local")]
     pub port: Option<u16>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// The stack's deploy lock (a Secrets Manager secret `claude-proxy/<stack>/lock`).
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// How long to wait while another deploy or teardown holds the stack's lock (then exit 4)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, help_heading = "Deploy lock")]
+    pub lock_timeout: std::time::Duration,
+    /// How long the lock taken by this run stays valid; a run killed on another machine blocks
+    /// the stack at most this long (on the same host a dead holder is taken over at once)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, help_heading = "Deploy lock")]
+    pub lock_ttl: std::time::Duration,
+}
+
+impl LockArgs {
+    pub fn options(&self, operation: &str) -> infra::LockOptions {
+        infra::LockOptions {
+            ttl: self.lock_ttl,
+            timeout: self.lock_timeout,
+            poll: std::time::Duration::from_millis(500)
+                .max(self.lock_timeout / 60)
+                .min(std::time::Duration::from_secs(5)),
+            ..infra::LockOptions::new(operation)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -356,7 +398,20 @@ pub struct Dev {
 }
 
 #[derive(Debug, Args)]
-pub struct Teardown {}
+pub struct Teardown {
+    /// Tear down every stack in the account and region whose created-at tag is older than
+    /// this (e.g. 24h, 90m, 7d), instead of the one named by --stack
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// With --older-than: only stacks whose name starts with this (e.g. pr-)
+    #[arg(long, value_name = "PREFIX", requires = "older_than")]
+    pub stack_prefix: Option<String>,
+    /// Show what would be deleted, delete nothing, take no lock
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct Test {
@@ -382,6 +437,15 @@ pub struct Bench {
     /// Internal: serve the handler for the memory benchmark
     #[arg(long, hide = true)]
     pub serve_handler: bool,
+}
+
+/// A duration from `90m`, `24h`, `7d`, `30s`, `500ms`, `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let secs = parse_seconds(s)?;
+    if !(secs >= 0.0 && secs.is_finite()) {
+        return Err(format!("`{s}` is not a duration: use e.g. 90m, 24h, 7d"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Seconds from `8`, `8s`, `1.5s`, `500ms`, `2m`.

@@ -55,7 +55,11 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            if teardown::is_locked(&err) {
+                ExitCode::from(flags::EXIT_LOCKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -501,10 +501,10 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
         "{r}"
     );
 
-    // Second deploy: no changes, exit 0, and the token is not shown again.
+    // Second deploy: no changes, exit 3 (nothing to do), and the token is not shown again.
     let r = env.run_with_key(&args(&deploy_args));
     r.assert_no_key();
-    r.ok();
+    assert_eq!(r.code, Some(3), "{r}");
     assert!(r.all().contains("no changes"), "{r}");
     assert!(
         !r.all().contains(token),
@@ -588,7 +588,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
         "teardown did not say what it deletes:\n{r}"
     );
     let r = env.run(&args(&td_yes));
-    r.ok();
+    assert_eq!(r.code, Some(3), "{r}");
     assert!(r.all().contains("nothing to delete"), "{r}");
     let r = env.run(&args(&with(&["logs"])));
     assert_eq!(r.code, Some(1), "{r}");
