@@ -267,6 +267,14 @@ pub struct StackArgs {
     #[arg(long, value_name = "URL", help_heading = "Stack settings")]
     pub anthropic_base_url: Option<String>,
 }
+    /// Model service: `anthropic` (the key in the secret) or `bedrock` (Claude on Amazon
+    /// Bedrock through the function's role; no Anthropic key)
+    #[arg(
+        long,
+        value_name = "anthropic|bedrock",
+        help_heading = "Stack settings"
+    )]
+    pub provider: Option<infra::config::ProviderKind>,
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InvokeMode {

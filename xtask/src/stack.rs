@@ -142,6 +142,7 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         default_model: a.default_model.clone(),
         anthropic_base_url: a.anthropic_base_url.clone(),
         log_retention_days: a.log_retention_days,
+        provider: a.provider,
         ..base_overrides(common)
     }
 }
