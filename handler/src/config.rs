@@ -77,6 +77,31 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// `SECRET_ARN`, or the local key/token.
     pub secret: SecretConfig,
+    /// `PROVIDER`: the Anthropic API or Claude on Amazon Bedrock.
+    pub provider: ProviderKind,
+    /// `BEDROCK_REGION`, `BEDROCK_ENDPOINT_URL`, `BEDROCK_MODEL_MAP` (used with Bedrock).
+    pub bedrock: BedrockConfig,
+}
+
+/// Which service answers (`PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// The Anthropic Messages API with the key from the secret.
+    Anthropic,
+    /// Claude on Amazon Bedrock with the function role's credentials (no Anthropic key).
+    Bedrock,
+}
+
+/// Settings of the Bedrock provider.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BedrockConfig {
+    /// `BEDROCK_REGION`; unset = the function's region (`AWS_REGION`).
+    pub region: Option<String>,
+    /// `BEDROCK_ENDPOINT_URL`: another Bedrock runtime endpoint (a local stand-in in tests);
+    /// unset = the SDK's (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, then the Region's endpoint).
+    pub endpoint_url: Option<String>,
+    /// `BEDROCK_MODEL_MAP`; `None` = the built-in table ([`crate::bedrock::DEFAULT_MODEL_MAP`]).
+    pub model_map: Option<crate::bedrock::ModelMap>,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -99,6 +124,8 @@ impl Config {
             upstream_max_retries: 2,
             max_request_bytes: 6 * 1024 * 1024,
             secret,
+            provider: ProviderKind::Anthropic,
+            bedrock: BedrockConfig::default(),
         }
     }
 
@@ -115,6 +142,16 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
+        let provider = match var("PROVIDER").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None | Some("anthropic") => ProviderKind::Anthropic,
+            Some("bedrock") => ProviderKind::Bedrock,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "PROVIDER",
+                    message: format!("`{other}`; expected `anthropic` or `bedrock`"),
+                })
+            }
+        };
         let secret = if let Some(arn) = var("SECRET_ARN") {
             SecretConfig::SecretsManager { arn }
         } else if let Some(key) = var("ANTHROPIC_API_KEY") {
@@ -122,10 +159,36 @@ impl Config {
                 anthropic_api_key: key,
                 caller_tokens: var("CALLER_TOKEN").into_iter().collect(),
             }
+        } else if provider == ProviderKind::Bedrock {
+            // Bedrock needs no Anthropic key: only the caller token, for local runs.
+            SecretConfig::Local {
+                anthropic_api_key: String::new(),
+                caller_tokens: var("CALLER_TOKEN").into_iter().collect(),
+            }
         } else {
             return Err(ConfigError::NoSecretSource);
         };
         let mut c = Config::new(secret);
+        c.provider = provider;
+        c.bedrock.region = var("BEDROCK_REGION");
+        if let Some(url) = var("BEDROCK_ENDPOINT_URL") {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "BEDROCK_ENDPOINT_URL",
+                    message: format!("`{url}` is not an http(s) URL"),
+                });
+            }
+            c.bedrock.endpoint_url = Some(url);
+        }
+        if let Some(map) = var("BEDROCK_MODEL_MAP") {
+            c.bedrock.model_map =
+                Some(crate::bedrock::ModelMap::parse(&map).map_err(|message| {
+                    ConfigError::Invalid {
+                        name: "BEDROCK_MODEL_MAP",
+                        message,
+                    }
+                })?);
+        }
 
         if let Some(url) = var("ANTHROPIC_BASE_URL") {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -264,6 +327,50 @@ mod tests {
             ("UPSTREAM_MAX_RETRIES", "99"),
         ] {
             let e = cfg(&[("ANTHROPIC_API_KEY", "k"), (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn bedrock_needs_no_anthropic_key() {
+        let c = cfg(&[
+            ("PROVIDER", "Bedrock"),
+            ("CALLER_TOKEN", "t"),
+            ("BEDROCK_REGION", "eu-west-1"),
+            (
+                "BEDROCK_MODEL_MAP",
+                "claude-haiku-4-5=eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.provider, ProviderKind::Bedrock);
+        assert_eq!(c.bedrock.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            c.bedrock
+                .model_map
+                .unwrap()
+                .resolve("claude-haiku-4-5")
+                .unwrap(),
+            "eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
+        match &c.secret {
+            SecretConfig::Local { caller_tokens, .. } => assert_eq!(caller_tokens, &vec!["t"]),
+            _ => panic!("expected local"),
+        }
+        let default = cfg(&[("ANTHROPIC_API_KEY", "k")]).unwrap();
+        assert_eq!(default.provider, ProviderKind::Anthropic);
+        assert!(
+            cfg(&[("PROVIDER", "anthropic")]).is_err(),
+            "Anthropic still needs a key"
+        );
+        for (name, value) in [
+            ("PROVIDER", "openai"),
+            ("BEDROCK_MODEL_MAP", "claude-haiku-4-5"),
+            ("BEDROCK_ENDPOINT_URL", "localhost:1"),
+        ] {
+            let e = cfg(&[("PROVIDER", "bedrock"), (name, value)])
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(name), "{name}={value}: {e}");

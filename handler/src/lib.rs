@@ -18,6 +18,8 @@
 //! - `GET /health`: `{"status":"ok"}` without authentication.
 
 pub mod auth;
+pub mod aws;
+pub mod bedrock;
 pub mod config;
 pub mod error;
 pub mod lambda;
@@ -29,7 +31,8 @@ pub mod tls;
 pub mod upstream;
 pub mod validate;
 
-pub use config::{CallerAuth, Config, ResponseMode, SecretConfig};
+pub use bedrock::BedrockProvider;
+pub use config::{BedrockConfig, CallerAuth, Config, ProviderKind, ResponseMode, SecretConfig};
 pub use error::{ConfigError, ProxyError};
 pub use secrets::{Secret, SecretCache, SecretSource};
 pub use upstream::{AnthropicProvider, Provider, RetryPolicy};
@@ -129,13 +132,27 @@ impl App {
     }
 
     /// Builds the app from explicit configuration and reads the secret once (cold start).
+    ///
+    /// With `PROVIDER=bedrock` the Bedrock client shares this one SDK configuration, and no
+    /// Anthropic key is read; with `CALLER_AUTH=none` as well, no secret is read at all.
     pub async fn new(config: Config) -> Result<Arc<App>, ConfigError> {
+        let bedrock = config.provider == ProviderKind::Bedrock;
+        let no_secret = bedrock && config.caller_auth == CallerAuth::None;
+        let shared_sdk = if bedrock {
+            Some(aws::sdk_config_from_env()?)
+        } else {
+            None
+        };
         let source = match &config.secret {
+            _ if no_secret => SecretSource::Static(Secret {
+                anthropic_api_key: String::new(),
+                caller_tokens: Vec::new(),
+            }),
             SecretConfig::SecretsManager { arn } => {
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .http_client(tls::sdk_http_client())
-                    .load()
-                    .await;
+                let sdk = match &shared_sdk {
+                    Some(sdk) => sdk.clone(),
+                    None => aws::sdk_config_from_env()?,
+                };
                 SecretSource::SecretsManager {
                     client: aws_sdk_secretsmanager::Client::new(&sdk),
                     arn: arn.clone(),
@@ -149,7 +166,17 @@ impl App {
                 caller_tokens: caller_tokens.clone(),
             }),
         };
-        let app = App::with_secret_source(config, source)?;
+        let app = match &shared_sdk {
+            Some(sdk) => {
+                let retry = RetryPolicy {
+                    max_retries: config.upstream_max_retries,
+                    ..RetryPolicy::default()
+                };
+                let provider = BedrockProvider::new(sdk, &config.bedrock, retry);
+                App::with_provider(config, source, Arc::new(provider))
+            }
+            None => App::with_secret_source(config, source)?,
+        };
         app.warm_up().await;
         Ok(app)
     }

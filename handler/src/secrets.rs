@@ -12,8 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The secret's JSON document: `{"anthropic_api_key": "...", "caller_tokens": ["..."]}`.
+/// With Claude on Amazon Bedrock it holds only `caller_tokens` (the key is then empty).
 #[derive(Clone, Deserialize)]
 pub struct Secret {
+    #[serde(default)]
     pub anthropic_api_key: String,
     #[serde(default)]
     pub caller_tokens: Vec<String>,
@@ -34,7 +36,13 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// Parses the secret string; the error never echoes the document.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let secret: Secret = serde_json::from_str(text).map_err(|e| {
+        #[derive(Deserialize)]
+        struct Raw {
+            anthropic_api_key: Option<String>,
+            #[serde(default)]
+            caller_tokens: Vec<String>,
+        }
+        let raw: Raw = serde_json::from_str(text).map_err(|e| {
             format!(
                 "the secret is not the expected JSON document \
                  {{\"anthropic_api_key\": \"...\", \"caller_tokens\": [\"...\"]}} \
@@ -44,10 +52,19 @@ impl Secret {
                 e.classify_name()
             )
         })?;
-        if secret.anthropic_api_key.trim().is_empty() {
+        // A missing key is fine (Bedrock needs none); the Anthropic provider says so if it
+        // needs one. A present but empty key is a mistake worth reporting now.
+        if raw
+            .anthropic_api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
             return Err("the secret's anthropic_api_key is empty".into());
         }
-        Ok(secret)
+        Ok(Secret {
+            anthropic_api_key: raw.anthropic_api_key.unwrap_or_default(),
+            caller_tokens: raw.caller_tokens,
+        })
     }
 }
 
@@ -204,6 +221,12 @@ mod tests {
         assert!(Secret::parse("{\"anthropic_api_key\": \"\"}").is_err());
         let s = Secret::parse("{\"anthropic_api_key\": \"k\"}").unwrap();
         assert!(s.caller_tokens.is_empty());
+        // Bedrock: caller tokens only.
+        let s = Secret::parse("{\"caller_tokens\": [\"t\"]}").unwrap();
+        assert_eq!(
+            (s.anthropic_api_key.as_str(), s.caller_tokens.len()),
+            ("", 1)
+        );
         assert!(!format!("{s:?}").contains("\"k\""));
     }
 

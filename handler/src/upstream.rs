@@ -208,6 +208,13 @@ impl AnthropicProvider {
     ) -> Result<UpstreamResponse, ProxyError> {
         let url = format!("{}{}", self.base_url, req.operation.path());
         let mut headers = HeaderMap::new();
+        if secret.anthropic_api_key.is_empty() {
+            return Err(ProxyError::Internal(
+                "the secret holds no anthropic_api_key: the Anthropic provider needs one \
+                 (deploy with ANTHROPIC_API_KEY set, or use provider bedrock)"
+                    .into(),
+            ));
+        }
         let key = HeaderValue::from_str(&secret.anthropic_api_key).map_err(|_| {
             ProxyError::Internal(
                 "the Anthropic API key in the secret is not a valid header value".into(),

@@ -1,0 +1,811 @@
+//! Claude on Amazon Bedrock: a [`Provider`] that serves the same routes through Bedrock's
+//! `InvokeModel` / `InvokeModelWithResponseStream` / `CountTokens`.
+//!
+//! The request body goes in Bedrock's Messages form: `model` and `stream` removed (the model
+//! id travels in the request path), `anthropic_version: "bedrock-2023-05-31"` added, the
+//! caller's `anthropic-beta` header turned into the `anthropic_beta` array. Anthropic model
+//! names map to Bedrock ids through a [`ModelMap`]; Bedrock ids and ARNs pass through.
+//!
+//! Answers come back in the Anthropic format, so the routes cannot tell the providers apart:
+//! a non-streamed answer is the Messages JSON as Bedrock returns it; each event-stream
+//! `chunk` carries one Messages event, re-emitted as the SSE block `event: <type>` /
+//! `data: <json>` the Messages API would have sent. Bedrock's exceptions become the matching
+//! Anthropic status and error shape; after the stream has started they arrive in-band as
+//! `event: error`. The SDK's own retries are off: attempts are made here with the same
+//! [`RetryPolicy`] as the Anthropic provider (throttling counts as a 429), never past the
+//! request deadline and never once a stream has started.
+
+use crate::config::BedrockConfig;
+use crate::error::{error_json, ProxyError};
+use crate::secrets::Secret;
+use crate::sse;
+use crate::upstream::{
+    Operation, Provider, RetryPolicy, UpstreamBody, UpstreamRequest, UpstreamResponse,
+};
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::RequestId;
+use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use tokio::time::Instant;
+
+/// The `anthropic_version` Bedrock's Messages form requires.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Built-in Anthropic name → Bedrock id table (used when `BEDROCK_MODEL_MAP` is unset).
+/// Global cross-Region inference profiles: they work from every commercial Region.
+pub const DEFAULT_MODEL_MAP: &[(&str, &str)] = &[
+    (
+        "claude-opus-4-5",
+        "global.anthropic.claude-opus-4-5-20251101-v1:0",
+    ),
+    (
+        "claude-sonnet-4-5",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ),
+    (
+        "claude-haiku-4-5",
+        "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+    ),
+    (
+        "claude-sonnet-4",
+        "global.anthropic.claude-sonnet-4-20250514-v1:0",
+    ),
+];
+
+/// Whether `model` is already a Bedrock model id, inference-profile id or ARN.
+pub fn is_bedrock_id(model: &str) -> bool {
+    model.starts_with("arn:") || model.contains("anthropic.")
+}
+
+/// Anthropic model names → Bedrock model or inference-profile ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelMap(BTreeMap<String, String>);
+
+impl Default for ModelMap {
+    fn default() -> Self {
+        ModelMap(
+            DEFAULT_MODEL_MAP
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl ModelMap {
+    pub fn new(map: BTreeMap<String, String>) -> Self {
+        ModelMap(map)
+    }
+
+    /// `BEDROCK_MODEL_MAP`: a JSON object `{"name": "id", ...}` or `name=id,name=id`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let map: BTreeMap<String, String> = if text.starts_with('{') {
+            serde_json::from_str(text).map_err(|e| {
+                format!("not a JSON object of model name to Bedrock id strings: {e}")
+            })?
+        } else {
+            let mut m = BTreeMap::new();
+            for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    format!("`{pair}` is not name=id (e.g. claude-sonnet-4-5=global.anthropic.claude-sonnet-4-5-20250929-v1:0)")
+                })?;
+                m.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            m
+        };
+        if let Some((k, _)) = map
+            .iter()
+            .find(|(k, v)| k.trim().is_empty() || v.trim().is_empty())
+        {
+            return Err(format!("empty model name or id in the entry for `{k}`"));
+        }
+        if map.is_empty() {
+            return Err("no entries".into());
+        }
+        Ok(ModelMap(map))
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// The Bedrock id for a model the caller named: a Bedrock id or ARN as it is, a name
+    /// through the map (a dated name such as `claude-sonnet-4-5-20250929` also matches the
+    /// entry `claude-sonnet-4-5` when that entry's id carries the same date).
+    pub fn resolve(&self, model: &str) -> Result<String, ProxyError> {
+        if is_bedrock_id(model) {
+            return Ok(model.to_string());
+        }
+        if let Some(id) = self.0.get(model) {
+            return Ok(id.clone());
+        }
+        if let Some((base, date)) = model.rsplit_once('-') {
+            if date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) {
+                if let Some(id) = self.0.get(base).filter(|id| id.contains(date)) {
+                    return Ok(id.clone());
+                }
+            }
+        }
+        Err(ProxyError::InvalidRequest(format!(
+            "model `{}` has no Bedrock id configured; use one of {} or a Bedrock model id \
+             (e.g. global.anthropic.claude-sonnet-4-5-20250929-v1:0), or add it to \
+             [provider.bedrock_models] in stack.toml (BEDROCK_MODEL_MAP)",
+            model.chars().take(100).collect::<String>(),
+            self.0.keys().cloned().collect::<Vec<_>>().join(", ")
+        )))
+    }
+}
+
+/// The id for `CountTokens`, which takes a foundation model: a profile's prefix is dropped.
+fn foundation_model_id(id: &str) -> &str {
+    match id.split_once('.') {
+        Some((_, rest)) if !id.starts_with("arn:") && rest.starts_with("anthropic.") => rest,
+        _ => id,
+    }
+}
+
+/// A request body in Bedrock's Messages form, and the Bedrock model id it is for.
+pub fn bedrock_body(
+    body: &[u8],
+    beta: Option<&HeaderValue>,
+    models: &ModelMap,
+    operation: Operation,
+) -> Result<(String, Vec<u8>), ProxyError> {
+    let mut obj: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ProxyError::InvalidRequest(format!("the body is not a JSON object: {e}")))?;
+    let model = match obj.remove("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m,
+        _ => {
+            return Err(ProxyError::InvalidRequest(
+                "model: a model name is required".into(),
+            ))
+        }
+    };
+    let id = models.resolve(&model)?;
+    obj.remove("stream");
+    obj.insert(
+        "anthropic_version".into(),
+        Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
+    );
+    if let Some(beta) = beta.and_then(|b| b.to_str().ok()) {
+        let mut list: Vec<Value> = match obj.remove("anthropic_beta") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        for b in beta.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            if !list.iter().any(|v| v == b) {
+                list.push(Value::String(b.to_string()));
+            }
+        }
+        obj.insert("anthropic_beta".into(), Value::Array(list));
+    }
+    if operation == Operation::CountTokens && !obj.contains_key("max_tokens") {
+        // The InvokeModel body CountTokens takes requires max_tokens; it does not change the count.
+        obj.insert("max_tokens".into(), json!(1));
+    }
+    let bytes = serde_json::to_vec(&Value::Object(obj))
+        .map_err(|e| ProxyError::Internal(format!("serializing the Bedrock body: {e}")))?;
+    Ok((id, bytes))
+}
+
+/// A Bedrock error, in Anthropic terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BedrockFailure {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+    /// No answer from Bedrock at all (connection, DNS, TLS): retried like a connection error.
+    pub unreachable: bool,
+}
+
+impl BedrockFailure {
+    fn retryable(&self) -> bool {
+        self.unreachable || RetryPolicy::should_retry(self.status, &HeaderMap::new())
+    }
+}
+
+/// Bedrock's exception names → the Anthropic status and error type.
+///
+/// `ModelNotReadyException` and `ServiceUnavailableException` become 529 `overloaded_error`
+/// (the Anthropic signal for "try again shortly"); `ServiceQuotaExceededException` is a 429.
+pub fn classify(
+    code: Option<&str>,
+    message: Option<&str>,
+    http_status: Option<u16>,
+) -> BedrockFailure {
+    let (status, error_type) = match code.unwrap_or("") {
+        "ThrottlingException" | "throttlingException" | "ServiceQuotaExceededException" => {
+            (429, "rate_limit_error")
+        }
+        "ValidationException" | "validationException" => (400, "invalid_request_error"),
+        "AccessDeniedException" => (403, "permission_error"),
+        "ResourceNotFoundException" => (404, "not_found_error"),
+        "ModelNotReadyException"
+        | "ServiceUnavailableException"
+        | "serviceUnavailableException" => (529, "overloaded_error"),
+        "ModelTimeoutException" | "modelTimeoutException" => (504, "timeout_error"),
+        "InternalServerException"
+        | "internalServerException"
+        | "ModelErrorException"
+        | "ModelStreamErrorException"
+        | "modelStreamErrorException" => (500, "api_error"),
+        _ => match http_status {
+            Some(400) => (400, "invalid_request_error"),
+            Some(401) | Some(403) => (403, "permission_error"),
+            Some(404) => (404, "not_found_error"),
+            Some(429) => (429, "rate_limit_error"),
+            Some(503) => (529, "overloaded_error"),
+            _ => (500, "api_error"),
+        },
+    };
+    let name = code.unwrap_or("error");
+    let message = match message {
+        Some(m) if !m.is_empty() => format!("Amazon Bedrock {name}: {m}"),
+        _ => format!("Amazon Bedrock {name}"),
+    };
+    BedrockFailure {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        error_type,
+        message,
+        unreachable: false,
+    }
+}
+
+fn sdk_failure<E, R>(e: &SdkError<E, R>, status: impl Fn(&R) -> u16) -> BedrockFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        SdkError::ServiceError(se) => {
+            classify(se.err().code(), se.err().message(), Some(status(se.raw())))
+        }
+        SdkError::ResponseError(re) => {
+            let mut f = classify(None, None, Some(status(re.raw())));
+            f.status = StatusCode::BAD_GATEWAY;
+            f.error_type = "api_error";
+            f.message = format!(
+                "Amazon Bedrock answered something the SDK could not read: {}",
+                aws_sdk_bedrockruntime::error::DisplayErrorContext(e)
+            );
+            f
+        }
+        _ => BedrockFailure {
+            status: StatusCode::BAD_GATEWAY,
+            error_type: "api_error",
+            message: format!(
+                "could not reach Amazon Bedrock: {}",
+                aws_sdk_bedrockruntime::error::DisplayErrorContext(e)
+            ),
+            unreachable: true,
+        },
+    }
+}
+
+fn http_status(r: &aws_sdk_bedrockruntime::config::http::HttpResponse) -> u16 {
+    r.status().as_u16()
+}
+
+/// Claude on Amazon Bedrock.
+pub struct BedrockProvider {
+    client: aws_sdk_bedrockruntime::Client,
+    models: ModelMap,
+    retry: RetryPolicy,
+}
+
+impl BedrockProvider {
+    /// A client from the handler's one `SdkConfig` (its HTTP client, credentials and region),
+    /// with `BEDROCK_REGION` / `BEDROCK_ENDPOINT_URL` applied, the SDK's retries and
+    /// stalled-stream protection off (attempts and the deadline are handled here).
+    pub fn new(
+        sdk: &aws_types::sdk_config::SdkConfig,
+        settings: &BedrockConfig,
+        retry: RetryPolicy,
+    ) -> Self {
+        let mut b = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+            .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
+            .stalled_stream_protection(
+                aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig::disabled(),
+            );
+        if let Some(region) = &settings.region {
+            b = b.region(aws_sdk_bedrockruntime::config::Region::new(region.clone()));
+        }
+        if let Some(url) = &settings.endpoint_url {
+            b = b.endpoint_url(url.clone());
+        }
+        BedrockProvider {
+            client: aws_sdk_bedrockruntime::Client::from_conf(b.build()),
+            models: settings.model_map.clone().unwrap_or_default(),
+            retry,
+        }
+    }
+
+    pub fn models(&self) -> &ModelMap {
+        &self.models
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the next try would pass the
+    /// deadline. Returns the result and the number of attempts.
+    async fn with_retries<T, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<(Result<T, BedrockFailure>, u32), ProxyError>
+    where
+        Fut: Future<Output = Result<T, BedrockFailure>>,
+    {
+        let mut n: u32 = 0;
+        loop {
+            n += 1;
+            let retries_done = n - 1;
+            let Ok(result) = tokio::time::timeout_at(deadline, attempt()).await else {
+                return Err(ProxyError::Timeout(format!(
+                    "Amazon Bedrock did not answer before this request's deadline (attempt {n}); \
+                     try a smaller max_tokens, streaming, or a longer function timeout"
+                )));
+            };
+            match result {
+                Ok(v) => return Ok((Ok(v), n)),
+                Err(f) if f.retryable() && retries_done < self.retry.max_retries => {
+                    let delay = self.retry.delay(None, retries_done, rand::random::<f64>());
+                    if Instant::now() + delay < deadline {
+                        tracing::info!(
+                            attempt = n,
+                            status = f.status.as_u16(),
+                            delay_ms = delay.as_millis() as u64,
+                            "Bedrock asked for a retry"
+                        );
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok((Err(f), n));
+                }
+                Err(f) => return Ok((Err(f), n)),
+            }
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        req: UpstreamRequest,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let (model_id, body) = bedrock_body(
+            &req.body,
+            req.anthropic_beta.as_ref(),
+            &self.models,
+            req.operation,
+        )?;
+        match (req.operation, req.stream) {
+            (Operation::CountTokens, _) => self.count_tokens(model_id, body, deadline).await,
+            (Operation::Messages, false) => self.invoke(model_id, body, deadline).await,
+            (Operation::Messages, true) => self.invoke_stream(model_id, body, deadline).await,
+        }
+    }
+
+    async fn invoke(
+        &self,
+        model_id: String,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let (result, attempts) = self
+            .with_retries(deadline, || {
+                let call = self
+                    .client
+                    .invoke_model()
+                    .model_id(&model_id)
+                    .content_type("application/json")
+                    .accept("application/json")
+                    .body(Blob::new(body.clone()))
+                    .send();
+                async move {
+                    match call.await {
+                        Ok(out) => {
+                            let id = out.request_id().map(String::from);
+                            Ok((out.body.into_inner(), id))
+                        }
+                        Err(e) => Err(sdk_failure(&e, http_status)),
+                    }
+                }
+            })
+            .await?;
+        Ok(match result {
+            Ok((bytes, request_id)) => {
+                full_response(StatusCode::OK, Bytes::from(bytes), request_id, attempts)
+            }
+            Err(f) => error_response(f, attempts)?,
+        })
+    }
+
+    async fn count_tokens(
+        &self,
+        model_id: String,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        let model_id = foundation_model_id(&model_id).to_string();
+        let input = CountTokensInput::InvokeModel(
+            InvokeModelTokensRequest::builder()
+                .body(Blob::new(body))
+                .build()
+                .map_err(|e| ProxyError::Internal(format!("building CountTokens input: {e}")))?,
+        );
+        let (result, attempts) = self
+            .with_retries(deadline, || {
+                let call = self
+                    .client
+                    .count_tokens()
+                    .model_id(&model_id)
+                    .input(input.clone())
+                    .send();
+                async move {
+                    match call.await {
+                        Ok(out) => Ok((out.input_tokens(), out.request_id().map(String::from))),
+                        Err(e) => Err(sdk_failure(&e, http_status)),
+                    }
+                }
+            })
+            .await?;
+        Ok(match result {
+            Ok((n, request_id)) => full_response(
+                StatusCode::OK,
+                Bytes::from(json!({"input_tokens": n}).to_string()),
+                request_id,
+                attempts,
+            ),
+            Err(f) => error_response(f, attempts)?,
+        })
+    }
+
+    async fn invoke_stream(
+        &self,
+        model_id: String,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, ProxyError> {
+        // An attempt lasts until the first event: an exception before any event was passed
+        // on is still retried (and answered with its own status); after it, never.
+        let (result, attempts) = self
+            .with_retries(deadline, || {
+                let call = self
+                    .client
+                    .invoke_model_with_response_stream()
+                    .model_id(&model_id)
+                    .content_type("application/json")
+                    .accept("application/json")
+                    .body(Blob::new(body.clone()))
+                    .send();
+                async move {
+                    let out = call.await.map_err(|e| sdk_failure(&e, http_status))?;
+                    let request_id = out.request_id().map(String::from);
+                    let mut receiver = out.body;
+                    let first = match receiver.recv().await {
+                        Ok(first) => first,
+                        Err(e) => return Err(stream_failure(&e)),
+                    };
+                    Ok((receiver, first, request_id))
+                }
+            })
+            .await?;
+        match result {
+            Ok((receiver, first, request_id)) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
+                );
+                insert_request_id(&mut headers, request_id);
+                Ok(UpstreamResponse {
+                    status: StatusCode::OK,
+                    headers,
+                    body: event_stream_body(receiver, first, deadline),
+                    attempts,
+                })
+            }
+            Err(f) => error_response(f, attempts),
+        }
+    }
+}
+
+fn stream_failure<R: std::fmt::Debug>(e: &SdkError<ResponseStreamError, R>) -> BedrockFailure {
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = match err {
+                ResponseStreamError::ThrottlingException(_) => Some("ThrottlingException"),
+                ResponseStreamError::ValidationException(_) => Some("ValidationException"),
+                ResponseStreamError::ModelTimeoutException(_) => Some("ModelTimeoutException"),
+                ResponseStreamError::ModelStreamErrorException(_) => {
+                    Some("ModelStreamErrorException")
+                }
+                ResponseStreamError::ServiceUnavailableException(_) => {
+                    Some("ServiceUnavailableException")
+                }
+                ResponseStreamError::InternalServerException(_) => Some("InternalServerException"),
+                other => other.code(),
+            };
+            classify(code, err.message(), None)
+        }
+        other => BedrockFailure {
+            status: StatusCode::BAD_GATEWAY,
+            error_type: "api_error",
+            message: format!(
+                "the Amazon Bedrock event stream broke: {}",
+                aws_sdk_bedrockruntime::error::DisplayErrorContext(other)
+            ),
+            unreachable: false,
+        },
+    }
+}
+
+fn insert_request_id(headers: &mut HeaderMap, request_id: Option<String>) {
+    if let Some(v) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert("request-id", v);
+    }
+}
+
+fn full_response(
+    status: StatusCode,
+    body: Bytes,
+    request_id: Option<String>,
+    attempts: u32,
+) -> UpstreamResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    insert_request_id(&mut headers, request_id);
+    UpstreamResponse {
+        status,
+        headers,
+        body: futures_util::stream::once(async move { Ok(body) }).boxed(),
+        attempts,
+    }
+}
+
+/// A Bedrock error answered before anything was streamed: the Anthropic status and body.
+/// Bedrock that cannot be reached at all is a 502 from the proxy itself.
+fn error_response(f: BedrockFailure, attempts: u32) -> Result<UpstreamResponse, ProxyError> {
+    if f.unreachable {
+        return Err(ProxyError::Upstream(format!(
+            "{} (after {attempts} attempt(s))",
+            f.message
+        )));
+    }
+    let body = Bytes::from(error_json(f.error_type, &f.message).to_string());
+    Ok(full_response(f.status, body, None, attempts))
+}
+
+/// One Messages event (the bytes of a `chunk`) as the SSE block the Messages API sends.
+pub fn sse_block(json_event: &[u8]) -> Result<Bytes, String> {
+    let value: Value = serde_json::from_slice(json_event)
+        .map_err(|e| format!("a Bedrock chunk is not a JSON event: {e}"))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("a Bedrock chunk has no event type")?;
+    let text = std::str::from_utf8(json_event)
+        .map_err(|e| e.to_string())?
+        .trim();
+    // Pass the event's own bytes on when they fit on one `data:` line, as the API sends them.
+    let data = if text.contains(['\n', '\r']) {
+        value.to_string()
+    } else {
+        text.to_string()
+    };
+    Ok(sse::format_event(kind, &data))
+}
+
+type Receiver = EventReceiver<ResponseStream, ResponseStreamError>;
+
+/// The event stream as SSE bytes; an exception or broken stream ends it with `event: error`.
+fn event_stream_body(
+    receiver: Receiver,
+    first: Option<ResponseStream>,
+    deadline: Instant,
+) -> UpstreamBody {
+    struct St {
+        receiver: Receiver,
+        first: Option<Option<ResponseStream>>,
+        done: bool,
+    }
+    let st = St {
+        receiver,
+        first: Some(first),
+        done: false,
+    };
+    futures_util::stream::unfold(st, move |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let next = match st.first.take() {
+                Some(first) => Ok(first),
+                None => match tokio::time::timeout_at(deadline, st.receiver.recv()).await {
+                    Err(_) => {
+                        st.done = true;
+                        return Some((
+                            Err(ProxyError::Timeout(
+                                "the request deadline passed while Amazon Bedrock was still answering"
+                                    .into(),
+                            )),
+                            st,
+                        ));
+                    }
+                    Ok(r) => r,
+                },
+            };
+            match next {
+                Ok(None) => return None,
+                Ok(Some(ResponseStream::Chunk(part))) => {
+                    let Some(bytes) = part.bytes() else { continue };
+                    match sse_block(bytes.as_ref()) {
+                        Ok(block) => return Some((Ok(block), st)),
+                        Err(m) => {
+                            st.done = true;
+                            return Some((Ok(sse::error_event("api_error", &m)), st));
+                        }
+                    }
+                }
+                // Event kinds this SDK does not know: skipped, as an SSE client skips them.
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    st.done = true;
+                    let f = stream_failure(&e);
+                    return Some((Ok(sse::error_event(f.error_type, &f.message)), st));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+impl Provider for BedrockProvider {
+    fn name(&self) -> &'static str {
+        "bedrock"
+    }
+
+    fn send<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        _secret: &'a Secret,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
+        Box::pin(self.send_inner(req, deadline))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_and_bedrock_ids_pass_through() {
+        let m = ModelMap::default();
+        assert_eq!(
+            m.resolve("claude-sonnet-4-5").unwrap(),
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(
+            m.resolve("claude-sonnet-4-5-20250929").unwrap(),
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert!(m.resolve("claude-sonnet-4-5-20240101").is_err());
+        for id in [
+            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+        ] {
+            assert_eq!(m.resolve(id).unwrap(), id);
+        }
+        let e = m.resolve("gpt-4").unwrap_err();
+        assert_eq!(e.status(), 400);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("gpt-4") && msg.contains("claude-haiku-4-5"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn model_map_forms() {
+        let a = ModelMap::parse("a=us.anthropic.x-v1:0, b = anthropic.y").unwrap();
+        let b = ModelMap::parse(r#"{"a": "us.anthropic.x-v1:0", "b": "anthropic.y"}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.entries()["b"], "anthropic.y");
+        assert!(ModelMap::parse("a").unwrap_err().contains("name=id"));
+        assert!(ModelMap::parse("{\"a\": 1}").is_err());
+        assert!(ModelMap::parse("a=").is_err());
+        assert!(ModelMap::parse("").is_err());
+    }
+
+    #[test]
+    fn body_is_in_bedrock_form() {
+        let body = json!({"model": "claude-haiku-4-5", "stream": true, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let beta = HeaderValue::from_static("a-2025, b-2025");
+        let (id, out) = bedrock_body(
+            body.to_string().as_bytes(),
+            Some(&beta),
+            &ModelMap::default(),
+            Operation::Messages,
+        )
+        .unwrap();
+        assert_eq!(id, "global.anthropic.claude-haiku-4-5-20251001-v1:0");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("model").is_none() && v.get("stream").is_none(), "{v}");
+        assert_eq!(v["anthropic_version"], "bedrock-2023-05-31");
+        assert_eq!(v["anthropic_beta"], json!(["a-2025", "b-2025"]));
+        assert_eq!(v["max_tokens"], 5);
+        assert_eq!(v["messages"], body["messages"]);
+
+        let (id, out) = bedrock_body(
+            br#"{"model":"claude-sonnet-4-5","messages":[]}"#,
+            None,
+            &ModelMap::default(),
+            Operation::CountTokens,
+        )
+        .unwrap();
+        assert_eq!(
+            foundation_model_id(&id),
+            "anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("anthropic_beta").is_none());
+        assert_eq!(v["max_tokens"], 1);
+    }
+
+    #[test]
+    fn exceptions_map_to_anthropic_errors() {
+        let cases = [
+            ("ThrottlingException", 429, "rate_limit_error", true),
+            ("ValidationException", 400, "invalid_request_error", false),
+            ("AccessDeniedException", 403, "permission_error", false),
+            ("ResourceNotFoundException", 404, "not_found_error", false),
+            ("ModelNotReadyException", 529, "overloaded_error", true),
+            ("ServiceUnavailableException", 529, "overloaded_error", true),
+            ("ModelTimeoutException", 504, "timeout_error", true),
+            ("InternalServerException", 500, "api_error", true),
+            ("modelStreamErrorException", 500, "api_error", true),
+        ];
+        for (code, status, kind, retry) in cases {
+            let f = classify(Some(code), Some("why"), None);
+            assert_eq!(
+                (f.status.as_u16(), f.error_type, f.retryable()),
+                (status, kind, retry),
+                "{code}"
+            );
+            assert!(f.message.contains(code) && f.message.contains("why"));
+        }
+        assert_eq!(
+            classify(None, None, Some(403)).error_type,
+            "permission_error"
+        );
+    }
+
+    #[test]
+    fn chunks_become_the_apis_sse_blocks() {
+        let ev = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
+        assert_eq!(
+            sse_block(ev).unwrap(),
+            Bytes::from(format!(
+                "event: content_block_delta\ndata: {}\n\n",
+                std::str::from_utf8(ev).unwrap()
+            ))
+        );
+        assert!(sse_block(b"{\"no\":1}").is_err());
+        assert!(sse_block(b"not json").is_err());
+    }
+}
