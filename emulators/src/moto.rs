@@ -97,6 +97,24 @@ impl MotoServer {
     }
 
     pub async fn start_with(bin: &Path) -> Result<Self> {
+        Self::spawn(bin, &[]).await
+    }
+
+    /// Like [`MotoServer::start`], with extra environment for moto, e.g.
+    /// `[("MOTO_LAMBDA_STUB_ECR", "false")]` so CreateFunction checks that an image exists in
+    /// moto's ECR.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
+        let bin = find_moto_server().with_context(|| {
+            format!(
+                "moto server not found. Install it with `bash .ci/run --setup-only` or \
+                 `python3 -m venv {v} && {v}/bin/pip install 'moto[server]=={MOTO_VERSION}'`",
+                v = venv_dir().display()
+            )
+        })?;
+        Self::spawn(&bin, env).await
+    }
+
+    async fn spawn(bin: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let port = free_port()?;
         let child = Command::new(bin)
             .arg("-H")
@@ -104,6 +122,7 @@ impl MotoServer {
             .arg("-p")
             .arg(port.to_string())
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

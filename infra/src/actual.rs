@@ -79,15 +79,21 @@ impl StateReader for FixedState {
 pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     crate::config::validate_stack_name(stack)?;
     let names = Names::new(stack);
-    let (secret, log_group, role, function, http_apis, layer_versions, repository) = tokio::try_join!(
-        secret::read(aws, &names),
-        log_group::read(aws, &names),
-        role::read(aws, &names),
-        function::read(aws, &names),
-        http_api::read(aws, &names),
-        layer::read(aws, &names),
-        ecr::read(aws, &names),
-    )?;
+    // Boxed: seven reads joined make a large future; keep it off the caller's stack.
+    let (secret, log_group, role, function, http_apis, layer_versions, repository) =
+        Box::pin(async {
+            tokio::try_join!(
+                secret::read(aws, &names),
+                log_group::read(aws, &names),
+                role::read(aws, &names),
+                function::read(aws, &names),
+                http_api::read(aws, &names),
+                // Boxed so the joined future stays small (callers run it on small test stacks).
+                Box::pin(layer::read(aws, &names)),
+                Box::pin(ecr::read(aws, &names)),
+            )
+        })
+        .await?;
     let (concurrency, function_url, permissions) = if function.is_some() {
         tokio::try_join!(
             concurrency::read(aws, &names.function),

@@ -203,7 +203,9 @@ pub async fn apply_with(
             plan.blockers.join("\n  - ")
         );
     }
-    let (steps, outputs) = run(aws, plan, desired, progress, options).await?;
+    // Boxed: the walk over every resource kind is a large future, and callers (tests, the
+    // CLI) should not have to carry it on their stack.
+    let (steps, outputs) = Box::pin(run(aws, plan, desired, progress, options)).await?;
     let mut outputs = outputs;
     outputs.steps = steps;
     Ok(outputs)
@@ -350,24 +352,34 @@ async fn run(
                     .iter()
                     .find(|v| layer::version_name(&names.layer, v.version) == c.name)
                     .context("internal: layer version delete without a version")?;
-                w.run(step, layer::delete_version(aws, &names.layer, v.version))
-                    .await?;
+                w.run(
+                    step,
+                    Box::pin(layer::delete_version(aws, &names.layer, v.version)),
+                )
+                .await?;
             }
             (Kind::Layer, _) => {
                 let s = plan::layer_spec(names, need()?)
                     .context("internal: layer change without package = \"layer\"")?;
-                if let Some(arn) = w.run(step, layer::publish(aws, &s, &names.stack)).await? {
+                if let Some(arn) = w
+                    .run(step, Box::pin(layer::publish(aws, &s, &names.stack)))
+                    .await?
+                {
                     refs.layer_arn = arn;
                 }
             }
             // ECR repository and image.
             (Kind::Repository, Change::Delete) => {
-                w.run(step, ecr::delete(aws, &names.ecr_repository)).await?;
+                w.run(step, Box::pin(ecr::delete(aws, &names.ecr_repository)))
+                    .await?;
             }
             (Kind::Repository, Change::Create { .. }) => {
                 let s = plan::repository_spec(names, need()?)
                     .context("internal: repository change without package = \"image\"")?;
-                if let Some(uri) = w.run(step, ecr::create(aws, &s, &created_at)).await? {
+                if let Some(uri) = w
+                    .run(step, Box::pin(ecr::create(aws, &s, &created_at)))
+                    .await?
+                {
                     if let Some(image) = need()?.image.as_ref() {
                         refs.image_uri = Some(ecr::image_uri(&uri, image.digest()));
                     }
@@ -381,7 +393,8 @@ async fn run(
                     .repository
                     .as_ref()
                     .context("internal: repository update without a repository")?;
-                w.run(step, ecr::update(aws, &s, a, &created_at)).await?;
+                w.run(step, Box::pin(ecr::update(aws, &s, a, &created_at)))
+                    .await?;
             }
             (Kind::Image, Change::Delete) => {
                 // Images go with their repository; nothing deletes one alone.
@@ -395,7 +408,8 @@ async fn run(
                 if let Some(uri) = w
                     .run(
                         step,
-                        ecr::push(aws, &names.ecr_repository, &repo_uri, image),
+                        // Boxed (as are the other new steps): keeps apply's future small.
+                        Box::pin(ecr::push(aws, &names.ecr_repository, &repo_uri, image)),
                     )
                     .await?
                 {
@@ -409,7 +423,10 @@ async fn run(
             (Kind::Function, Change::Create { .. }) | (Kind::Function, Change::Replace { .. }) => {
                 let s = plan::function_spec(names, need()?, &refs);
                 if !options.dry_run && s.layers.iter().any(|l| l == KNOWN_AFTER_APPLY) {
-                    bail!("internal: the layer version is unknown when creating {}", names.function);
+                    bail!(
+                        "internal: the layer version is unknown when creating {}",
+                        names.function
+                    );
                 }
                 let on_retry = |m: &str| progress.warn(m);
                 let replace = matches!(c.change, Change::Replace { .. });
@@ -426,7 +443,10 @@ async fn run(
             (Kind::Function, _) => {
                 let s = plan::function_spec(names, need()?, &refs);
                 if !options.dry_run && s.layers.iter().any(|l| l == KNOWN_AFTER_APPLY) {
-                    bail!("internal: the layer version is unknown when updating {}", names.function);
+                    bail!(
+                        "internal: the layer version is unknown when updating {}",
+                        names.function
+                    );
                 }
                 let a = actual
                     .function

@@ -202,7 +202,10 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RetryLog {
                     .trim_end()
                     .to_string()
             }
-            None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err)),
+            None => format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(err)
+            ),
         };
         cfg.interceptor_state().store_put(LastFailure(what));
         Ok(())

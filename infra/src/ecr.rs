@@ -182,7 +182,13 @@ fn sdk_tags(stack: &str, created_at: &str, keep_created_at: bool) -> Vec<Tag> {
         tags.remove(names::TAG_CREATED_AT);
     }
     tags.into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value set")
+        })
         .collect()
 }
 
@@ -220,7 +226,10 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
             )
             .send()
             .await
-            .map_err(ctx(format!("ecr:PutImageScanningConfiguration {}", spec.name)))?;
+            .map_err(ctx(format!(
+                "ecr:PutImageScanningConfiguration {}",
+                spec.name
+            )))?;
     }
     if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
         let keep = actual.tags.contains_key(names::TAG_CREATED_AT);
@@ -267,8 +276,8 @@ pub async fn registry(aws: &Aws, repository: &str) -> Result<Registry> {
     let token = data
         .authorization_token()
         .context("ecr:GetAuthorizationToken returned no token")?;
-    let credentials = Credentials::from_ecr_token(token)
-        .context("decoding the ECR authorization token")?;
+    let credentials =
+        Credentials::from_ecr_token(token).context("decoding the ECR authorization token")?;
     let endpoint = match &aws.ecr_registry_url {
         Some(url) => url.clone(),
         None => data
@@ -281,7 +290,12 @@ pub async fn registry(aws: &Aws, repository: &str) -> Result<Registry> {
 }
 
 /// Pushes the image (only what the registry lacks) and returns its `ImageUri` by digest.
-pub async fn push(aws: &Aws, repository: &str, repository_uri: &str, image: &Image) -> Result<String> {
+pub async fn push(
+    aws: &Aws,
+    repository: &str,
+    repository_uri: &str,
+    image: &Image,
+) -> Result<String> {
     let registry = registry(aws, repository).await?;
     let report = registry
         .push(image, IMAGE_TAG)

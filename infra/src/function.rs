@@ -322,7 +322,10 @@ pub async fn create(
         .memory_size(spec.memory_mb as i32)
         .timeout(spec.timeout_seconds as i32);
     let request = if spec.package == Package::Image {
-        let uri = spec.image_uri.as_ref().with_context(|| no_artifact(spec.name))?;
+        let uri = spec
+            .image_uri
+            .as_ref()
+            .with_context(|| no_artifact(spec.name))?;
         request
             .package_type(PackageType::Image)
             .code(FunctionCode::builder().image_uri(uri).build())
@@ -442,13 +445,10 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
                 .handler(HANDLER)
                 .set_layers(Some(spec.layers.clone()))
         };
-        request
-            .send()
-            .await
-            .map_err(ctx(format!(
-                "lambda:UpdateFunctionConfiguration {}",
-                spec.name
-            )))?;
+        request.send().await.map_err(ctx(format!(
+            "lambda:UpdateFunctionConfiguration {}",
+            spec.name
+        )))?;
         wait_updated(aws, spec.name).await?;
     }
     if !code_changes(spec, actual).is_empty() {

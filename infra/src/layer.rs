@@ -258,7 +258,9 @@ pub async fn delete_version(aws: &Aws, layer: &str, version: i64) -> Result<()> 
     {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:DeleteLayerVersion {layer}:{version}"))(e)),
+        Err(e) => Err(ctx(format!("lambda:DeleteLayerVersion {layer}:{version}"))(
+            e,
+        )),
     }
 }
 
@@ -284,7 +286,10 @@ mod tests {
         assert_eq!(z.len(), 1);
         assert!(z.by_name("bootstrap").is_err());
         let mut s = String::new();
-        z.by_name(NOTE_FILE).unwrap().read_to_string(&mut s).unwrap();
+        z.by_name(NOTE_FILE)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         assert!(s.contains("/opt/bootstrap"));
         assert_eq!(a.code_sha256, code_sha256(&a.zip));
     }

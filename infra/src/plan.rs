@@ -2,9 +2,9 @@
 //! `Serialize` is `--output json`. Secret values never appear in either.
 
 use crate::actual::Actual;
+use crate::config::Package;
 use crate::desired::{Desired, StackSpec};
 use crate::names::Names;
-use crate::config::Package;
 use crate::{
     concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
 };

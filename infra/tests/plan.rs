@@ -433,7 +433,8 @@ fn image() -> artifacts::Image {
     artifacts::Image::from_bootstrap(b"\x7fELF fake static bootstrap", artifacts::Arch::X86_64)
 }
 
-const LAYER_ARN_1: &str = "arn:aws:lambda:us-east-1:123456789012:layer:claude-proxy-dev-bootstrap:1";
+const LAYER_ARN_1: &str =
+    "arn:aws:lambda:us-east-1:123456789012:layer:claude-proxy-dev-bootstrap:1";
 
 /// The state a deploy of `d` leaves, for any package kind.
 fn deployed_as(d: &Desired) -> Actual {

@@ -1,3 +1,5 @@
 pub mod aws_proxy;
+pub mod ecr_stand_in;
 pub mod handler_support;
+pub mod iam_actions;
 pub mod stack_support;

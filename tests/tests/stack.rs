@@ -373,41 +373,8 @@ async fn the_key_never_leaks() {
     assert!(!first_plan.to_string().contains(&token) && !format!("{config:?}").contains(&token));
 }
 
-/// The IAM action a recorded call needs (None for calls that need no permission).
-fn iam_action(c: &stand_ins::aws_proxy::Call) -> Option<String> {
-    match c.service.as_str() {
-        "sts" => None, // GetCallerIdentity needs no permission
-        "apigateway" => Some(format!("apigateway:{}", c.method)),
-        "lambda" => {
-            let p: Vec<&str> = c.path.trim_start_matches('/').split('/').collect();
-            let m = c.method.as_str();
-            let op = match (m, &p[1..]) {
-                ("POST", ["functions"]) => "CreateFunction",
-                ("GET", ["functions", _]) => "GetFunction",
-                ("DELETE", ["functions", _]) => "DeleteFunction",
-                ("GET", ["functions", _, "configuration"]) => "GetFunctionConfiguration",
-                ("PUT", ["functions", _, "configuration"]) => "UpdateFunctionConfiguration",
-                ("PUT", ["functions", _, "code"]) => "UpdateFunctionCode",
-                ("GET", ["functions", _, "concurrency"]) => "GetFunctionConcurrency",
-                ("PUT", ["functions", _, "concurrency"]) => "PutFunctionConcurrency",
-                ("DELETE", ["functions", _, "concurrency"]) => "DeleteFunctionConcurrency",
-                ("POST", ["functions", _, "url"]) => "CreateFunctionUrlConfig",
-                ("GET", ["functions", _, "url"]) => "GetFunctionUrlConfig",
-                ("PUT", ["functions", _, "url"]) => "UpdateFunctionUrlConfig",
-                ("DELETE", ["functions", _, "url"]) => "DeleteFunctionUrlConfig",
-                ("POST", ["functions", _, "policy"]) => "AddPermission",
-                ("GET", ["functions", _, "policy"]) => "GetPolicy",
-                ("DELETE", ["functions", _, "policy", _]) => "RemovePermission",
-                ("POST", ["tags", ..]) => "TagResource",
-                ("GET", ["tags", ..]) => "ListTags",
-                ("GET", ["account-settings"]) => "GetAccountSettings",
-                _ => panic!("unmapped Lambda call {} {}", c.method, c.path),
-            };
-            Some(format!("lambda:{op}"))
-        }
-        s => Some(format!("{s}:{}", c.operation)),
-    }
-}
+// The IAM action a recorded call needs (None for calls that need no permission); the call → IAM action mapping is shared with tests/tests/packaging.rs.
+use stand_ins::iam_actions::iam_action;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployer_policy_covers_every_call() {
