@@ -12,7 +12,9 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use handler::upstream::{Operation, UpstreamRequest, UpstreamResponse};
 use handler::validate::{self, ChatRequest};
-use handler::{App, Config, ProxyError, ProxyRequest, Provider, Secret, SecretConfig, SecretSource};
+use handler::{
+    App, Config, Provider, ProxyError, ProxyRequest, Secret, SecretConfig, SecretSource,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -222,8 +224,9 @@ impl Outcome {
             "{}",
             self.describe()
         );
-        let v: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| TestCaseError::fail(format!("error body not JSON ({e}): {}", self.describe())))?;
+        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+            TestCaseError::fail(format!("error body not JSON ({e}): {}", self.describe()))
+        })?;
         prop_assert_eq!(&v["type"], "error", "{}", self.describe());
         let ty = v["error"]["type"].as_str().unwrap_or("");
         let expected = match self.status.as_u16() {
@@ -276,7 +279,10 @@ fn check_messages_route(body: &[u8], op: Operation) -> Result<(), TestCaseError>
                     out.describe()
                 );
                 let text = String::from_utf8_lossy(&out.body);
-                prop_assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}");
+                prop_assert!(
+                    text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+                    "{text}"
+                );
                 prop_assert!(!text.contains("event: error"), "{text}");
             }
         }
@@ -310,10 +316,16 @@ fn check_chat_route(body: &[u8]) -> Result<(), TestCaseError> {
             let sent: Value = serde_json::from_slice(&out.upstream[0].body).unwrap();
             prop_assert_eq!(&sent["messages"][0]["content"], &json!(chat.message));
             prop_assert_eq!(&sent["model"], &json!(chat.model(&config())));
-            prop_assert!(validate::messages_request(&out.upstream[0].body, Operation::Messages, &config()).is_ok());
+            prop_assert!(validate::messages_request(
+                &out.upstream[0].body,
+                Operation::Messages,
+                &config()
+            )
+            .is_ok());
         }
         Err(e) => {
-            if !body.iter().all(u8::is_ascii_whitespace) && body.len() <= config().max_request_bytes {
+            if !body.iter().all(u8::is_ascii_whitespace) && body.len() <= config().max_request_bytes
+            {
                 prop_assert_eq!(out.status, e.status(), "{}", out.describe());
             } else {
                 prop_assert!(out.status.is_client_error());
@@ -391,9 +403,27 @@ fn number() -> impl Strategy<Value = Value> {
 }
 
 const KEYS: &[&str] = &[
-    "model", "max_tokens", "messages", "stream", "system", "role", "content", "type", "text",
-    "message", "metadata", "tools", "tool_choice", "temperature", "source", "id", "input",
-    "tool_use_id", "cache_control", "thinking", "stop_sequences",
+    "model",
+    "max_tokens",
+    "messages",
+    "stream",
+    "system",
+    "role",
+    "content",
+    "type",
+    "text",
+    "message",
+    "metadata",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "source",
+    "id",
+    "input",
+    "tool_use_id",
+    "cache_control",
+    "thinking",
+    "stop_sequences",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -455,10 +485,15 @@ fn valid_messages_body() -> impl Strategy<Value = Map<String, Value>> {
         prop::option::of(prop_oneof![
             text().prop_map(Value::String),
             prop::collection::vec(text(), 0..3).prop_map(|ts| Value::Array(
-                ts.into_iter().map(|t| json!({"type": "text", "text": t})).collect()
+                ts.into_iter()
+                    .map(|t| json!({"type": "text", "text": t}))
+                    .collect()
             )),
         ]),
-        prop::option::of(prop_oneof![any::<bool>().prop_map(Value::Bool), Just(Value::Null)]),
+        prop::option::of(prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null)
+        ]),
         prop::collection::vec(("x_[a-z]{1,8}", json_value()), 0..3),
     )
         .prop_map(|(model, max_tokens, messages, system, stream, extra)| {
@@ -514,9 +549,13 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             json_value(),
         ]
         .prop_map(Mutation::Model),
-        (0usize..5, prop_oneof![text().prop_map(Value::String), json_value()])
+        (
+            0usize..5,
+            prop_oneof![text().prop_map(Value::String), json_value()]
+        )
             .prop_map(|(i, v)| Mutation::Role(i, v)),
-        (0usize..5, prop_oneof![content(), json_value()]).prop_map(|(i, v)| Mutation::Content(i, v)),
+        (0usize..5, prop_oneof![content(), json_value()])
+            .prop_map(|(i, v)| Mutation::Content(i, v)),
         Just(Mutation::DropMessages),
         (key(), json_value()).prop_map(|(k, v)| Mutation::Extra(k, v)),
     ]
@@ -611,10 +650,12 @@ fn valid_messages_bodies_are_accepted_and_forwarded_unchanged() {
             let mut count = body.clone();
             count.remove("stream");
             check_messages_route(&to_bytes(&count), Operation::CountTokens)?;
-            prop_assert!(
-                validate::messages_request(&to_bytes(&count), Operation::CountTokens, &config())
-                    .is_ok()
-            );
+            prop_assert!(validate::messages_request(
+                &to_bytes(&count),
+                Operation::CountTokens,
+                &config()
+            )
+            .is_ok());
             Ok(())
         })
         .unwrap();
@@ -648,35 +689,67 @@ fn a_single_known_fault_is_refused_naming_the_field() {
         Just((Mutation::Remove("max_tokens"), "max_tokens")),
         Just((Mutation::Remove("messages"), "messages")),
         Just((Mutation::DropMessages, "messages")),
-        prop::sample::select(vec![json!(0), json!(-1), json!(1.5), json!("10"), json!(null)])
-            .prop_map(|v| (Mutation::MaxTokens(v), "max_tokens")),
+        prop::sample::select(vec![
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("10"),
+            json!(null)
+        ])
+        .prop_map(|v| (Mutation::MaxTokens(v), "max_tokens")),
         ((CAP + 1)..=u64::MAX).prop_map(|n| (Mutation::MaxTokens(json!(n)), "MAX_TOKENS_CAP")),
         "[a-z0-9-]{1,30}"
             .prop_filter("not allowed", |m| !MODELS.contains(&m.as_str()))
             .prop_map(|m| (Mutation::Model(json!(m)), "ALLOWED_MODELS")),
-        prop::sample::select(vec![json!(""), json!("  "), json!(5), json!(null), json!([])])
-            .prop_map(|v| (Mutation::Model(v), "model")),
+        prop::sample::select(vec![
+            json!(""),
+            json!("  "),
+            json!(5),
+            json!(null),
+            json!([])
+        ])
+        .prop_map(|v| (Mutation::Model(v), "model")),
         prop::sample::select(vec![json!("system"), json!(""), json!(1), json!(null)])
             .prop_map(|v| (Mutation::Role(0, v), "messages.0.role")),
-        prop::sample::select(vec![json!(5), json!(null), json!({"type": "text"}), json!(true)])
-            .prop_map(|v| (Mutation::Content(0, v), "messages.0.content")),
+        prop::sample::select(vec![
+            json!(5),
+            json!(null),
+            json!({"type": "text"}),
+            json!(true)
+        ])
+        .prop_map(|v| (Mutation::Content(0, v), "messages.0.content")),
         prop::sample::select(vec![json!("yes"), json!(1), json!({})])
             .prop_map(|v| (Mutation::Set("stream", v), "stream")),
         prop::sample::select(vec![json!(5), json!({}), json!(true)])
             .prop_map(|v| (Mutation::Set("system", v), "system")),
     ];
     runner()
-        .run(&(valid_messages_body(), fault), |(mut body, (m, expected))| {
-            apply(&mut body, &m);
-            let bytes = to_bytes(&body);
-            let out = harness().call("/v1/messages", &bytes);
-            out.check_shape()?;
-            prop_assert_eq!(out.status, StatusCode::BAD_REQUEST, "{:?}: {}", m, out.describe());
-            let v: Value = serde_json::from_slice(&out.body).unwrap();
-            let msg = v["error"]["message"].as_str().unwrap_or("");
-            prop_assert!(msg.contains(expected), "{:?}: `{}` does not mention {}", m, msg, expected);
-            Ok(())
-        })
+        .run(
+            &(valid_messages_body(), fault),
+            |(mut body, (m, expected))| {
+                apply(&mut body, &m);
+                let bytes = to_bytes(&body);
+                let out = harness().call("/v1/messages", &bytes);
+                out.check_shape()?;
+                prop_assert_eq!(
+                    out.status,
+                    StatusCode::BAD_REQUEST,
+                    "{:?}: {}",
+                    m,
+                    out.describe()
+                );
+                let v: Value = serde_json::from_slice(&out.body).unwrap();
+                let msg = v["error"]["message"].as_str().unwrap_or("");
+                prop_assert!(
+                    msg.contains(expected),
+                    "{:?}: `{}` does not mention {}",
+                    m,
+                    msg,
+                    expected
+                );
+                Ok(())
+            },
+        )
         .unwrap();
 }
 
@@ -709,7 +782,16 @@ fn chat_bodies_valid_and_near_valid() {
             m
         });
     let tweak = prop::option::of((
-        prop::sample::select(&["message", "system", "model", "max_tokens", "stream", "extra"][..]),
+        prop::sample::select(
+            &[
+                "message",
+                "system",
+                "model",
+                "max_tokens",
+                "stream",
+                "extra",
+            ][..],
+        ),
         prop::option::of(json_value()),
     ));
     runner()

@@ -130,7 +130,12 @@ fn check_stream(spec: &Spec, events: &[SseEvent]) -> Result<()> {
             let text: String = data
                 .iter()
                 .filter(|d| d["type"] == "content_block_delta")
-                .map(|d| d["delta"]["text"].as_str().unwrap_or("<missing>").to_string())
+                .map(|d| {
+                    d["delta"]["text"]
+                        .as_str()
+                        .unwrap_or("<missing>")
+                        .to_string()
+                })
                 .collect();
             ensure!(text == spec.reply(), "content `{text}`");
             ensure!(
@@ -301,7 +306,8 @@ impl ServingProcess {
         let pid = child.id().context("the serving process has no pid")?;
         let stderr = Output::default();
         stderr.capture(child.stderr.take().context("no stderr")?);
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let mut lines =
+            tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
         let addr = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .context("the serving process printed no address within 30 s")??
