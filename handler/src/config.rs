@@ -98,7 +98,7 @@ pub struct BedrockConfig {
     /// `BEDROCK_REGION`; unset = the function's region (`AWS_REGION`).
     pub region: Option<String>,
     /// `BEDROCK_ENDPOINT_URL`: another Bedrock runtime endpoint (a local stand-in in tests);
-    /// unset = the SDK's (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, then the Region's endpoint).
+    /// unset = `AWS_ENDPOINT_URL` when set, else the Region's Bedrock runtime endpoint.
     pub endpoint_url: Option<String>,
     /// `BEDROCK_MODEL_MAP`; `None` = the built-in table ([`crate::bedrock::DEFAULT_MODEL_MAP`]).
     pub model_map: Option<crate::bedrock::ModelMap>,

@@ -514,6 +514,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         {
             notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold lambda:InvokeFunctionUrl on the function".into());
         }
+        let p = &s.config.provider;
+        if p.kind == crate::config::ProviderKind::Bedrock {
+            notes.push(format!(
+                "provider bedrock: the account needs access to the models behind {} (Bedrock console, Model access, in {}); calls to others are denied",
+                p.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", "),
+                p.bedrock_region.as_deref().unwrap_or(region)
+            ));
+        }
     }
     Plan {
         stack: desired.stack.clone(),
