@@ -155,7 +155,7 @@ impl RetryPolicy {
                     return Duration::from_secs_f64(d);
                 }
             }
-            if let Some(d) = header_seconds(h, "retry-after") {
+            if let Some(d) = header_seconds(h, "retry-after").or_else(|| header_date(h)) {
                 if (0.0..60.0).contains(&d) {
                     return Duration::from_secs_f64(d);
                 }
@@ -175,6 +175,17 @@ fn header_seconds(h: &HeaderMap, name: &str) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
+}
+
+/// `retry-after` as an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`): seconds from now until
+/// then (negative when it has passed), as the official SDKs read it.
+fn header_date(h: &HeaderMap) -> Option<f64> {
+    let when = httpdate::parse_http_date(h.get("retry-after")?.to_str().ok()?.trim()).ok()?;
+    let now = std::time::SystemTime::now();
+    Some(match when.duration_since(now) {
+        Ok(ahead) => ahead.as_secs_f64(),
+        Err(past) => -past.duration().as_secs_f64(),
+    })
 }
 
 /// The Anthropic Messages API.
@@ -395,6 +406,21 @@ mod tests {
             StatusCode::BAD_REQUEST,
             &h(&[("x-should-retry", "true")])
         ));
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_honoured() {
+        let p = RetryPolicy::default();
+        let in_10s = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(10));
+        let d = p.delay(Some(&h(&[("retry-after", &in_10s)])), 0, 0.0);
+        // Whole seconds in the date: between 9 and 10 s from now.
+        assert!(d > Duration::from_secs(8) && d <= Duration::from_secs(10), "{d:?}");
+        let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
+        let d = p.delay(Some(&h(&[("retry-after", &past)])), 0, 0.0);
+        assert_eq!(d, p.initial_delay, "a date in the past falls back to backoff");
+        let far = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+        let d = p.delay(Some(&h(&[("retry-after", &far)])), 0, 0.0);
+        assert_eq!(d, p.initial_delay, "beyond 60 s falls back to backoff");
     }
 
     #[test]
