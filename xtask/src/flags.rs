@@ -190,6 +190,18 @@ pub struct CodeArgs {
     /// Do not build: use the zip from the last `cargo xtask package`
     #[arg(long)]
     pub skip_build: bool,
+    /// What builds the container image for `package = "image"`: `default` (no daemon: a
+    /// static build and a deterministic single-manifest OCI image) or `docker` (a Docker
+    /// engine)
+    #[arg(long, value_enum, default_value_t = Builder::Default)]
+    pub builder: Builder,
+}
+
+/// `--builder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    Default,
+    Docker,
 }
 
 #[derive(Debug, Args)]

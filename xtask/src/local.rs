@@ -84,7 +84,13 @@ pub async fn deploy_local(
     if base_url.is_some() {
         overrides.anthropic_base_url = base_url;
     }
-    let (file, config) = stack::load_config(common, &overrides)?;
+    let (file, mut config) = stack::load_config(common, &overrides)?;
+    if config.function.package == infra::config::Package::Image {
+        // moto has no registry to push an image to; the local emulator runs `bootstrap` itself.
+        progress.note("package = \"image\" is deployed as a zip locally (moto has no container registry)");
+        overrides.package = Some(infra::config::Package::Zip);
+        config.function.package = infra::config::Package::Zip;
+    }
     let ctx = StackContext::from_parts(file, config, overrides, aws, Some(endpoint.clone()));
 
     let artifact = package::artifact(&args.code, host, progress).await?;

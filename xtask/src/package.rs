@@ -2,7 +2,7 @@
 //! zip Lambda gets: `bootstrap` at the root, mode 0755, fixed timestamps.
 
 use crate::build::{self, target_dir, Summary};
-use crate::flags::{self, Arch, CodeArgs, Common, Runtime, TargetArgs};
+use crate::flags::{self, Arch, Builder, CodeArgs, Common, Runtime, TargetArgs};
 use crate::output;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
@@ -135,6 +135,66 @@ pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Resul
     let artifact = Artifact::from_bootstrap(&bootstrap)?;
     write_zip(&default_zip_path(arch).await?, &artifact)?;
     Ok(artifact)
+}
+
+/// The container image for `package = "image"`: the static `bootstrap` (`--bootstrap`, which
+/// must be static, or a fresh `--static` build) as the entry point of a single-manifest OCI
+/// image on an empty base, built without a Docker daemon. ELF-checked like the zip's.
+pub async fn image(code: &CodeArgs, arch: Arch, progress: &Progress) -> Result<artifacts::Image> {
+    if code.builder == Builder::Docker {
+        docker_builder()?;
+    }
+    if code.zip.is_some() || code.skip_build {
+        bail!(
+            "package = \"image\" needs a static `bootstrap`, not a zip: leave out --zip/--skip-build \
+             to build one, or pass --bootstrap PATH with a static binary (`cargo xtask build --static`)"
+        );
+    }
+    let runtime = build::deployed_runtime()?;
+    let bootstrap = match &code.bootstrap {
+        Some(path) => {
+            build::check_given(path, arch, runtime, true)?;
+            path.clone()
+        }
+        None => {
+            let target = TargetArgs {
+                static_: true,
+                runtime,
+            };
+            build::build(arch, &target, &code.build, progress)
+                .await?
+                .path
+        }
+    };
+    progress.step("building the container image (single manifest, no daemon)");
+    let bytes =
+        std::fs::read(&bootstrap).with_context(|| format!("reading {}", bootstrap.display()))?;
+    let image = artifacts::Image::from_bootstrap(&bytes, arch);
+    progress.note(format!(
+        "image {} ({arch}, {} bytes compressed)",
+        image.digest(),
+        image.layer.bytes.len() + image.config.bytes.len()
+    ));
+    Ok(image)
+}
+
+/// `--builder docker`: needs a Docker engine; building through it is not implemented, so say
+/// what works instead.
+fn docker_builder() -> Result<()> {
+    let engine = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !engine {
+        bail!("--builder docker: no Docker engine found (docker info failed); the default builder needs none: leave out --builder");
+    }
+    bail!(
+        "--builder docker is not supported yet: the default builder (leave out --builder) makes the \
+         same single-manifest image without a Docker daemon"
+    )
 }
 
 /// A zip made elsewhere: checked to hold an executable `bootstrap` at its root that `arch`

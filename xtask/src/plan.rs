@@ -52,13 +52,28 @@ pub async fn compute(
     progress: &Progress,
 ) -> Result<(Desired, Plan)> {
     let arch = stack::arch(ctx.config.function.architecture);
-    let artifact = package::artifact(code, arch, progress).await?;
+    if code.builder == crate::flags::Builder::Docker
+        && ctx.config.function.package != infra::config::Package::Image
+    {
+        anyhow::bail!(
+            "--builder applies to package = \"image\" only (this stack deploys a {})",
+            ctx.config.function.package
+        );
+    }
+    // zip and layer deploy the zip holding `bootstrap`; image, an OCI image of the static one.
+    let (artifact, image) = match ctx.config.function.package {
+        infra::config::Package::Image => (None, Some(package::image(code, arch, progress).await?)),
+        _ => (Some(package::artifact(code, arch, progress).await?), None),
+    };
     progress.step(format!(
         "reading stack `{}` from {}",
         ctx.stack,
         ctx.where_()
     ));
-    let desired = Desired::new(&ctx.file, &ctx.overrides, Some(&artifact), secret)?;
+    let mut desired = Desired::new(&ctx.file, &ctx.overrides, artifact.as_ref(), secret)?;
+    if let Some(image) = image {
+        desired = desired.with_image(image);
+    }
     let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
     let plan = infra::plan::plan(&desired, &actual);
     progress.finish();
