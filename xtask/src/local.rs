@@ -87,7 +87,9 @@ pub async fn deploy_local(
     let (file, mut config) = stack::load_config(common, &overrides)?;
     if config.function.package == infra::config::Package::Image {
         // moto has no registry to push an image to; the local emulator runs `bootstrap` itself.
-        progress.note("package = \"image\" is deployed as a zip locally (moto has no container registry)");
+        progress.note(
+            "package = \"image\" is deployed as a zip locally (moto has no container registry)",
+        );
         overrides.package = Some(infra::config::Package::Zip);
         config.function.package = infra::config::Package::Zip;
     }
