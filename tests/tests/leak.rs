@@ -219,11 +219,8 @@ fn json_hits(
     out: &mut Vec<(Vec<String>, String)>,
 ) {
     match v {
-        Value::String(s) => {
-            if s.contains(needle) {
-                out.push((path.clone(), s.clone()));
-            }
-        }
+        Value::String(s) if s.contains(needle) => out.push((path.clone(), s.clone())),
+        Value::String(_) => {}
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
                 path.push(i.to_string());

@@ -67,7 +67,7 @@ struct Spec {
 impl Spec {
     fn new(i: usize) -> Spec {
         Spec {
-            route: if i % CHAT_EVERY == 0 {
+            route: if i % CHAT_EVERY == CHAT_EVERY - 1 {
                 Route::Chat
             } else {
                 Route::Messages
