@@ -481,6 +481,7 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     record(&mut ev, "plan", &plan);
     let before = moto_state(&moto).await.unwrap();
     assert_eq!(check_state(&before, &key, "-", "after plan"), 0);
+    assert_eq!(check_state(&before, &tail, "-", "after plan (tail)"), 0);
 
     step("plan done");
     // deploy: creates the secret with the key and a new caller token, shown once.
@@ -648,6 +649,7 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         check_state(&deployed, &key, &secret_arn, "after deploy") >= 1,
         "the canary must be found in the secret's value in moto's state (scanner check)"
     );
+    assert!(check_state(&deployed, &tail, &secret_arn, "after deploy (tail)") >= 1);
     assert!(check_state(&deployed, &token, &secret_arn, "after deploy (token)") >= 1);
     for needle in [key.as_str(), tail.as_str()] {
         let mut found = Vec::new();
@@ -665,6 +667,7 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     record(&mut ev, "teardown", &td);
     let after = moto_state(&moto).await.unwrap();
     check_state(&after, &key, &secret_arn, "after teardown");
+    check_state(&after, &tail, &secret_arn, "after teardown (tail)");
     check_state(&after, &token, &secret_arn, "after teardown (token)");
     ev.add("moto state after plan", before.to_string());
 
