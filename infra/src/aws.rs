@@ -131,7 +131,11 @@ impl Aws {
                     .interceptor(RetryLog)
                     .build(),
             ),
-            ecr: aws_sdk_ecr::Client::new(&config),
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
             ecr_registry_url: std::env::var(ECR_REGISTRY_URL_ENV)
                 .ok()
                 .filter(|u| !u.trim().is_empty()),

@@ -6,13 +6,22 @@
 //! and path (Lambda, API Gateway). Tests count mutating calls with it and make chosen calls
 //! fail in the service's own error format.
 //!
+//! Transient faults: throttling in each service's own form ([`Fault::throttling`]), 5xx
+//! ([`Fault::server_error`]) and connection resets ([`Fault::reset`]: the socket is closed
+//! without an answer), on chosen calls or on every n-th call ([`Matcher::EveryNth`]).
+//!
+//! Crashes: [`AwsProxy::hold_after_mutating`] lets the k-th mutating call reach moto, then
+//! holds its answer and every later request, and tells the test ([`AwsProxy::wait_held`]),
+//! which kills the client. Held requests are never forwarded.
+//!
 //! Start one proxy per test (they are cheap) so parallel tests do not share counters.
 
 use anyhow::{Context, Result};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request seen by the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +53,21 @@ pub enum Matcher {
     /// The n-th mutating call (1-based) since the proxy started or was last cleared,
     /// whatever it is.
     NthMutating(usize),
+    /// Calls number `offset`, `offset + every`, `offset + 2 * every`, ... (1-based count of
+    /// all calls since the last clear, reads and retries included).
+    EveryNth { every: usize, offset: usize },
+}
+
+/// What the proxy does instead of answering normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The error in `status`, `code`, `message`.
+    Error,
+    /// The service's throttling error: Lambda and API Gateway 429 `TooManyRequestsException`,
+    /// IAM/STS 400 `Throttling`, JSON services 400 `ThrottlingException`.
+    Throttling,
+    /// Close the connection without any answer (a reset).
+    Reset,
 }
 
 /// An error the proxy returns instead of forwarding (or after forwarding, see
@@ -60,6 +84,7 @@ pub struct Fault {
     /// Forward the request to moto first (so it takes effect) and fail the answer anyway:
     /// a crash between the call and its response.
     pub after_forwarding: bool,
+    pub kind: FaultKind,
 }
 
 impl Fault {
@@ -75,6 +100,52 @@ impl Fault {
             code: "InvalidParameterValueException".into(),
             message: "The role defined for the function cannot be assumed by Lambda.".into(),
             after_forwarding: false,
+            kind: FaultKind::Error,
+        }
+    }
+
+    /// Throttling in the service's own form, on `times` matching calls.
+    pub fn throttling(matcher: Matcher, times: usize) -> Fault {
+        Fault {
+            matcher,
+            times,
+            status: 400,
+            code: "ThrottlingException".into(),
+            message: "Rate exceeded (injected)".into(),
+            after_forwarding: false,
+            kind: FaultKind::Throttling,
+        }
+    }
+
+    /// A 5xx (500 `InternalFailure`, 503 `ServiceUnavailable`, ...) on `times` matching calls.
+    pub fn server_error(matcher: Matcher, status: u16, times: usize) -> Fault {
+        let code = match status {
+            503 => "ServiceUnavailable",
+            502 => "BadGateway",
+            504 => "GatewayTimeout",
+            _ => "InternalFailure",
+        };
+        Fault {
+            matcher,
+            times,
+            status,
+            code: code.into(),
+            message: format!("injected {status}"),
+            after_forwarding: false,
+            kind: FaultKind::Error,
+        }
+    }
+
+    /// The connection is closed without an answer, on `times` matching calls.
+    pub fn reset(matcher: Matcher, times: usize) -> Fault {
+        Fault {
+            matcher,
+            times,
+            status: 0,
+            code: "ConnectionReset".into(),
+            message: "connection closed without a response (injected)".into(),
+            after_forwarding: false,
+            kind: FaultKind::Reset,
         }
     }
 
@@ -87,6 +158,7 @@ impl Fault {
             code: "InjectedFault".into(),
             message: format!("injected failure at mutating call {n}"),
             after_forwarding: false,
+            kind: FaultKind::Error,
         }
     }
 }
@@ -96,6 +168,11 @@ struct Inner {
     calls: Vec<Call>,
     faults: Vec<Fault>,
     mutating_seen: usize,
+    seen: usize,
+    /// Hold the answer of this mutating call (1-based) and everything after it.
+    hold_after: Option<usize>,
+    /// Set once holding started.
+    holding: bool,
 }
 
 #[derive(Clone)]
@@ -103,12 +180,18 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     inner: Arc<Mutex<Inner>>,
+    /// Incremented by `release`/`clear`: held requests end (unforwarded) when it changes.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set to true when holding starts.
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The running proxy. Stops when dropped.
 pub struct AwsProxy {
     port: u16,
     inner: Arc<Mutex<Inner>>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    held: Arc<tokio::sync::watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -126,16 +209,61 @@ impl AwsProxy {
             .context("binding the AWS proxy on loopback")?;
         let port = listener.local_addr()?.port();
         let inner = Arc::new(Mutex::new(Inner::default()));
+        let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let held = Arc::new(tokio::sync::watch::channel(false).0);
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
+            generation: generation.clone(),
+            held: held.clone(),
         };
-        let app = axum::Router::new().fallback(forward).with_state(shared);
+        // One task per connection, so a fault can close a connection without answering.
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+                    let close_tx = Arc::new(Mutex::new(Some(close_tx)));
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let shared = shared.clone();
+                            let close_tx = close_tx.clone();
+                            async move {
+                                let resp = forward(shared, req.map(Body::new)).await;
+                                Ok::<_, std::convert::Infallible>(match resp {
+                                    Some(r) => r,
+                                    None => {
+                                        if let Some(tx) = close_tx.lock().unwrap().take() {
+                                            let _ = tx.send(());
+                                        }
+                                        // Never sent: the connection is closed first.
+                                        std::future::pending::<()>().await;
+                                        unreachable!()
+                                    }
+                                })
+                            }
+                        },
+                    );
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = close_rx => {} // dropping the connection closes the socket
+                    }
+                });
+            }
         });
-        Ok(AwsProxy { port, inner, task })
+        Ok(AwsProxy {
+            port,
+            inner,
+            generation,
+            held,
+            task,
+        })
     }
 
     pub fn endpoint_url(&self) -> String {
@@ -152,10 +280,44 @@ impl AwsProxy {
         self.calls().into_iter().filter(|c| c.mutating).collect()
     }
 
-    /// Forgets recorded calls, pending faults and the mutating-call counter.
+    /// Forgets recorded calls, pending faults, the counters and any hold (held requests
+    /// end unanswered and are never forwarded).
     pub fn clear(&self) {
         let mut i = self.inner.lock().unwrap();
         *i = Inner::default();
+        drop(i);
+        self.release();
+    }
+
+    /// After the `k`-th mutating call (1-based, counted from the last `clear`) has reached
+    /// moto, hold its answer and every later request until [`AwsProxy::release`].
+    pub fn hold_after_mutating(&self, k: usize) {
+        let mut i = self.inner.lock().unwrap();
+        i.hold_after = Some(k);
+        i.holding = false;
+        self.held.send_replace(false);
+    }
+
+    /// Waits until the proxy holds requests (the k-th mutating call went through); false
+    /// when `within` passed first.
+    pub async fn wait_held(&self, within: Duration) -> bool {
+        let mut rx = self.held.subscribe();
+        let ok = tokio::time::timeout(within, rx.wait_for(|h| *h))
+            .await
+            .is_ok();
+        ok
+    }
+
+    /// Stops holding: held requests end with a 503 and are never forwarded; new requests
+    /// are forwarded again.
+    pub fn release(&self) {
+        {
+            let mut i = self.inner.lock().unwrap();
+            i.hold_after = None;
+            i.holding = false;
+        }
+        self.held.send_replace(false);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -214,6 +376,21 @@ fn classify(
     (format!("{method} {path}"), m)
 }
 
+/// The fault as this service sends it (throttling differs by protocol).
+fn for_service(service: &str, f: &Fault) -> Fault {
+    let mut f = f.clone();
+    if f.kind == FaultKind::Throttling {
+        let (status, code) = match service {
+            "lambda" | "apigateway" => (429, "TooManyRequestsException"),
+            "iam" | "sts" => (400, "Throttling"),
+            _ => (400, "ThrottlingException"),
+        };
+        f.status = status;
+        f.code = code.into();
+    }
+    f
+}
+
 fn error_response(service: &str, f: &Fault) -> Response {
     let (content_type, body) = match service {
         "iam" | "sts" => (
@@ -241,15 +418,32 @@ fn error_response(service: &str, f: &Fault) -> Response {
         .unwrap()
 }
 
-async fn forward(State(s): State<Shared>, req: Request) -> Response {
+/// Waits until the hold is released, then answers 503 (never forwarded).
+async fn held(s: &Shared, generation: u64) -> Response {
+    let mut rx = s.generation.subscribe();
+    let _ = rx.wait_for(|g| *g != generation).await;
+    Response::builder()
+        .status(503)
+        .body(Body::from("proxy: held and released, not forwarded"))
+        .unwrap()
+}
+
+/// The answer to one request; `None` closes the connection without an answer.
+async fn forward(s: Shared, req: Request) -> Option<Response> {
+    let generation = *s.generation.borrow();
+    if s.inner.lock().unwrap().holding {
+        return Some(held(&s, generation).await);
+    }
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
         Err(e) => {
-            return Response::builder()
-                .status(502)
-                .body(Body::from(format!("proxy: reading request body: {e}")))
-                .unwrap()
+            return Some(
+                Response::builder()
+                    .status(502)
+                    .body(Body::from(format!("proxy: reading request body: {e}")))
+                    .unwrap(),
+            )
         }
     };
     let service = service_of(&parts.headers);
@@ -257,26 +451,39 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
     let (operation, mutating) = classify(&parts.method, &path, &parts.headers, &body);
 
     // Decide on a fault (and count) under the lock.
-    let fault = {
+    let decided = {
         let mut i = s.inner.lock().unwrap();
-        if mutating {
-            i.mutating_seen += 1;
+        if i.holding {
+            None
+        } else {
+            if mutating {
+                i.mutating_seen += 1;
+            }
+            i.seen += 1;
+            let (n, seen) = (i.mutating_seen, i.seen);
+            let hold_this = mutating && i.hold_after == Some(n);
+            let hit = i.faults.iter_mut().find(|f| {
+                f.times > 0
+                    && match &f.matcher {
+                        Matcher::Operation {
+                            service: sv,
+                            operation: op,
+                        } => *sv == service && *op == operation,
+                        Matcher::NthMutating(k) => mutating && *k == n,
+                        Matcher::EveryNth { every, offset } => {
+                            *every > 0 && seen >= *offset && (seen - *offset) % *every == 0
+                        }
+                    }
+            });
+            let fault = hit.map(|f| {
+                f.times -= 1;
+                for_service(&service, f)
+            });
+            Some((fault, hold_this))
         }
-        let n = i.mutating_seen;
-        let hit = i.faults.iter_mut().find(|f| {
-            f.times > 0
-                && match &f.matcher {
-                    Matcher::Operation {
-                        service: sv,
-                        operation: op,
-                    } => *sv == service && *op == operation,
-                    Matcher::NthMutating(k) => mutating && *k == n,
-                }
-        });
-        hit.map(|f| {
-            f.times -= 1;
-            f.clone()
-        })
+    };
+    let Some((fault, hold_this)) = decided else {
+        return Some(held(&s, generation).await);
     };
 
     let record = |status: u16, injected: bool| {
@@ -294,7 +501,10 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
     if let Some(f) = &fault {
         if !f.after_forwarding {
             record(f.status, true);
-            return error_response(&service, f);
+            if f.kind == FaultKind::Reset {
+                return None;
+            }
+            return Some(error_response(&service, f));
         }
     }
 
@@ -321,20 +531,31 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             record(502, false);
-            return Response::builder()
-                .status(502)
-                .body(Body::from(format!("proxy: forwarding to moto: {e}")))
-                .unwrap();
+            return Some(
+                Response::builder()
+                    .status(502)
+                    .body(Body::from(format!("proxy: forwarding to moto: {e}")))
+                    .unwrap(),
+            );
         }
     };
     if let Some(f) = &fault {
         record(f.status, true);
-        return error_response(&service, f);
+        if f.kind == FaultKind::Reset {
+            return None;
+        }
+        return Some(error_response(&service, f));
     }
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     record(status.as_u16(), false);
+    if hold_this {
+        // The call took effect in moto; its answer never leaves.
+        s.inner.lock().unwrap().holding = true;
+        s.held.send_replace(true);
+        return Some(held(&s, generation).await);
+    }
     let mut out = Response::builder().status(status);
     for (k, v) in headers.iter() {
         if k == http::header::TRANSFER_ENCODING
@@ -345,5 +566,5 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
         }
         out = out.header(k, v);
     }
-    out.body(Body::from(bytes)).unwrap()
+    Some(out.body(Body::from(bytes)).unwrap())
 }

@@ -94,7 +94,8 @@ pub async fn plan_for(aws: &Aws, d: &Desired) -> Plan {
 pub async fn deploy_with(aws: &Aws, o: &Overrides, key: Option<&str>) -> Result<(Plan, Outputs)> {
     let d = desired(o, key);
     let p = plan_for(aws, &d).await;
-    let out = infra::apply(aws, &p, &d, &infra::Silent).await?;
+    // Boxed: the apply future is too large for a test thread's stack in debug builds.
+    let out = Box::pin(infra::apply(aws, &p, &d, &infra::Silent)).await?;
     Ok((p, out))
 }
 
@@ -169,6 +170,16 @@ pub fn assert_ours(tags: &BTreeMap<String, String>, stack: &str, what: &str) {
 
 /// Everything a deploy must leave, read back with plain SDK calls.
 pub async fn check_deployed(direct: &SdkConfig, stack: &str, out: &Outputs) {
+    check_deployed_code(direct, stack, out, &artifact().code_sha256).await
+}
+
+/// [`check_deployed`] for a deploy of another package (e.g. one made by the CLI).
+pub async fn check_deployed_code(
+    direct: &SdkConfig,
+    stack: &str,
+    out: &Outputs,
+    code_sha256: &str,
+) {
     let f = format!("claude-proxy-{stack}");
     let iam = aws_sdk_iam::Client::new(direct);
     let lambda = aws_sdk_lambda::Client::new(direct);
@@ -312,7 +323,7 @@ pub async fn check_deployed(direct: &SdkConfig, stack: &str, out: &Outputs) {
     assert_eq!(c.memory_size(), Some(256));
     assert_eq!(c.timeout(), Some(120));
     assert_eq!(c.role(), Some(role.arn()));
-    assert_eq!(c.code_sha256(), Some(artifact().code_sha256.as_str()));
+    assert_eq!(c.code_sha256(), Some(code_sha256));
     let env: BTreeMap<String, String> = c
         .environment()
         .and_then(|e| e.variables())
@@ -563,6 +574,11 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             Some(format!("claude-proxy/{stack}").as_str()),
             "secret left"
         );
+        assert_ne!(
+            s.name(),
+            Some(infra::lock::lock_name(stack).as_str()),
+            "deploy lock left"
+        );
         assert!(
             !s.tags()
                 .iter()
@@ -588,4 +604,143 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             "tagged HTTP API left"
         );
     }
+}
+
+/// The real `cargo xtask` binary, run as a pipeline runs it: in a scratch directory, with no
+/// AWS or Anthropic settings inherited, against `endpoint` (moto or the proxy).
+pub struct Cli {
+    pub bin: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+    /// A small static x86_64 ELF standing in for `bootstrap` (packaged, never run).
+    pub bootstrap: std::path::PathBuf,
+    /// The CodeSha256 of its package.
+    pub code_sha256: String,
+}
+
+/// What a finished CLI run printed.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CliRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Cli {
+    pub async fn new() -> Cli {
+        let bin = crate::handler_support::xtask_bin()
+            .await
+            .expect("building the xtask binary");
+        let dir = tempfile::tempdir().unwrap();
+        // A 64-bit little-endian ELF header for x86_64, no program headers: static.
+        let mut bytes = vec![0u8; 64];
+        bytes[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        bytes[16..18].copy_from_slice(&2u16.to_le_bytes());
+        bytes[18..20].copy_from_slice(&62u16.to_le_bytes());
+        bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
+        bytes[52..54].copy_from_slice(&64u16.to_le_bytes());
+        bytes.extend_from_slice(b"pretend bootstrap for the pipeline tests\n");
+        let bootstrap = dir.path().join("bootstrap");
+        std::fs::write(&bootstrap, &bytes).unwrap();
+        let code_sha256 = Artifact::from_bootstrap_bytes(&bytes).unwrap().code_sha256;
+        Cli {
+            bin,
+            dir,
+            bootstrap,
+            code_sha256,
+        }
+    }
+
+    /// The command, ready to spawn (stdout and stderr piped, the test key in the environment).
+    pub fn command(&self, endpoint: &str, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_")
+                || k.starts_with("ANTHROPIC_")
+                || k.starts_with("GITHUB_")
+                || k == "CLAUDE_PROXY_STACK"
+                || k == "RUST_LOG"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("CARGO_TARGET_DIR", self.dir.path().join("target"))
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("no-aws-credentials"),
+            );
+        cmd
+    }
+
+    /// Runs to the end.
+    pub async fn run(&self, endpoint: &str, args: &[&str]) -> CliRun {
+        let out = self.command(endpoint, args).output().await.unwrap();
+        CliRun {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `deploy` of `stack` with every resource (the HTTP API too), JSON output.
+    pub fn deploy_args(&self, stack: &str) -> Vec<String> {
+        [
+            "deploy",
+            "--stack",
+            stack,
+            "--http-api",
+            "--bootstrap",
+            self.bootstrap.to_str().unwrap(),
+            "--yes",
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// What the CLI deploys for `stack`, as the in-process API sees it (same package).
+    pub fn desired(&self, stack: &str) -> Desired {
+        Desired::new(
+            &StackConfig::default(),
+            &Overrides {
+                region: Some(REGION.into()),
+                ..overrides(stack)
+            },
+            Some(&Artifact::from_bootstrap(&self.bootstrap).unwrap()),
+            SecretInput {
+                anthropic_api_key: Some(infra::ApiKey::new(KEY)),
+                rotate_token: false,
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// Strings to `&str`s, for `Cli::run`.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

@@ -196,6 +196,11 @@ async fn drop_lock(aws: &infra::aws::Aws, stack: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_and_the_deploy_lock() {
+    // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
+    Box::pin(exit_codes_and_the_deploy_lock_body()).await
+}
+
+async fn exit_codes_and_the_deploy_lock_body() {
     let moto = MotoServer::start().await.unwrap();
     let env = Env::new(&moto);
     let aws = env.aws().await;
@@ -375,6 +380,11 @@ async fn old_stack(aws: &infra::aws::Aws, stack: &str, created: SystemTime, func
 
 #[tokio::test(flavor = "multi_thread")]
 async fn teardown_older_than_finds_old_stacks_by_their_tags() {
+    // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
+    Box::pin(teardown_older_than_finds_old_stacks_by_their_tags_body()).await
+}
+
+async fn teardown_older_than_finds_old_stacks_by_their_tags_body() {
     let moto = MotoServer::start().await.unwrap();
     let env = Env::new(&moto);
     let aws = env.aws().await;

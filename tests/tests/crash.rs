@@ -1,0 +1,169 @@
+//! Crash consistency of `cargo xtask deploy`: the real binary deploys through the recording
+//! proxy in front of moto, and is killed (SIGKILL) right after its k-th mutating AWS call
+//! took effect, before it sees the answer, for every k of a full deploy. After each kill a
+//! redeploy converges to the same stack (the plan is empty, every resource checks out) and
+//! a teardown leaves nothing, the deploy lock included.
+//!
+//! The killed process leaves its deploy lock behind. The redeploy takes it over at once
+//! because the holder ran on this host and is no longer running (a killed CI job on another
+//! machine would block the stack until the lock's expiry, `--lock-ttl`).
+
+use stand_ins::stack_support::{
+    assert_nothing_left, check_deployed_code, env, plan_for, strs, Cli,
+};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up() {
+    // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
+    Box::pin(killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up_body())
+        .await
+}
+
+async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up_body() {
+    let e = env().await;
+    let cli = Cli::new().await;
+    let endpoint = e.proxy.endpoint_url();
+
+    // N: the mutating calls of an uninterrupted full deploy, measured now.
+    e.proxy.clear();
+    let r = cli
+        .run(&endpoint, &strs(&cli.deploy_args("crash-ref")))
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let calls = e.proxy.mutating_calls();
+    let n = calls.len();
+    assert!(n > 10, "a full deploy makes more mutating calls: {calls:?}");
+    let ops: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
+    println!("a full deploy makes {n} mutating calls: {}", ops.join(", "));
+    assert_eq!(
+        calls.first().map(|c| c.operation.as_str()),
+        Some("CreateSecret"),
+        "the lock comes first"
+    );
+    assert_eq!(
+        calls.last().map(|c| c.operation.as_str()),
+        Some("DeleteSecret"),
+        "the lock is released last"
+    );
+
+    let mut converged = 0;
+    let started = std::time::Instant::now();
+    for k in 1..=n {
+        println!(
+            "k={k}: killing after {} ({:.1?} so far)",
+            calls[k - 1],
+            started.elapsed()
+        );
+        let stack = format!("crash-{k}");
+        e.proxy.clear();
+        e.proxy.hold_after_mutating(k);
+        let mut child = cli
+            .command(&endpoint, &strs(&cli.deploy_args(&stack)))
+            .spawn()
+            .unwrap();
+        tokio::select! {
+            held = e.proxy.wait_held(Duration::from_secs(120)) => {
+                assert!(held, "k={k}: the deploy never reached mutating call {k}");
+            }
+            status = child.wait() => {
+                panic!("k={k}: the deploy ended ({status:?}) before mutating call {k} was held");
+            }
+        }
+        // SIGKILL: no cleanup code runs.
+        child.kill().await.unwrap();
+        e.proxy.release();
+        let done = e.proxy.mutating_calls();
+        assert_eq!(done.len(), k, "k={k}: {done:?}");
+        assert_eq!(
+            (&done[k - 1].service, &done[k - 1].method),
+            (&calls[k - 1].service, &calls[k - 1].method),
+            "k={k}: the deploy is deterministic"
+        );
+
+        // Redeploy: converges. With changes left to make, it takes over the dead process's
+        // lock first; with none (killed after its last resource call) it exits 3 and leaves
+        // the stale lock to the next deploy or teardown.
+        let lock_left = infra::lock::read(&e.aws, &stack).await.unwrap().is_some();
+        assert_eq!(lock_left, k < n, "k={k}: the lock is released last");
+        let r = cli.run(&endpoint, &strs(&cli.deploy_args(&stack))).await;
+        match r.code {
+            Some(0) => {
+                assert!(
+                    r.stderr.contains("took over the stale deploy lock")
+                        && r.stderr.contains("no longer running"),
+                    "k={k}: the dead holder's lock was not taken over:\n{r}"
+                );
+                assert!(
+                    infra::lock::read(&e.aws, &stack).await.unwrap().is_none(),
+                    "k={k}: the redeploy left its lock"
+                );
+            }
+            Some(3) => assert!(k + 1 >= n, "k={k}: nothing to do this early?\n{r}"),
+            _ => panic!("k={k}: redeploy failed\n{r}"),
+        }
+        let desired = cli.desired(&stack);
+        let plan = plan_for(&e.aws, &desired).await;
+        assert!(plan.is_empty(), "k={k}: not converged:\n{plan}");
+        let outputs = Box::pin(infra::apply(&e.aws, &plan, &desired, &infra::Silent))
+            .await
+            .unwrap();
+        check_deployed_code(&e.direct, &stack, &outputs, &cli.code_sha256).await;
+
+        // Teardown leaves nothing (a stale lock included).
+        let r = cli
+            .run(&endpoint, &["teardown", "--stack", &stack, "--yes"])
+            .await;
+        assert_eq!(r.code, Some(0), "k={k}: teardown\n{r}");
+        assert_nothing_left(&e.direct, &stack).await;
+        converged += 1;
+    }
+    println!("crash consistency: {converged} of {n}");
+    assert_eq!(converged, n);
+}
+
+/// A crash right after the lock was taken leaves only the lock: teardown removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_removes_a_lock_left_by_a_killed_deploy() {
+    // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
+    Box::pin(teardown_removes_a_lock_left_by_a_killed_deploy_body()).await
+}
+
+async fn teardown_removes_a_lock_left_by_a_killed_deploy_body() {
+    let e = env().await;
+    let cli = Cli::new().await;
+    let endpoint = e.proxy.endpoint_url();
+    e.proxy.clear();
+    e.proxy.hold_after_mutating(1);
+    let mut child = cli
+        .command(&endpoint, &strs(&cli.deploy_args("crash-lock")))
+        .spawn()
+        .unwrap();
+    assert!(e.proxy.wait_held(Duration::from_secs(120)).await);
+    child.kill().await.unwrap();
+    e.proxy.release();
+    let (_, holder) = infra::lock::read(&e.aws, "crash-lock")
+        .await
+        .unwrap()
+        .expect("the killed deploy's lock");
+    assert_eq!(holder.operation, "deploy");
+
+    let r = cli
+        .run(
+            &endpoint,
+            &["teardown", "--stack", "crash-lock", "--dry-run"],
+        )
+        .await;
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stdout.contains("claude-proxy/crash-lock/lock"), "{r}");
+    let r = cli
+        .run(&endpoint, &["teardown", "--stack", "crash-lock", "--yes"])
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.stdout.contains("stale deploy lock"), "{r}");
+    assert_nothing_left(&e.direct, "crash-lock").await;
+    let r = cli
+        .run(&endpoint, &["teardown", "--stack", "crash-lock", "--yes"])
+        .await;
+    assert_eq!(r.code, Some(3), "{r}");
+}
