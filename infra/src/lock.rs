@@ -340,9 +340,11 @@ pub async fn acquire(
                         Ok(_) => {}
                         // Someone else removed it first: just try again.
                         Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(ctx(format!(
+                        Err(e) => {
+                            return Err(ctx(format!(
                             "taking over the stale lock ({why}): secretsmanager:DeleteSecret {arn}"
-                        ))(e)),
+                        ))(e))
+                        }
                     }
                     took_over = Some((holder, why));
                     continue;
