@@ -123,7 +123,7 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Vec<Version>> {
             break;
         }
     }
-    versions.sort_by(|a, b| b.version.cmp(&a.version));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     if let Some(newest) = versions.first_mut() {
         match aws
             .lambda

@@ -451,6 +451,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         function_change,
         Some(Change::Create { .. }) | Some(Change::Replace { .. })
     );
+    let replaced_with_url = matches!(function_change, Some(Change::Replace { .. }))
+        && actual.function_url.is_some()
+        && spec.is_some_and(|s| s.config.function_url.enabled);
     push(Kind::Function, &names.function, None, function_change);
 
     let (a_conc, a_url, a_perms) = if fresh_function {
@@ -495,6 +498,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     });
 
     let mut notes = Vec::new();
+    if replaced_with_url {
+        notes.push("the function is replaced, so its function URL is created again with a new address: take it from the deploy output".into());
+    }
     if let Some(s) = spec {
         notes.extend(s.config.warnings());
         if s.config.http_api.enabled {
