@@ -167,3 +167,61 @@ async fn teardown_removes_a_lock_left_by_a_killed_deploy_body() {
         .await;
     assert_eq!(r.code, Some(3), "{r}");
 }
+
+/// The lock and the cleanup need only what `docs/deployer-policy.json` allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployer_policy_covers_the_lock_and_the_cleanup() {
+    Box::pin(the_deployer_policy_covers_the_lock_and_the_cleanup_body()).await
+}
+
+async fn the_deployer_policy_covers_the_lock_and_the_cleanup_body() {
+    let policy: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/deployer-policy.json")).unwrap();
+    let allowed: std::collections::BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| stand_ins::stack_support::as_strings(&s["Action"]))
+        .collect();
+    let e = env().await;
+    let cli = Cli::new().await;
+    let endpoint = e.proxy.endpoint_url();
+    e.proxy.clear();
+    let r = cli
+        .run(&endpoint, &strs(&cli.deploy_args("policy-lock")))
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let r = cli
+        .run(&endpoint, &["teardown", "--older-than", "0s", "--yes"])
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.stdout.contains("deleted      policy-lock"), "{r}");
+    assert_nothing_left(&e.direct, "policy-lock").await;
+    let needed: std::collections::BTreeSet<String> = e
+        .proxy
+        .calls()
+        .iter()
+        .filter_map(|c| {
+            if c.service == "lambda" && c.method == "GET" && c.path.ends_with("/functions") {
+                Some("lambda:ListFunctions".to_string())
+            } else {
+                stand_ins::iam_actions::iam_action(c)
+            }
+        })
+        .collect();
+    for a in [
+        "lambda:ListFunctions",
+        "iam:ListRoles",
+        "secretsmanager:ListSecrets",
+        "secretsmanager:CreateSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DeleteSecret",
+    ] {
+        assert!(needed.contains(a), "{a} was not called: {needed:?}");
+    }
+    let missing: Vec<&String> = needed.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/deployer-policy.json lacks {missing:?}"
+    );
+}
