@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use emulators::anthropic::FakeAnthropic;
-use stand_ins::handler_support::{local_config, LocalServer, TEST_ANTHROPIC_KEY, TEST_CALLER_TOKEN};
+use stand_ins::handler_support::{
+    local_config, LocalServer, TEST_ANTHROPIC_KEY, TEST_CALLER_TOKEN,
+};
 use std::path::PathBuf;
 
 fn venv_python() -> Result<PathBuf> {
@@ -65,12 +67,21 @@ async fn the_python_sdk_works_against_the_proxy() -> Result<()> {
         .context("running the Python SDK script")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[0], "CREATE Echo: hello from the sdk end_turn True", "{stdout}");
+    assert_eq!(
+        lines[0], "CREATE Echo: hello from the sdk end_turn True",
+        "{stdout}"
+    );
     assert!(lines[1].starts_with("STREAM "), "{stdout}");
     let streamed: Vec<&str> = lines[1].splitn(3, ' ').collect();
-    assert!(streamed[1].parse::<usize>()? > 1, "text arrived in several deltas: {stdout}");
+    assert!(
+        streamed[1].parse::<usize>()? > 1,
+        "text arrived in several deltas: {stdout}"
+    );
     assert_eq!(streamed[2], "Echo: stream this please end_turn", "{stdout}");
     assert_eq!(lines[2], "COUNT True", "{stdout}");
     assert_eq!(lines[3], "AUTH 401 authentication_error", "{stdout}");
@@ -78,7 +89,13 @@ async fn the_python_sdk_works_against_the_proxy() -> Result<()> {
     let requests = upstream.requests();
     assert_eq!(requests.len(), 3, "create, stream, count_tokens");
     for r in &requests {
-        assert_eq!(r.header("x-api-key"), Some(TEST_ANTHROPIC_KEY), "{} {}", r.method, r.path);
+        assert_eq!(
+            r.header("x-api-key"),
+            Some(TEST_ANTHROPIC_KEY),
+            "{} {}",
+            r.method,
+            r.path
+        );
         assert!(!String::from_utf8_lossy(&r.body).contains(TEST_CALLER_TOKEN));
     }
     Ok(())

@@ -141,7 +141,8 @@ pub use artifacts::{Arch, Runtime};
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
-    /// Build without optimisations (faster to compile; default is --release)
+    /// Build without optimisations (faster to compile; default is the size-optimised `dist`
+    /// profile: release with opt-level "s", fat LTO, one codegen unit)
     #[arg(long, conflicts_with = "release")]
     pub debug: bool,
     /// Build with optimisations (the default)
@@ -278,7 +279,6 @@ pub struct StackArgs {
     /// Upstream Messages API base URL (ANTHROPIC_BASE_URL in the function)
     #[arg(long, value_name = "URL", help_heading = "Stack settings")]
     pub anthropic_base_url: Option<String>,
-}
     /// Model service: `anthropic` (the key in the secret) or `bedrock` (Claude on Amazon
     /// Bedrock through the function's role; no Anthropic key)
     #[arg(
@@ -287,6 +287,7 @@ pub struct StackArgs {
         help_heading = "Stack settings"
     )]
     pub provider: Option<infra::config::ProviderKind>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InvokeMode {
@@ -451,12 +452,9 @@ pub struct Bench {
     /// Write the report here (default: BENCHMARKS.md at the workspace root)
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Measure this `bootstrap` instead of building the release one
+    /// Measure this `bootstrap` instead of building the deployed (dist profile) one
     #[arg(long, value_name = "PATH")]
     pub bootstrap: Option<PathBuf>,
-    /// Internal: serve the handler for the memory benchmark
-    #[arg(long, hide = true)]
-    pub serve_handler: bool,
 }
 
 /// A duration from `90m`, `24h`, `7d`, `30s`, `500ms`, `0`.
