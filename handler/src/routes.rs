@@ -219,11 +219,15 @@ fn stream_through(resp: UpstreamResponse, log: RequestLog) -> ProxyResponse {
 /// Records usage and errors of one upstream event; true when the stream is complete.
 fn observe_event(ev: &sse::SseEvent, log: &RequestLog) -> bool {
     let name = ev.event.as_deref().unwrap_or("message");
-    if name == "ping" {
+    // Only these carry what is logged; the many content_block_* events pass unparsed.
+    if !matches!(name, "message_start" | "message_delta" | "message_stop" | "error") {
         return false;
     }
+    if name == "message_stop" {
+        return true;
+    }
     let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
-        return false;
+        return name == "error";
     };
     match name {
         "message_start" => {
