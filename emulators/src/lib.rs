@@ -3,3 +3,4 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod lambda;
 pub mod moto;
+pub mod procfs;

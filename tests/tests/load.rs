@@ -17,7 +17,6 @@ use emulators::lambda::{InvokeMode, LocalLambda, LocalLambdaOptions, LogSink};
 use handler::sse::SseEvent;
 use serde_json::{json, Value};
 use stand_ins::handler_support::*;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -36,15 +35,7 @@ const LAMBDA_PEAK_LIMIT: u64 = 128 * 1024 * 1024;
 
 /// `VmHWM` (peak resident set size) of a live process, in bytes.
 fn vm_hwm(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
+    emulators::procfs::peak_rss(pid).with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
 fn mib(bytes: u64) -> String {
@@ -403,28 +394,6 @@ async fn two_hundred_concurrent_streams_through_one_serving_process() {
     );
 }
 
-/// Live child processes of this test process running `exe`.
-fn children_running(exe: &Path) -> Vec<u32> {
-    let me = std::process::id();
-    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            ppid == Some(me)
-                && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bootstrap_instances_under_the_lambda_emulator_stay_small() {
     let bootstrap = bootstrap_bin().await.unwrap();
@@ -445,7 +414,7 @@ async fn bootstrap_instances_under_the_lambda_emulator_stay_small() {
     let specs: Vec<Spec> = (0..LAMBDA_STREAMS).map(Spec::new).collect();
     let result = hold_and_check(&lambda.url(), &specs, &fake, &gate).await;
     // Read while the instances are still alive.
-    let peaks: Vec<u64> = children_running(&bootstrap)
+    let peaks: Vec<u64> = emulators::procfs::children_running(&bootstrap)
         .into_iter()
         .filter_map(|pid| vm_hwm(pid).ok())
         .collect();

@@ -559,37 +559,6 @@ pub async fn memory(bootstrap: &Path, bin: &HandlerBinary, counts: Counts) -> Re
     Ok(s)
 }
 
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
-
-/// Live child processes of this process running `exe`.
-fn children_running(exe: &Path) -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            ppid == Some(me)
-                && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe)
-        })
-        .collect()
-}
-
 /// Starts `n` streams against `url`, waits until the fake has all of them open, releases the
 /// gate and reads every stream to its end.
 async fn hold_streams(
@@ -645,8 +614,11 @@ async fn lambda_peak(bootstrap: &Path, n: usize) -> Result<(u64, usize)> {
         .context("starting the local Lambda emulator")?;
     let url = format!("{}v1/messages", lambda.url());
     let run = hold_streams(url, CALLER_TOKEN, n, &fake, &gate).await;
-    let pids = children_running(bootstrap);
-    let peaks: Vec<u64> = pids.iter().filter_map(|p| vm_hwm(*p)).collect();
+    let pids = emulators::procfs::children_running(bootstrap);
+    let peaks: Vec<u64> = pids
+        .iter()
+        .filter_map(|p| emulators::procfs::peak_rss(*p))
+        .collect();
     lambda.stop().await;
     run?;
     let peak = peaks.iter().copied().max().with_context(|| {
@@ -665,7 +637,7 @@ async fn serving_process_peak(bin: &HandlerBinary, n: usize) -> Result<(u64, u64
         .context("starting the fake Messages API")?;
     let gate = fake.enable_gate();
     let h = start_handler(bin, &fake.base_url()).await?;
-    let idle = vm_hwm(h.pid).context("reading the serving process's VmHWM")?;
+    let idle = emulators::procfs::peak_rss(h.pid).context("reading the serving process's VmHWM")?;
     hold_streams(
         format!("{}/v1/messages", h.url),
         CALLER_TOKEN,
@@ -674,7 +646,7 @@ async fn serving_process_peak(bin: &HandlerBinary, n: usize) -> Result<(u64, u64
         &gate,
     )
     .await?;
-    let peak = vm_hwm(h.pid).context("reading the serving process's VmHWM")?;
+    let peak = emulators::procfs::peak_rss(h.pid).context("reading the serving process's VmHWM")?;
     Ok((idle, peak))
 }
 
