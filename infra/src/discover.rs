@@ -208,30 +208,16 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
     }
 
     // HTTP APIs (tags come with the list).
-    let mut next: Option<String> = None;
-    loop {
-        let out = aws
-            .apigw
-            .get_apis()
-            .set_next_token(next.clone())
-            .send()
-            .await
-            .map_err(ctx("apigateway:GetApis"))?;
-        for a in out.items() {
-            let tags = a.tags().cloned().unwrap_or_default();
-            acc.add(
-                format!(
-                    "HTTP API {} ({})",
-                    a.name().unwrap_or_default(),
-                    a.api_id().unwrap_or_default()
-                ),
-                &tags.into_iter().collect(),
-            );
-        }
-        next = out.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
-        }
+    for a in crate::http_api::list_apis(aws).await? {
+        let tags = a.tags().cloned().unwrap_or_default();
+        acc.add(
+            format!(
+                "HTTP API {} ({})",
+                a.name().unwrap_or_default(),
+                a.api_id().unwrap_or_default()
+            ),
+            &tags.into_iter().collect(),
+        );
     }
 
     Ok(acc.stacks.into_values().collect())

@@ -65,9 +65,9 @@ pub struct Spec<'a> {
     pub function_arn: String,
 }
 
-/// Every HTTP API with the stack's API name or the stack's tags.
-pub async fn read(aws: &Aws, names: &names::Names) -> Result<Vec<State>> {
-    let mut found = Vec::new();
+/// Every HTTP API in the account and region (all pages of GetApis), with their tags.
+pub async fn list_apis(aws: &Aws) -> Result<Vec<aws_sdk_apigatewayv2::types::Api>> {
+    let mut apis = Vec::new();
     let mut next: Option<String> = None;
     loop {
         let out = aws
@@ -77,42 +77,48 @@ pub async fn read(aws: &Aws, names: &names::Names) -> Result<Vec<State>> {
             .send()
             .await
             .map_err(ctx("apigateway:GetApis"))?;
-        for api in out.items() {
-            let tags: BTreeMap<String, String> = api
-                .tags()
-                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            let by_name = api.name() == Some(names.http_api.as_str());
-            if !(by_name || names::is_ours(&tags, &names.stack)) {
-                continue;
-            }
-            // Same name but tagged for another stack: not ours.
-            if by_name
-                && tags
-                    .get(names::TAG_STACK)
-                    .is_some_and(|s| s != &names.stack)
-            {
-                continue;
-            }
-            let id = api
-                .api_id()
-                .context("GetApis returned an API without id")?
-                .to_string();
-            found.push(
-                read_parts(
-                    aws,
-                    &id,
-                    api.name().unwrap_or_default(),
-                    api.api_endpoint(),
-                    tags,
-                )
-                .await?,
-            );
-        }
+        apis.extend(out.items().iter().cloned());
         next = out.next_token().map(str::to_string);
         if next.is_none() {
-            break;
+            return Ok(apis);
         }
+    }
+}
+
+/// Every HTTP API with the stack's API name or the stack's tags.
+pub async fn read(aws: &Aws, names: &names::Names) -> Result<Vec<State>> {
+    let mut found = Vec::new();
+    for api in list_apis(aws).await? {
+        let tags: BTreeMap<String, String> = api
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let by_name = api.name() == Some(names.http_api.as_str());
+        if !(by_name || names::is_ours(&tags, &names.stack)) {
+            continue;
+        }
+        // Same name but tagged for another stack: not ours.
+        if by_name
+            && tags
+                .get(names::TAG_STACK)
+                .is_some_and(|s| s != &names.stack)
+        {
+            continue;
+        }
+        let id = api
+            .api_id()
+            .context("GetApis returned an API without id")?
+            .to_string();
+        found.push(
+            read_parts(
+                aws,
+                &id,
+                api.name().unwrap_or_default(),
+                api.api_endpoint(),
+                tags,
+            )
+            .await?,
+        );
     }
     // Prefer the tagged API as "the" API: it sorts first.
     found.sort_by_key(|a| (!names::is_ours(&a.tags, &names.stack), a.id.clone()));
