@@ -6,9 +6,11 @@
 //!   cargo-zigbuild against the runtime's glibc), run, then checked.
 //! - [`oci`]: a single-architecture OCI image (one deterministic layer holding `/bootstrap`)
 //!   built without a Docker daemon.
+//! - [`digest`]: SHA-256 that is fast in a debug build.
 //! - [`registry`]: push that image over the registry HTTP API v2 (ECR included).
 
 pub mod build;
+pub mod digest;
 pub mod elf;
 pub mod oci;
 pub mod registry;

@@ -8,7 +8,6 @@
 
 use crate::elf::Arch;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// The manifest flavour. Lambda (and ECR) accept both.
@@ -84,7 +83,7 @@ impl std::fmt::Debug for Blob {
 
 /// `sha256:<lowercase hex>`, the digest form registries use.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    format!("sha256:{}", hex::encode(crate::digest::sha256(bytes)))
 }
 
 /// A file in the image's only layer.

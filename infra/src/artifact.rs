@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,19 +29,18 @@ impl std::fmt::Debug for Artifact {
 impl Artifact {
     /// Zips the executable at `path` as `bootstrap`.
     pub fn from_bootstrap(path: &Path) -> Result<Artifact> {
-        let bytes = std::fs::read(path).with_context(|| {
-            format!(
-                "reading the bootstrap binary {} (build it with `cargo xtask build`)",
-                path.display()
-            )
-        })?;
+        Self::from_bootstrap_file(path, &read_bootstrap(path)?)
+    }
+
+    /// Zips `bytes`, read from the executable at `path` (named in errors), as `bootstrap`.
+    pub fn from_bootstrap_file(path: &Path, bytes: &[u8]) -> Result<Artifact> {
         if bytes.is_empty() {
             bail!(
                 "{} is empty: rebuild it with `cargo xtask build`",
                 path.display()
             );
         }
-        let artifact = Self::from_bootstrap_bytes(&bytes)?;
+        let artifact = Self::from_bootstrap_bytes(bytes)?;
         if artifact.zip.len() > MAX_DIRECT_UPLOAD_BYTES {
             bail!(
                 "the zipped bootstrap is {} bytes, over Lambda's 50 MB direct-upload limit; build in release mode with symbols stripped",
@@ -75,9 +73,19 @@ impl Artifact {
     }
 }
 
+/// The bytes of the executable at `path`.
+pub fn read_bootstrap(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "reading the bootstrap binary {} (build it with `cargo xtask build`)",
+            path.display()
+        )
+    })
+}
+
 /// base64(SHA-256(bytes)), the form of Lambda's `CodeSha256`.
 pub fn code_sha256(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+    base64::engine::general_purpose::STANDARD.encode(artifacts::digest::sha256(bytes))
 }
 
 #[cfg(test)]

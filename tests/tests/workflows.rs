@@ -40,7 +40,9 @@ fn findings(path: &Path) -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr)
         )
     })?;
-    let list = parsed.as_array().context("zizmor's JSON output is not a list")?;
+    let list = parsed
+        .as_array()
+        .context("zizmor's JSON output is not a list")?;
     Ok(list
         .iter()
         .map(|f| {

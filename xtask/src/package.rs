@@ -28,12 +28,11 @@ impl flags::Package {
         };
         let summary = Summary::new(&bootstrap, arch, runtime, &report);
         progress.step(format!("packaging {}", bootstrap.display()));
-        let artifact = Artifact::from_bootstrap(&bootstrap)?;
         let out = match self.out {
             Some(p) => p,
             None => default_zip_path(arch).await?,
         };
-        write_zip(&out, &artifact)?;
+        let artifact = zip_bootstrap(&bootstrap, &out)?;
         progress.finish();
         let packaged = Packaged {
             path: out,
@@ -88,11 +87,44 @@ pub async fn default_zip_path(arch: Arch) -> Result<PathBuf> {
         .join("bootstrap.zip"))
 }
 
-fn write_zip(path: &Path, artifact: &Artifact) -> Result<()> {
-    if let Some(dir) = path.parent() {
+/// The zip of `bootstrap`, written to `out`. When `out` already holds the zip of a
+/// byte-identical `bootstrap` (its key file `<out>.source` names the binary's SHA-256 and the
+/// zip's CodeSha256, and the zip still has that CodeSha256), it is reused: a redeploy of an
+/// unchanged build hashes the binary instead of deflating it again.
+fn zip_bootstrap(bootstrap: &Path, out: &Path) -> Result<Artifact> {
+    let bytes = infra::artifact::read_bootstrap(bootstrap)?;
+    let source = hex::encode(artifacts::digest::sha256(&bytes));
+    let key_path = source_key_path(out);
+    let key = |code_sha256: &str| {
+        format!("{ZIP_FORMAT} bootstrap-sha256={source} code-sha256={code_sha256}\n")
+    };
+    if let (Ok(recorded), Ok(zip)) = (std::fs::read_to_string(&key_path), std::fs::read(out)) {
+        let code_sha256 = code_sha256(&zip);
+        if recorded == key(&code_sha256) {
+            return Ok(Artifact { zip, code_sha256 });
+        }
+    }
+    let artifact = Artifact::from_bootstrap_file(bootstrap, &bytes)?;
+    if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, &artifact.zip).with_context(|| format!("writing {}", path.display()))
+    // The key goes last, so a zip is only ever reused after it was written whole.
+    let _ = std::fs::remove_file(&key_path);
+    std::fs::write(out, &artifact.zip).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&key_path, key(&artifact.code_sha256))
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    Ok(artifact)
+}
+
+/// How `infra::artifact` lays out the zip; bump it when that changes, so older packages are
+/// not reused.
+const ZIP_FORMAT: &str = "zip-v1";
+
+/// `<out>.source`: which binary the zip at `out` holds.
+fn source_key_path(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".source");
+    PathBuf::from(name)
 }
 
 /// The function's code for plan/deploy: `--zip`, `--bootstrap`, `--skip-build` (last
@@ -132,9 +164,7 @@ pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Resul
         }
     };
     progress.step("packaging bootstrap");
-    let artifact = Artifact::from_bootstrap(&bootstrap)?;
-    write_zip(&default_zip_path(arch).await?, &artifact)?;
-    Ok(artifact)
+    zip_bootstrap(&bootstrap, &default_zip_path(arch).await?)
 }
 
 /// The container image for `package = "image"`: the static `bootstrap` (`--bootstrap`, which
@@ -233,4 +263,46 @@ fn read_zip(path: &Path, arch: Arch, runtime: Runtime) -> Result<Artifact> {
         zip: bytes,
         code_sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modified(path: &Path) -> std::time::SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_bootstrap_reuses_its_zip_and_a_changed_one_is_repacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bootstrap = dir.path().join("bootstrap");
+        let out = dir.path().join("lambda/x86_64/bootstrap.zip");
+        std::fs::write(&bootstrap, b"\x7fELF first build").unwrap();
+        let first = zip_bootstrap(&bootstrap, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), first.zip);
+        let written = modified(&out);
+
+        // Same bytes: the zip on disk is reused, not written again.
+        let again = zip_bootstrap(&bootstrap, &out).unwrap();
+        assert_eq!(again.code_sha256, first.code_sha256);
+        assert_eq!(modified(&out), written, "the zip was rewritten");
+
+        // New bytes: a new zip, whose key names them.
+        std::fs::write(&bootstrap, b"\x7fELF second build").unwrap();
+        let second = zip_bootstrap(&bootstrap, &out).unwrap();
+        assert_ne!(second.code_sha256, first.code_sha256);
+        assert_eq!(
+            second.code_sha256,
+            Artifact::from_bootstrap_bytes(b"\x7fELF second build")
+                .unwrap()
+                .code_sha256
+        );
+
+        // A zip changed behind the key's back is never reused.
+        std::fs::write(&out, b"not the zip").unwrap();
+        let repaired = zip_bootstrap(&bootstrap, &out).unwrap();
+        assert_eq!(repaired.code_sha256, second.code_sha256);
+        assert_eq!(std::fs::read(&out).unwrap(), second.zip);
+    }
 }
