@@ -58,6 +58,11 @@ impl Counts {
 impl flags::Bench {
     pub async fn run(self, _common: &Common, progress: &Progress) -> Result<ExitCode> {
         let counts = Counts::new(self.quick);
+        let code = if self.bootstrap.is_some() {
+            measure::CliCode::Given
+        } else {
+            measure::CliCode::BuildCheck
+        };
         let bootstrap = match &self.bootstrap {
             Some(p) => {
                 if !p.is_file() {
@@ -112,7 +117,7 @@ impl flags::Bench {
         eprintln!("bench: deploy ({:.1?} so far)", started.elapsed());
         report.push(section_or_error(
             "Deploy",
-            measure::deploy(&bootstrap, counts).await,
+            measure::deploy(&bootstrap, code, counts).await,
         ));
 
         eprintln!("bench: done in {:.1?}", started.elapsed());

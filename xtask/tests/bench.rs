@@ -87,7 +87,7 @@ fn quick_bench_writes_every_section_with_numbers() {
         ("Streaming latency", "ms", 4),
         ("Memory", "MB", 4),
         ("Artifact", "MB", 2),
-        ("Deploy", "ms", 3),
+        ("Deploy", "ms", 6),
     ] {
         let lines = section(&report, title);
         let n = numeric_rows(&lines, unit);
@@ -104,11 +104,17 @@ fn quick_bench_writes_every_section_with_numbers() {
             lines.join("\n")
         );
     }
-    // The deploy baseline ran (cargo-lambda against the same moto).
+    // The deploy baseline ran (cargo-lambda against the same moto), and our CLI was timed the
+    // same way: as a process.
     let deploy = section(&report, "Deploy").join("\n");
     assert!(
-        deploy.contains("(cargo lambda deploy)"),
+        deploy.contains("(cargo lambda deploy, process)"),
         "the deploy section has no cargo-lambda baseline:\n{deploy}"
+    );
+    assert!(
+        deploy.contains("| first deploy, `cargo xtask deploy` process, median |")
+            && deploy.contains("| no-op redeploy, process, median |"),
+        "the deploy section does not time the CLI as a process:\n{deploy}"
     );
     assert!(report.contains("Quick run"), "a quick report must say so");
 }
