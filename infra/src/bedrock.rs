@@ -53,10 +53,7 @@ pub fn is_profile(id: &str) -> bool {
 fn is_refusal(code: &str) -> bool {
     matches!(
         code,
-        "AccessDeniedException"
-            | "AccessDenied"
-            | "UnauthorizedOperation"
-            | "UnrecognizedClientException"
+        "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation"
     )
 }
 

