@@ -1,4 +1,5 @@
-//! A stack outside the `aws` partition: China (`cn-north-1`, partition `aws-cn`), against moto
+//! Stacks outside the `aws` partition: China (`cn-north-1`, partition `aws-cn`) and a Bedrock
+//! stack in GovCloud (`us-gov-west-1`, `aws-us-gov`), against moto
 //! behind the proxy's partition profile (`stand_ins::aws_proxy::partition`), which refuses
 //! ARNs of another partition as AWS does. The partition comes from `GetCallerIdentity`; every
 //! ARN the toolkit writes carries it; a second plan is empty (no perpetual diff); teardown
@@ -87,4 +88,74 @@ async fn a_stack_in_aws_cn_writes_aws_cn_arns_and_converges() {
         .await
         .expect("teardown in aws-cn");
     assert!(e.proxy.calls().iter().all(|c| !c.injected));
+}
+
+/// A Bedrock stack in GovCloud (`us-gov-west-1`, partition `aws-us-gov`): the inference
+/// profile is looked up there, and every Bedrock ARN of the role's policy (profile,
+/// routed foundation models, the directly named model) is in `aws-us-gov`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bedrock_stack_in_aws_us_gov_grants_aws_us_gov_arns() {
+    const GOV: &str = "us-gov-west-1";
+    let e = env_in(GOV).await;
+    e.proxy.strict_partition();
+    assert_eq!(e.aws.partition, "aws-us-gov");
+    let haiku = "anthropic.claude-haiku-4-5-20251001-v1:0";
+    let sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let file = infra::config::StackConfig::parse(&format!(
+        "[stack]\nname = \"gov\"\n[provider]\nkind = \"bedrock\"\n\
+         [limits]\ndefault_model = \"claude-haiku-4-5\"\n\
+         [provider.bedrock_models]\nclaude-haiku-4-5 = \"us-gov.{haiku}\"\nclaude-sonnet-4-5 = \"{sonnet}\"\n"
+    ))
+    .unwrap();
+    let d = infra::Desired::new(
+        &file,
+        &Default::default(),
+        Some(&artifact()),
+        infra::SecretInput {
+            anthropic_api_key: None,
+            rotate_token: false,
+        },
+    )
+    .unwrap();
+    let p = plan_for(&e.aws, &d).await;
+    assert!(p.blockers.is_empty(), "{p}");
+    assert!(
+        !p.notes.iter().any(|n| n.contains("GetInferenceProfile")),
+        "{p}"
+    );
+    Box::pin(infra::apply(&e.aws, &p, &d, &infra::Silent))
+        .await
+        .expect("deploy in aws-us-gov");
+    let again = plan_for(&e.aws, &d).await;
+    assert!(again.is_empty(), "perpetual diff in aws-us-gov:\n{again}");
+
+    let iam = aws_sdk_iam::Client::new(&e.direct);
+    let doc = iam
+        .get_role_policy()
+        .role_name("claude-proxy-gov-role")
+        .policy_name("claude-proxy-gov-policy")
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(&percent_decode(doc.policy_document())).unwrap();
+    let resources: Vec<String> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| as_strings(&s["Resource"]))
+        .collect();
+    for want in [
+        format!("arn:aws-us-gov:bedrock:{GOV}:{ACCOUNT}:inference-profile/us-gov.{haiku}"),
+        format!("arn:aws-us-gov:bedrock:us-gov-east-1::foundation-model/{haiku}"),
+        format!("arn:aws-us-gov:bedrock:{GOV}::foundation-model/{sonnet}"),
+    ] {
+        assert!(resources.contains(&want), "{want} missing: {doc:#}");
+    }
+    assert!(
+        resources.iter().all(|r| r.starts_with("arn:aws-us-gov:")),
+        "{doc:#}"
+    );
+    infra::teardown(&e.aws, "gov", &infra::Silent)
+        .await
+        .expect("teardown in aws-us-gov");
 }
