@@ -4,7 +4,8 @@
 use crate::aws::Aws;
 use crate::names::Names;
 use crate::{
-    concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
+    bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group, permission,
+    role, secret,
 };
 use anyhow::Result;
 use std::future::Future;
@@ -13,6 +14,8 @@ use std::future::Future;
 pub struct Actual {
     pub account_id: String,
     pub region: String,
+    /// The ARN partition of the account (`aws`, `aws-cn`, `aws-us-gov`, ...).
+    pub partition: String,
     pub secret: Option<secret::State>,
     pub log_group: Option<log_group::State>,
     pub role: Option<role::State>,
@@ -28,14 +31,18 @@ pub struct Actual {
     pub layer_versions: Vec<layer::Version>,
     /// The stack's ECR repository.
     pub repository: Option<ecr::State>,
+    /// The Bedrock inference profiles the desired stack names, as `GetInferenceProfile`
+    /// answered (filled by [`read_for`]; empty for other providers and teardowns).
+    pub bedrock_profiles: bedrock::ProfileLookups,
 }
 
 impl Actual {
-    /// An account holding nothing for the stack.
+    /// An account holding nothing for the stack (in the Region's partition).
     pub fn empty(account_id: &str, region: &str) -> Actual {
         Actual {
             account_id: account_id.to_string(),
             region: region.to_string(),
+            partition: crate::aws::partition_of_region(region).to_string(),
             ..Default::default()
         }
     }
@@ -106,6 +113,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     Ok(Actual {
         account_id: aws.account_id.clone(),
         region: aws.region.clone(),
+        partition: aws.partition.clone(),
         secret,
         log_group,
         role,
@@ -116,5 +124,20 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         http_apis,
         layer_versions,
         repository,
+        bedrock_profiles: Default::default(),
     })
+}
+
+/// Reads the stack as [`read_actual`] does, plus what the desired stack depends on in the
+/// account: the Bedrock inference profiles it names (`bedrock:GetInferenceProfile`).
+pub async fn read_for(aws: &Aws, desired: &crate::Desired) -> Result<Actual> {
+    let mut actual = read_actual(aws, &desired.stack).await?;
+    if let Some(s) = &desired.spec {
+        let p = &s.config.provider;
+        if p.kind == crate::config::ProviderKind::Bedrock {
+            let region = p.bedrock_region.as_deref().unwrap_or(&aws.region);
+            actual.bedrock_profiles = bedrock::read(aws, region, p.bedrock_models.values()).await?;
+        }
+    }
+    Ok(actual)
 }

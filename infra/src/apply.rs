@@ -221,7 +221,7 @@ async fn run(
     let names = &desired.names;
     let actual = &plan.actual;
     let spec = desired.spec.as_ref();
-    let (account, region) = (actual.account_id.as_str(), actual.region.as_str());
+    let region = actual.region.as_str();
     let created_at = spec.map(|s| s.created_at.clone()).unwrap_or_default();
     let mut refs = Refs::resolve(names, spec, actual);
     let mut w = Writer {
@@ -302,7 +302,7 @@ async fn run(
                 w.run(step, role::delete(aws, &names.role)).await?;
             }
             (Kind::Role, Change::Create { .. }) => {
-                let s = plan::role_spec(names, need()?, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, actual);
                 if let Some(arn) = w.run(step, role::create(aws, &s, &created_at)).await? {
                     if !arn.is_empty() {
                         refs.role_arn = arn;
@@ -310,7 +310,7 @@ async fn run(
                 }
             }
             (Kind::Role, _) => {
-                let s = plan::role_spec(names, need()?, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, actual);
                 let a = actual
                     .role
                     .as_ref()
@@ -332,7 +332,7 @@ async fn run(
                 .await?;
             }
             (Kind::RolePolicy, _) => {
-                let s = plan::role_spec(names, need()?, &refs, account, region);
+                let s = plan::role_spec(names, need()?, &refs, actual);
                 if !options.dry_run && s.policy.to_string().contains(KNOWN_AFTER_APPLY) {
                     bail!(
                         "internal: the secret's ARN is unknown when writing {}",
@@ -529,7 +529,7 @@ async fn run(
                     .await?;
             }
             (Kind::Permission, change) => {
-                let wanted = plan::permission_specs(need()?, &refs, account, region)
+                let wanted = plan::permission_specs(need()?, &refs, actual)
                     .into_iter()
                     .find(|s| s.sid == c.name)
                     .context("internal: permission change without a statement")?;

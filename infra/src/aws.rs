@@ -59,7 +59,39 @@ pub struct Aws {
     pub ecr_registry_url: Option<String>,
     pub account_id: String,
     pub region: String,
+    /// The ARN partition (`aws`, `aws-cn`, `aws-us-gov`, ...), from the caller's ARN that
+    /// `GetCallerIdentity` returns (the Region's partition when that ARN has none). Every ARN
+    /// the toolkit writes carries it.
+    pub partition: String,
     pub iam_retry: IamRetry,
+}
+
+/// The partition of a Region, by its prefix (`cn-` → `aws-cn`, `us-gov-` → `aws-us-gov`, ...);
+/// `aws` for every other Region.
+pub fn partition_of_region(region: &str) -> &'static str {
+    const PREFIXES: &[(&str, &str)] = &[
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+        ("eusc-", "aws-eusc"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map(|(_, p)| *p)
+        .unwrap_or("aws")
+}
+
+/// The partition named by an ARN (`arn:<partition>:...`).
+pub fn partition_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(3, ':');
+    (parts.next() == Some("arn"))
+        .then(|| parts.next())
+        .flatten()
+        .filter(|p| !p.is_empty())
 }
 
 impl Aws {
@@ -105,6 +137,11 @@ impl Aws {
             .account()
             .context("sts:GetCallerIdentity returned no account id")?
             .to_string();
+        let partition = who
+            .arn()
+            .and_then(partition_of_arn)
+            .unwrap_or_else(|| partition_of_region(&region))
+            .to_string();
         Ok(Aws {
             lambda: aws_sdk_lambda::Client::from_conf(
                 aws_sdk_lambda::config::Builder::from(&config)
@@ -142,6 +179,7 @@ impl Aws {
             sts,
             account_id,
             region,
+            partition,
             iam_retry: IamRetry::default(),
             sdk_config: config,
         })

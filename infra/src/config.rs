@@ -495,7 +495,7 @@ impl ProviderSection {
                     );
                 }
             }
-            let looks_like_id = id.starts_with("arn:aws") || id.contains("anthropic.");
+            let looks_like_id = id.starts_with("arn:") || id.contains("anthropic.");
             if !looks_like_id || id.contains([',', '=', ' ', '*']) {
                 bail!(
                     "provider.bedrock_models.\"{name}\" = \"{id}\": give a Bedrock model id \

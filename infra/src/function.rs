@@ -84,8 +84,8 @@ pub struct Spec<'a> {
     pub image_uri: Option<String>,
 }
 
-pub fn function_arn(region: &str, account_id: &str, name: &str) -> String {
-    format!("arn:aws:lambda:{region}:{account_id}:function:{name}")
+pub fn function_arn(partition: &str, region: &str, account_id: &str, name: &str) -> String {
+    format!("arn:{partition}:lambda:{region}:{account_id}:function:{name}")
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {

@@ -465,7 +465,10 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
         }
         aws.apigw
             .tag_resource()
-            .resource_arn(format!("arn:aws:apigateway:{}::/apis/{id}", aws.region))
+            .resource_arn(format!(
+                "arn:{}:apigateway:{}::/apis/{id}",
+                aws.partition, aws.region
+            ))
             .set_tags(Some(tags.into_iter().collect()))
             .send()
             .await

@@ -137,7 +137,7 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
         }
         let arn = actual.arn.clone().unwrap_or_else(|| {
             names::Names::new(spec.stack)
-                .log_group_arn(&aws.region, &aws.account_id)
+                .log_group_arn(&aws.partition, &aws.region, &aws.account_id)
                 .trim_end_matches(":*")
                 .to_string()
         });

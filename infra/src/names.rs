@@ -45,9 +45,9 @@ impl Names {
     }
 
     /// The log group's ARN in the form IAM policies use for its streams.
-    pub fn log_group_arn(&self, region: &str, account: &str) -> String {
+    pub fn log_group_arn(&self, partition: &str, region: &str, account: &str) -> String {
         format!(
-            "arn:aws:logs:{region}:{account}:log-group:{}:*",
+            "arn:{partition}:logs:{region}:{account}:log-group:{}:*",
             self.log_group
         )
     }
@@ -99,8 +99,12 @@ mod tests {
         assert_eq!(n.layer, "claude-proxy-team-a-bootstrap");
         assert_eq!(n.ecr_repository, "claude-proxy-team-a");
         assert_eq!(
-            n.log_group_arn("us-east-1", "123456789012"),
+            n.log_group_arn("aws", "us-east-1", "123456789012"),
             "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/claude-proxy-team-a:*"
+        );
+        assert_eq!(
+            n.log_group_arn("aws-cn", "cn-north-1", "123456789012"),
+            "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/lambda/claude-proxy-team-a:*"
         );
     }
 

@@ -148,8 +148,8 @@ pub fn api_statement(api_source_arn: &str) -> Statement {
     }
 }
 
-pub fn api_source_arn(region: &str, account_id: &str, api_id: &str) -> String {
-    format!("arn:aws:execute-api:{region}:{account_id}:{api_id}/*/*")
+pub fn api_source_arn(partition: &str, region: &str, account_id: &str, api_id: &str) -> String {
+    format!("arn:{partition}:execute-api:{region}:{account_id}:{api_id}/*/*")
 }
 
 /// One change per statement id, desired order.

@@ -220,8 +220,9 @@ impl Refs {
                 .as_ref()
                 .map(|s| s.arn.clone())
                 .unwrap_or_else(|| KNOWN_AFTER_APPLY.into()),
-            role_arn: role::role_arn(&actual.account_id, &names.role),
+            role_arn: role::role_arn(&actual.partition, &actual.account_id, &names.role),
             function_arn: function::function_arn(
+                &actual.partition,
                 &actual.region,
                 &actual.account_id,
                 &names.function,
@@ -254,18 +255,27 @@ pub(crate) fn role_spec<'a>(
     names: &'a Names,
     s: &StackSpec,
     refs: &Refs,
-    account: &str,
-    region: &str,
+    actual: &Actual,
 ) -> role::Spec<'a> {
-    let mut policy = role::policy_document(&refs.secret_arn, &names.log_group_arn(region, account));
+    let (partition, account, region) = (
+        actual.partition.as_str(),
+        actual.account_id.as_str(),
+        actual.region.as_str(),
+    );
+    let mut policy = role::policy_document(
+        &refs.secret_arn,
+        &names.log_group_arn(partition, region, account),
+    );
     let p = &s.config.provider;
     if p.kind == crate::config::ProviderKind::Bedrock {
         let bedrock_region = p.bedrock_region.as_deref().unwrap_or(region);
         role::add_bedrock_statements(
             &mut policy,
+            partition,
             bedrock_region,
             account,
             p.bedrock_models.values(),
+            &actual.bedrock_profiles,
         );
     }
     role::Spec {
@@ -348,8 +358,7 @@ pub(crate) fn api_spec<'a>(
 pub(crate) fn permission_specs(
     s: &StackSpec,
     refs: &Refs,
-    account: &str,
-    region: &str,
+    actual: &Actual,
 ) -> Vec<permission::Statement> {
     let mut out = Vec::new();
     let u = &s.config.function_url;
@@ -358,7 +367,12 @@ pub(crate) fn permission_specs(
     }
     if s.config.http_api.enabled {
         let arn = match &refs.api_id {
-            Some(id) => permission::api_source_arn(region, account, id),
+            Some(id) => permission::api_source_arn(
+                &actual.partition,
+                &actual.region,
+                &actual.account_id,
+                id,
+            ),
             None => KNOWN_AFTER_APPLY.to_string(),
         };
         out.push(permission::api_statement(&arn));
@@ -371,7 +385,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let names = &desired.names;
     let spec = desired.spec.as_ref();
     let refs = Refs::resolve(names, spec, actual);
-    let (account, region) = (actual.account_id.as_str(), actual.region.as_str());
+    let region = actual.region.as_str();
     let mut changes = Vec::new();
     let mut blockers = Vec::new();
     let mut push = |kind: Kind, name: &str, id: Option<String>, change: Option<Change>| {
@@ -401,7 +415,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         log_group::diff(lg.as_ref(), actual.log_group.as_ref()),
     );
 
-    let r = spec.map(|s| role_spec(names, s, &refs, account, region));
+    let r = spec.map(|s| role_spec(names, s, &refs, actual));
     push(
         Kind::Role,
         &names.role,
@@ -485,7 +499,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
 
     let perms = spec
-        .map(|s| permission_specs(s, &refs, account, region))
+        .map(|s| permission_specs(s, &refs, actual))
         .unwrap_or_default();
     for (sid, change) in permission::diff(&perms, a_perms) {
         push(Kind::Permission, &sid, None, Some(change));
@@ -522,6 +536,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
         let p = &s.config.provider;
         if p.kind == crate::config::ProviderKind::Bedrock {
+            let (profile_notes, profile_blockers) = crate::bedrock::notes_and_blockers(
+                p.bedrock_region.as_deref().unwrap_or(region),
+                p.bedrock_models.values(),
+                &actual.bedrock_profiles,
+            );
+            notes.extend(profile_notes);
+            blockers.extend(profile_blockers);
             notes.push(format!(
                 "provider bedrock: the account needs access to the models behind {} (Bedrock console, Model access, in {}); calls to others are denied",
                 p.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", "),

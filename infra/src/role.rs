@@ -108,23 +108,33 @@ pub const BEDROCK_PROFILE_REGIONS: &[(&str, &[&str])] = &[
 pub enum BedrockTarget {
     /// A foundation model (`anthropic.claude-...`), or an ARN used as it is.
     Direct { arn: String, model: Option<String> },
-    /// A system inference profile `<prefix>.<model>`.
+    /// An inference profile: a system profile `<prefix>.<model>` (id or
+    /// `:inference-profile/` ARN), or an application inference profile
+    /// (`:application-inference-profile/` ARN: no prefix, no model known without a lookup).
     Profile {
-        prefix: String,
+        prefix: Option<String>,
         profile_arn: String,
-        model: String,
+        model: Option<String>,
     },
 }
 
-/// Classifies a Bedrock id or ARN; `region`/`account` are those of the Bedrock calls.
-pub fn bedrock_target(id: &str, region: &str, account: &str) -> BedrockTarget {
+/// Classifies a Bedrock id or ARN; `partition`/`region`/`account` are those of the Bedrock
+/// calls.
+pub fn bedrock_target(id: &str, partition: &str, region: &str, account: &str) -> BedrockTarget {
     if let Some(rest) = id.strip_prefix("arn:") {
+        if rest.contains(":application-inference-profile/") {
+            return BedrockTarget::Profile {
+                prefix: None,
+                profile_arn: id.to_string(),
+                model: None,
+            };
+        }
         if let Some((_, profile)) = rest.split_once(":inference-profile/") {
             if let Some((prefix, model)) = profile.split_once('.') {
                 return BedrockTarget::Profile {
-                    prefix: prefix.to_string(),
+                    prefix: Some(prefix.to_string()),
                     profile_arn: id.to_string(),
-                    model: model.to_string(),
+                    model: Some(model.to_string()),
                 };
             }
         }
@@ -137,38 +147,52 @@ pub fn bedrock_target(id: &str, region: &str, account: &str) -> BedrockTarget {
         };
     }
     match id.split_once('.') {
-        Some((prefix, model)) if BEDROCK_PROFILE_REGIONS.iter().any(|(p, _)| *p == prefix) => {
-            BedrockTarget::Profile {
-                prefix: prefix.to_string(),
-                profile_arn: format!("arn:aws:bedrock:{region}:{account}:inference-profile/{id}"),
-                model: model.to_string(),
-            }
-        }
+        Some((prefix, model)) if crate::bedrock::is_profile(id) => BedrockTarget::Profile {
+            prefix: Some(prefix.to_string()),
+            profile_arn: format!(
+                "arn:{partition}:bedrock:{region}:{account}:inference-profile/{id}"
+            ),
+            model: Some(model.to_string()),
+        },
         _ => BedrockTarget::Direct {
-            arn: foundation_model_arn(region, id),
+            arn: foundation_model_arn(partition, region, id),
             model: Some(id.to_string()),
         },
     }
 }
 
-fn foundation_model_arn(region: &str, model: &str) -> String {
-    format!("arn:aws:bedrock:{region}::foundation-model/{model}")
+fn foundation_model_arn(partition: &str, region: &str, model: &str) -> String {
+    format!("arn:{partition}:bedrock:{region}::foundation-model/{model}")
+}
+
+/// The model id of a foundation-model ARN, and whether the ARN names no Region (global
+/// cross-Region inference).
+fn model_of_arn(arn: &str) -> Option<(&str, bool)> {
+    let (head, model) = arn.split_once(":foundation-model/")?;
+    let region = head.split(':').nth(3).unwrap_or_default();
+    Some((model, region.is_empty()))
 }
 
 /// Adds the Bedrock statements for exactly the configured ids:
 /// - `bedrock:InvokeModel` + `bedrock:InvokeModelWithResponseStream` on each foundation
-///   model and each inference profile;
-/// - the same on the foundation models a profile routes to, in the Regions of its geography,
-///   only when called through one of the configured profiles (`bedrock:InferenceProfileArn`);
-/// - for `global.` profiles also the Region-less foundation-model ARN with
-///   `aws:RequestedRegion = unspecified`, as global cross-Region inference requires;
+///   model and each inference profile (system or application);
+/// - the same on the foundation models a profile routes to, only when called through one
+///   of the configured profiles (`bedrock:InferenceProfileArn`): exactly the
+///   `models[].modelArn` that `bedrock:GetInferenceProfile` returned (`lookups`), or, when
+///   the lookup was refused or not made, the profile's model in the Regions of its
+///   geography in [`BEDROCK_PROFILE_REGIONS`] (an application profile then gets none);
+/// - for `global.` profiles (and Region-less routed ARNs) the Region-less foundation-model
+///   ARN with `aws:RequestedRegion = unspecified`, as global cross-Region inference requires;
 /// - `bedrock:CountTokens` on the configured models in the calling Region.
 pub fn add_bedrock_statements<'a>(
     policy: &mut Value,
+    partition: &str,
     region: &str,
     account: &str,
     ids: impl IntoIterator<Item = &'a String>,
+    lookups: &crate::bedrock::ProfileLookups,
 ) {
+    use crate::bedrock::ProfileLookup;
     use std::collections::BTreeSet;
     let (mut direct, mut profiles, mut routed, mut global_profiles, mut global_models, mut count) = (
         BTreeSet::new(),
@@ -179,10 +203,10 @@ pub fn add_bedrock_statements<'a>(
         BTreeSet::new(),
     );
     for id in ids {
-        match bedrock_target(id, region, account) {
+        match bedrock_target(id, partition, region, account) {
             BedrockTarget::Direct { arn, model } => {
                 if let Some(m) = model {
-                    count.insert(foundation_model_arn(region, &m));
+                    count.insert(foundation_model_arn(partition, region, &m));
                 }
                 direct.insert(arn);
             }
@@ -191,20 +215,45 @@ pub fn add_bedrock_statements<'a>(
                 profile_arn,
                 model,
             } => {
-                count.insert(foundation_model_arn(region, &model));
-                let regions = BEDROCK_PROFILE_REGIONS
-                    .iter()
-                    .find(|(p, _)| *p == prefix)
-                    .map(|(_, r)| *r)
-                    .unwrap_or(&[]);
-                routed.insert(foundation_model_arn(region, &model));
-                for r in regions {
-                    routed.insert(foundation_model_arn(r, &model));
-                }
-                if prefix == "global" {
-                    global_models.insert(format!("arn:aws:bedrock:::foundation-model/{model}"));
-                    global_profiles.insert(profile_arn.clone());
-                }
+                let global = prefix.as_deref() == Some("global");
+                let profile_arn = match lookups.get(id) {
+                    Some(ProfileLookup::Resolved { arn, models }) => {
+                        for m in models {
+                            let Some((model, regionless)) = model_of_arn(m) else {
+                                routed.insert(m.clone());
+                                continue;
+                            };
+                            count.insert(foundation_model_arn(partition, region, model));
+                            if regionless || global {
+                                global_models.insert(foundation_model_arn(partition, "", model));
+                                global_profiles.insert(arn.clone());
+                            }
+                            if !regionless {
+                                routed.insert(m.clone());
+                            }
+                        }
+                        arn.clone()
+                    }
+                    _ => {
+                        if let Some(model) = &model {
+                            count.insert(foundation_model_arn(partition, region, model));
+                            let regions = BEDROCK_PROFILE_REGIONS
+                                .iter()
+                                .find(|(p, _)| Some(*p) == prefix.as_deref())
+                                .map(|(_, r)| *r)
+                                .unwrap_or(&[]);
+                            routed.insert(foundation_model_arn(partition, region, model));
+                            for r in regions {
+                                routed.insert(foundation_model_arn(partition, r, model));
+                            }
+                            if global {
+                                global_models.insert(foundation_model_arn(partition, "", model));
+                                global_profiles.insert(profile_arn.clone());
+                            }
+                        }
+                        profile_arn
+                    }
+                };
                 direct.insert(profile_arn.clone());
                 profiles.insert(profile_arn);
             }
@@ -223,7 +272,7 @@ pub fn add_bedrock_statements<'a>(
             "Resource": direct,
         }));
     }
-    if !profiles.is_empty() {
+    if !routed.is_empty() {
         statements.push(json!({
             "Sid": "InvokeBedrockModelsThroughProfiles",
             "Effect": "Allow",
@@ -257,8 +306,8 @@ pub fn add_bedrock_statements<'a>(
     }
 }
 
-pub fn role_arn(account_id: &str, role_name: &str) -> String {
-    format!("arn:aws:iam::{account_id}:role/{role_name}")
+pub fn role_arn(partition: &str, account_id: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account_id}:role/{role_name}")
 }
 
 /// IAM returns policy documents URL-encoded (RFC 3986); moto returns them either way.
@@ -665,7 +714,8 @@ mod tests {
             "us.anthropic.claude-haiku-4-5-20251001-v1:0".to_string(),
             "anthropic.claude-opus-4-1-20250805-v1:0".to_string(),
         ];
-        add_bedrock_statements(&mut doc, "us-east-1", "123456789012", &ids);
+        let none = Default::default();
+        add_bedrock_statements(&mut doc, "aws", "us-east-1", "123456789012", &ids, &none);
         let text = doc.to_string();
         assert!(
             !text.contains("\"*\"") && !text.contains("bedrock:*"),
@@ -706,14 +756,73 @@ mod tests {
         assert_eq!(
             bedrock_target(
                 "arn:aws:bedrock:us-east-1:1:application-inference-profile/x",
+                "aws",
                 "us-east-1",
                 "1"
             ),
-            BedrockTarget::Direct {
-                arn: "arn:aws:bedrock:us-east-1:1:application-inference-profile/x".into(),
+            BedrockTarget::Profile {
+                prefix: None,
+                profile_arn: "arn:aws:bedrock:us-east-1:1:application-inference-profile/x".into(),
                 model: None
             }
         );
+    }
+
+    #[test]
+    fn resolved_profiles_grant_exactly_the_models_they_route_to() {
+        use crate::bedrock::ProfileLookup;
+        let app =
+            "arn:aws-us-gov:bedrock:us-gov-west-1:1:application-inference-profile/abc".to_string();
+        let sys = "us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0".to_string();
+        let fm = |r: &str, m: &str| format!("arn:aws-us-gov:bedrock:{r}::foundation-model/{m}");
+        let lookups = crate::bedrock::ProfileLookups::from([
+            (
+                app.clone(),
+                ProfileLookup::Resolved {
+                    arn: app.clone(),
+                    models: vec![fm(
+                        "us-gov-west-1",
+                        "anthropic.claude-haiku-4-5-20251001-v1:0",
+                    )],
+                },
+            ),
+            (
+                sys.clone(),
+                ProfileLookup::Refused {
+                    reason: "AccessDeniedException: no".into(),
+                },
+            ),
+        ]);
+        let mut doc = policy_document("arn:secret", "arn:logs");
+        add_bedrock_statements(
+            &mut doc,
+            "aws-us-gov",
+            "us-gov-west-1",
+            "1",
+            [&app, &sys],
+            &lookups,
+        );
+        let st = doc["Statement"].as_array().unwrap();
+        let by_sid = |sid: &str| st.iter().find(|s| s["Sid"] == sid).unwrap().clone();
+        let sys_arn = format!("arn:aws-us-gov:bedrock:us-gov-west-1:1:inference-profile/{sys}");
+        assert_eq!(
+            by_sid("InvokeBedrockModels")["Resource"],
+            json!([app, sys_arn])
+        );
+        let routed = by_sid("InvokeBedrockModelsThroughProfiles");
+        assert_eq!(
+            routed["Resource"],
+            json!([
+                fm("us-gov-east-1", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+                fm("us-gov-west-1", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+                fm("us-gov-west-1", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            ])
+        );
+        assert_eq!(
+            routed["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"],
+            json!([app, sys_arn])
+        );
+        assert!(!doc.to_string().contains("arn:aws:"), "{doc}");
     }
 
     #[test]

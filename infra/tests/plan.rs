@@ -69,24 +69,24 @@ fn deployed(d: &Desired) -> Actual {
         tags: tags(&d.stack),
     });
     a.role = Some(role::State {
-        arn: role::role_arn(ACCOUNT, &n.role),
+        arn: role::role_arn("aws", ACCOUNT, &n.role),
         trust_policy: role::trust_policy(),
         tags: tags(&d.stack),
         inline_policies: BTreeMap::from([(
             n.role_policy.clone(),
-            role::policy_document(&secret_arn, &n.log_group_arn(REGION, ACCOUNT)),
+            role::policy_document(&secret_arn, &n.log_group_arn("aws", REGION, ACCOUNT)),
         )]),
         attached_policies: vec![],
     });
     let f = &s.config.function;
     a.function = Some(function::State {
-        arn: function::function_arn(REGION, ACCOUNT, &n.function),
+        arn: function::function_arn("aws", REGION, ACCOUNT, &n.function),
         runtime: Some("provided.al2023".into()),
         architecture: Some(f.architecture.as_str().into()),
         memory_mb: Some(f.memory_mb as i32),
         timeout_seconds: Some(f.timeout_seconds as i32),
         handler: Some("bootstrap".into()),
-        role_arn: Some(role::role_arn(ACCOUNT, &n.role)),
+        role_arn: Some(role::role_arn("aws", ACCOUNT, &n.role)),
         env: s.env(&secret_arn),
         code_sha256: Some(artifact().code_sha256),
         package_type: Some("Zip".into()),
@@ -111,7 +111,7 @@ fn deployed(d: &Desired) -> Actual {
             id: "int1".into(),
             integration_type: "AWS_PROXY".into(),
             payload_format_version: "2.0".into(),
-            uri: function::function_arn(REGION, ACCOUNT, &n.function),
+            uri: function::function_arn("aws", REGION, ACCOUNT, &n.function),
             timeout_ms: Some(30_000),
         };
         a.http_apis.push(http_api::State {
@@ -136,7 +136,7 @@ fn deployed(d: &Desired) -> Actual {
         });
         a.permissions
             .push(permission::api_statement(&permission::api_source_arn(
-                REGION, ACCOUNT, &api_id,
+                "aws", REGION, ACCOUNT, &api_id,
             )));
     }
     a
@@ -645,16 +645,46 @@ fn with_provider(kind: infra::config::ProviderKind, key: Option<&str>) -> Desire
     )
 }
 
+/// What `GetInferenceProfile` answers for the profiles `d` names (as `read_for` adds them):
+/// each routes to its model in the calling Region.
+fn looked_up(d: &Desired) -> infra::bedrock::ProfileLookups {
+    let p = &d.spec.as_ref().unwrap().config.provider;
+    p.bedrock_models
+        .values()
+        .filter(|id| infra::bedrock::is_profile(id))
+        .map(|id| {
+            let model = id.split_once('.').unwrap().1;
+            let lookup = infra::bedrock::ProfileLookup::Resolved {
+                arn: format!("arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/{id}"),
+                models: vec![format!(
+                    "arn:aws:bedrock:{REGION}::foundation-model/{model}"
+                )],
+            };
+            (id.clone(), lookup)
+        })
+        .collect()
+}
+
+/// `actual` as `read_for` reads it for the desired stack `d`.
+fn with_lookups(mut actual: Actual, d: &Desired) -> Actual {
+    actual.bedrock_profiles = looked_up(d);
+    actual
+}
+
 /// The account state after deploying `d` with the Bedrock provider: the role's policy has
 /// the Bedrock statements, the secret only caller tokens.
 fn deployed_bedrock(d: &Desired) -> Actual {
-    let mut a = deployed(d);
+    let mut a = with_lookups(deployed(d), d);
     let n = &d.names;
     let secret = a.secret.as_mut().unwrap();
     secret.value.as_mut().unwrap().anthropic_api_key = None;
-    let mut policy = role::policy_document(&secret.arn.clone(), &n.log_group_arn(REGION, ACCOUNT));
+    let mut policy = role::policy_document(
+        &secret.arn.clone(),
+        &n.log_group_arn("aws", REGION, ACCOUNT),
+    );
     role::add_bedrock_statements(
         &mut policy,
+        "aws",
         REGION,
         ACCOUNT,
         d.spec
@@ -664,6 +694,7 @@ fn deployed_bedrock(d: &Desired) -> Actual {
             .provider
             .bedrock_models
             .values(),
+        &a.bedrock_profiles,
     );
     a.role
         .as_mut()
@@ -678,7 +709,7 @@ fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
     use infra::config::ProviderKind::{Anthropic, Bedrock};
     // Anthropic → Bedrock: no key needed, the role policy and the environment change.
     let bedrock = with_provider(Bedrock, None);
-    let p = plan(&bedrock, &deployed(&desired()));
+    let p = plan(&bedrock, &with_lookups(deployed(&desired()), &bedrock));
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
     let changed: Vec<(Kind, &str)> = p
         .changes
@@ -703,7 +734,10 @@ fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
 
     // Deployed with Bedrock: nothing to do; a first Bedrock deploy needs no key.
     assert!(plan(&bedrock, &deployed_bedrock(&bedrock)).is_empty());
-    let first = plan(&bedrock, &Actual::empty(ACCOUNT, REGION));
+    let first = plan(
+        &bedrock,
+        &with_lookups(Actual::empty(ACCOUNT, REGION), &bedrock),
+    );
     assert!(first.blockers.is_empty(), "{:?}", first.blockers);
     assert!(!first.to_string().contains("anthropic_api_key"));
 
@@ -728,4 +762,78 @@ fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
         .iter()
         .all(|c| matches!(c.change, Change::Update { .. })));
     insta::assert_snapshot!("provider_bedrock_to_anthropic", back.to_string());
+}
+
+#[test]
+fn bedrock_profile_lookups_refused_or_missing_are_in_the_plan() {
+    use infra::bedrock::ProfileLookup;
+    use infra::config::ProviderKind::Bedrock;
+    let bedrock = with_provider(Bedrock, None);
+    let ids: Vec<String> = bedrock
+        .spec
+        .as_ref()
+        .unwrap()
+        .config
+        .provider
+        .bedrock_models
+        .values()
+        .cloned()
+        .collect();
+    let mut a = deployed_bedrock(&bedrock);
+    assert!(plan(&bedrock, &a)
+        .notes
+        .iter()
+        .all(|n| !n.contains("GetInferenceProfile")));
+
+    // Refused: a note names the profile, the reason and the fallback; no blocker.
+    a.bedrock_profiles.insert(
+        ids[0].clone(),
+        ProfileLookup::Refused {
+            reason: "AccessDeniedException: not authorized".into(),
+        },
+    );
+    let p = plan(&bedrock, &a);
+    assert!(p.blockers.is_empty(), "{p}");
+    assert!(
+        p.notes.iter().any(|n| n.contains(&ids[0])
+            && n.contains("AccessDeniedException")
+            && n.contains("built-in geography table")),
+        "{p}"
+    );
+
+    // Not found: a blocker.
+    a.bedrock_profiles.insert(
+        ids[1].clone(),
+        ProfileLookup::NotFound {
+            reason: "ResourceNotFoundException: no such profile".into(),
+        },
+    );
+    let p = plan(&bedrock, &a);
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains(&ids[1]) && b.contains("does not exist")),
+        "{p}"
+    );
+}
+
+#[test]
+fn arns_carry_the_partition_of_the_account() {
+    // A first deploy in the aws-cn partition: the role's policy names the log group with
+    // `arn:aws-cn:` (and nothing with `arn:aws:`).
+    let d = desired();
+    let mut a = Actual::empty(ACCOUNT, "cn-north-1");
+    assert_eq!(a.partition, "aws-cn");
+    a.secret = Some(secret::State {
+        arn: format!(
+            "arn:aws-cn:secretsmanager:cn-north-1:{ACCOUNT}:secret:claude-proxy/dev-AbCdEf"
+        ),
+        tags: tags(&d.stack),
+        value: None,
+        scheduled_for_deletion: false,
+    });
+    let p = plan(&d, &a);
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(json.contains("arn:aws-cn:logs:cn-north-1:"), "{json}");
+    assert!(!json.contains("arn:aws:"), "{json}");
 }

@@ -15,6 +15,15 @@
 //! which kills the client. Held requests are never forwarded.
 //!
 //! Start one proxy per test (they are cheap) so parallel tests do not share counters.
+//!
+//! Stricter-than-moto answers, each in its own module:
+//! - [`bedrock_profiles`]: Bedrock's `GetInferenceProfile`, which moto lacks (always on;
+//!   [`AwsProxy::set_inference_profiles`] adds application profiles or refuses lookups);
+//! - [`partition`]: ARNs of another partition refused as AWS refuses them
+//!   ([`AwsProxy::strict_partition`]).
+
+pub mod bedrock_profiles;
+pub mod partition;
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -173,6 +182,10 @@ struct Inner {
     hold_after: Option<usize>,
     /// Set once holding started.
     holding: bool,
+    /// See [`bedrock_profiles`].
+    inference_profiles: bedrock_profiles::InferenceProfiles,
+    /// See [`partition`].
+    strict_partition: bool,
 }
 
 #[derive(Clone)]
@@ -284,7 +297,11 @@ impl AwsProxy {
     /// end unanswered and are never forwarded).
     pub fn clear(&self) {
         let mut i = self.inner.lock().unwrap();
-        *i = Inner::default();
+        *i = Inner {
+            inference_profiles: std::mem::take(&mut i.inference_profiles),
+            strict_partition: i.strict_partition,
+            ..Inner::default()
+        };
         drop(i);
         self.release();
     }
@@ -320,6 +337,18 @@ impl AwsProxy {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// Refuse ARNs of another partition than the Region's, as AWS does (see [`partition`]).
+    /// Survives [`AwsProxy::clear`].
+    pub fn strict_partition(&self) {
+        self.inner.lock().unwrap().strict_partition = true;
+    }
+
+    /// Replaces the stand-in's application inference profiles and refusal switch (see
+    /// [`bedrock_profiles`]). Survives [`AwsProxy::clear`].
+    pub fn set_inference_profiles(&self, profiles: bedrock_profiles::InferenceProfiles) {
+        self.inner.lock().unwrap().inference_profiles = profiles;
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.inner.lock().unwrap().faults.push(fault);
     }
@@ -338,6 +367,63 @@ fn service_of(req: &http::HeaderMap) -> String {
         .and_then(|c| c.split('/').nth(3))
         .unwrap_or("unknown")
         .to_string()
+}
+
+/// The Region of the SigV4 credential scope.
+fn region_of(req: &http::HeaderMap) -> String {
+    req.get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("us-east-1")
+        .to_string()
+}
+
+/// What the proxy answers itself instead of moto (see [`bedrock_profiles`], [`partition`]):
+/// (status, error code or "" for success, body, content type).
+fn stand_in_answer(
+    s: &Shared,
+    service: &str,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Option<(u16, String, String)> {
+    let (profiles, strict_partition) = {
+        let i = s.inner.lock().unwrap();
+        (i.inference_profiles.clone(), i.strict_partition)
+    };
+    let region = region_of(&parts.headers);
+    if service == "bedrock" && parts.method == http::Method::GET {
+        if let Some(a) = bedrock_profiles::answer(&profiles, &region, parts.uri.path()) {
+            return Some(a);
+        }
+    }
+    if strict_partition {
+        let form = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Some((status, code, message)) =
+            partition::check(&region, service, path_and_query, body, form)
+        {
+            let f = Fault {
+                matcher: Matcher::NthMutating(0),
+                times: 0,
+                status,
+                code,
+                message,
+                after_forwarding: false,
+                kind: FaultKind::Error,
+            };
+            return Some((f.status, f.code.clone(), error_body(service, &f)));
+        }
+    }
+    None
 }
 
 fn form_action(body: &[u8]) -> Option<String> {
@@ -391,8 +477,31 @@ fn for_service(service: &str, f: &Fault) -> Fault {
     f
 }
 
+fn error_content_type(service: &str) -> &'static str {
+    match service {
+        "iam" | "sts" => "text/xml",
+        "lambda" | "apigateway" | "bedrock" => "application/json",
+        _ => "application/x-amz-json-1.1",
+    }
+}
+
+fn error_body(service: &str, f: &Fault) -> String {
+    error_response_parts(service, f).1
+}
+
 fn error_response(service: &str, f: &Fault) -> Response {
-    let (content_type, body) = match service {
+    let (content_type, body) = error_response_parts(service, f);
+    Response::builder()
+        .status(f.status)
+        .header("content-type", content_type)
+        .header("x-amzn-errortype", f.code.as_str())
+        .header("x-amzn-requestid", "injected")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn error_response_parts(service: &str, f: &Fault) -> (&'static str, String) {
+    match service {
         "iam" | "sts" => (
             "text/xml",
             format!(
@@ -408,14 +517,7 @@ fn error_response(service: &str, f: &Fault) -> Response {
             "application/x-amz-json-1.1",
             serde_json::json!({"__type": f.code, "message": f.message, "Message": f.message}).to_string(),
         ),
-    };
-    Response::builder()
-        .status(f.status)
-        .header("content-type", content_type)
-        .header("x-amzn-errortype", f.code.as_str())
-        .header("x-amzn-requestid", "injected")
-        .body(Body::from(body))
-        .unwrap()
+    }
 }
 
 /// Waits until the hold is released, then answers 503 (never forwarded).
@@ -497,6 +599,23 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             status,
         });
     };
+
+    if fault.is_none() {
+        if let Some((status, code, body)) = stand_in_answer(&s, &service, &parts, &body) {
+            record(status, !code.is_empty());
+            let mut out = Response::builder()
+                .status(status)
+                .header("x-amzn-requestid", "stand-in");
+            if code.is_empty() {
+                out = out.header("content-type", "application/json");
+            } else {
+                out = out
+                    .header("content-type", error_content_type(&service))
+                    .header("x-amzn-errortype", code.as_str());
+            }
+            return Some(out.body(Body::from(body)).unwrap());
+        }
+    }
 
     if let Some(f) = &fault {
         if !f.after_forwarding {

@@ -9,6 +9,9 @@ pub fn iam_action(c: &Call) -> Option<String> {
     match c.service.as_str() {
         "sts" => None, // GetCallerIdentity needs no permission
         "apigateway" => Some(format!("apigateway:{}", c.method)),
+        "bedrock" if c.method == "GET" && c.path.starts_with("/inference-profiles/") => {
+            Some("bedrock:GetInferenceProfile".into())
+        }
         "lambda" => {
             let p: Vec<&str> = c.path.trim_start_matches('/').split('/').collect();
             let m = c.method.as_str();

@@ -29,8 +29,14 @@ pub struct Env {
 }
 
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    sdk_config_in(endpoint, REGION).await
+}
+
+/// [`sdk_config`] for another Region (moto derives the partition from it: `cn-north-1` is
+/// `aws-cn`).
+pub async fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .retry_config(infra::aws::retry_config())
@@ -39,11 +45,16 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
 }
 
 pub async fn env() -> Env {
+    env_in(REGION).await
+}
+
+/// [`env`] in another Region.
+pub async fn env_in(region: &str) -> Env {
     let moto = MotoServer::start()
         .await
         .expect("moto server (see the message for how to install it)");
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.unwrap();
-    let aws = Aws::from_sdk_config(sdk_config(&proxy.endpoint_url()).await)
+    let aws = Aws::from_sdk_config(sdk_config_in(&proxy.endpoint_url(), region).await)
         .await
         .unwrap()
         .with_iam_retry(IamRetry {
@@ -51,7 +62,7 @@ pub async fn env() -> Env {
             max_delay: Duration::from_millis(40),
             max_total: Duration::from_secs(20),
         });
-    let direct = sdk_config(&moto.endpoint_url()).await;
+    let direct = sdk_config_in(&moto.endpoint_url(), region).await;
     proxy.clear();
     Env {
         moto,
@@ -87,7 +98,7 @@ pub fn desired(o: &Overrides, key: Option<&str>) -> Desired {
 }
 
 pub async fn plan_for(aws: &Aws, d: &Desired) -> Plan {
-    let actual = infra::read_actual(aws, &d.stack).await.unwrap();
+    let actual = infra::read_for(aws, d).await.unwrap();
     infra::plan(d, &actual)
 }
 

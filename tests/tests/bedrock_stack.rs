@@ -1,6 +1,11 @@
 //! A Bedrock stack against moto: deployed without an Anthropic key, the role's inline policy
 //! (read back with plain SDK calls) names exactly the configured model and profile ARNs, and
 //! switching the provider back and forth converges with updates only.
+//!
+//! Inference profiles are resolved with `GetInferenceProfile`, which the proxy answers (moto
+//! lacks it; `stand_ins::aws_proxy::bedrock_profiles`, whose geographies deliberately differ
+//! from the toolkit's built-in table): the role is granted exactly the models each profile
+//! routes to, and the built-in table only when the lookup is refused.
 
 use infra::config::StackConfig;
 use infra::{Change, Desired, SecretInput};
@@ -19,10 +24,17 @@ claude-opus-4-1 = "anthropic.claude-opus-4-1-20250805-v1:0"
 "#;
 
 fn desired(stack: &str, kind: &str, key: Option<&str>) -> Desired {
-    let file = StackConfig::parse(&format!(
-        "[stack]\nname = \"{stack}\"\n[provider]\nkind = \"{kind}\"\n{MODELS}"
-    ))
-    .unwrap();
+    desired_with(
+        stack,
+        &format!("[provider]\nkind = \"{kind}\"\n{MODELS}"),
+        key,
+    )
+}
+
+/// A stack with this `[provider]` part (and what follows it) of `stack.toml`.
+fn desired_with(stack: &str, provider_toml: &str, key: Option<&str>) -> Desired {
+    let file =
+        StackConfig::parse(&format!("[stack]\nname = \"{stack}\"\n{provider_toml}")).unwrap();
     Desired::new(
         &file,
         &Default::default(),
@@ -141,13 +153,18 @@ async fn bedrock_role_names_exactly_the_configured_models_and_switching_converge
             .collect(),
         ),
         (
+            // Exactly where the stand-in's GetInferenceProfile says each profile routes (its
+            // `us` has no us-west-1, unlike the built-in table).
             "InvokeBedrockModelsThroughProfiles".to_string(),
             [
                 fm("us-east-1", haiku),
                 fm("us-east-2", haiku),
-                fm("us-west-1", haiku),
                 fm("us-west-2", haiku),
-                fm(REGION, sonnet),
+                fm("us-east-1", sonnet),
+                fm("us-east-2", sonnet),
+                fm("us-west-2", sonnet),
+                fm("eu-west-1", sonnet),
+                fm("ap-northeast-1", sonnet),
             ]
             .into_iter()
             .collect(),
@@ -217,4 +234,167 @@ async fn bedrock_role_names_exactly_the_configured_models_and_switching_converge
     let (policy, _) = bedrock_policy(&env, stack).await;
     assert_eq!(policy, expected);
     assert_eq!(function_env(&env, stack).await["PROVIDER"], "bedrock");
+}
+
+fn through_profiles(doc: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let st = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "InvokeBedrockModelsThroughProfiles")
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        as_strings(&st["Resource"]).into_iter().collect(),
+        as_strings(&st["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"])
+            .into_iter()
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn application_and_system_profiles_are_resolved_with_get_inference_profile() {
+    let env = env().await;
+    let haiku = "anthropic.claude-haiku-4-5-20251001-v1:0";
+    let sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let fm = |region: &str, id: &str| format!("arn:aws:bedrock:{region}::foundation-model/{id}");
+    let app = format!("arn:aws:bedrock:{REGION}:{ACCOUNT}:application-inference-profile/team1");
+    env.proxy
+        .set_inference_profiles(stand_ins::aws_proxy::bedrock_profiles::InferenceProfiles {
+            application: BTreeMap::from([(
+                app.clone(),
+                vec![fm("us-east-1", haiku), fm("us-west-2", haiku)],
+            )]),
+            refuse: false,
+        });
+
+    // An application inference profile: its models, pinned to it.
+    let d = desired_with(
+        "bedrock-app",
+        &format!(
+            "[provider]\nkind = \"bedrock\"\n[limits]\ndefault_model = \"claude-haiku-4-5\"\n\
+             [provider.bedrock_models]\nclaude-haiku-4-5 = \"{app}\"\n"
+        ),
+        None,
+    );
+    let p = apply(&env, &d).await;
+    assert!(
+        !p.notes.iter().any(|n| n.contains("GetInferenceProfile")),
+        "{p}"
+    );
+    let (_, doc) = bedrock_policy(&env, "bedrock-app").await;
+    assert_eq!(
+        through_profiles(&doc),
+        (
+            set(&[&fm("us-east-1", haiku), &fm("us-west-2", haiku)]),
+            set(&[&app])
+        ),
+        "{doc:#}"
+    );
+    assert!(env
+        .proxy
+        .calls()
+        .iter()
+        .any(|c| c.service == "bedrock" && c.operation.starts_with("GET /inference-profiles/")));
+    // The deployer policy allows the lookup (and every other call made).
+    let deployer: Value =
+        serde_json::from_str(include_str!("../../docs/deployer-policy.json")).unwrap();
+    let allowed: BTreeSet<String> = deployer["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| as_strings(&s["Action"]))
+        .collect();
+    let needed: BTreeSet<String> = env
+        .proxy
+        .calls()
+        .iter()
+        .filter_map(stand_ins::iam_actions::iam_action)
+        .collect();
+    assert!(needed.contains("bedrock:GetInferenceProfile"), "{needed:?}");
+    let missing: Vec<&String> = needed.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/deployer-policy.json lacks {missing:?}"
+    );
+
+    // An apac system profile called from ap-southeast-2: every Region the lookup names,
+    // including those the built-in table lacks.
+    let d = desired_with(
+        "bedrock-apac",
+        &format!(
+            "[provider]\nkind = \"bedrock\"\nbedrock_region = \"ap-southeast-2\"\n\
+             [limits]\ndefault_model = \"claude-sonnet-4-5\"\n\
+             [provider.bedrock_models]\nclaude-sonnet-4-5 = \"apac.{sonnet}\"\n"
+        ),
+        None,
+    );
+    apply(&env, &d).await;
+    let (_, doc) = bedrock_policy(&env, "bedrock-apac").await;
+    let (routed, pinned) = through_profiles(&doc);
+    let apac = stand_ins::aws_proxy::bedrock_profiles::SYSTEM_GEOGRAPHIES
+        .iter()
+        .find(|(p, _)| *p == "apac")
+        .unwrap()
+        .1;
+    assert_eq!(
+        routed,
+        apac.iter().map(|r| fm(r, sonnet)).collect::<BTreeSet<_>>(),
+        "{doc:#}"
+    );
+    assert!(routed.contains(&fm("ap-southeast-7", sonnet)));
+    assert_eq!(
+        pinned,
+        set(&[&format!(
+            "arn:aws:bedrock:ap-southeast-2:{ACCOUNT}:inference-profile/apac.{sonnet}"
+        )])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_lookup_falls_back_to_the_built_in_table_and_the_plan_says_so() {
+    let env = env().await;
+    env.proxy
+        .set_inference_profiles(stand_ins::aws_proxy::bedrock_profiles::InferenceProfiles {
+            refuse: true,
+            ..Default::default()
+        });
+    let haiku = "anthropic.claude-haiku-4-5-20251001-v1:0";
+    let fm = |region: &str| format!("arn:aws:bedrock:{region}::foundation-model/{haiku}");
+    let d = desired("bedrock-refused", "bedrock", None);
+    let p = apply(&env, &d).await;
+    let text = p.to_string();
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains(&format!("us.{haiku}")) && n.contains("GetInferenceProfile"))
+        .unwrap_or_else(|| panic!("no fallback note:\n{text}"));
+    assert!(
+        note.contains("AccessDeniedException") && note.contains("built-in"),
+        "{note}"
+    );
+    // The table's `us` Regions (us-west-1 included, which the lookup would not have named).
+    let (_, doc) = bedrock_policy(&env, "bedrock-refused").await;
+    let (routed, _) = through_profiles(&doc);
+    for r in ["us-east-1", "us-east-2", "us-west-1", "us-west-2"] {
+        assert!(routed.contains(&fm(r)), "{r}: {doc:#}");
+    }
+
+    // A lookup of a profile that does not exist is a plan blocker, before any change.
+    env.proxy.set_inference_profiles(Default::default());
+    let missing = desired_with(
+        "bedrock-missing",
+        &format!(
+            "[provider]\nkind = \"bedrock\"\n[limits]\ndefault_model = \"claude-haiku-4-5\"\n\
+             [provider.bedrock_models]\nclaude-haiku-4-5 = \"eu.{haiku}\"\n"
+        ),
+        None,
+    );
+    let p = plan_for(&env.aws, &missing).await;
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains(&format!("eu.{haiku}")) && b.contains("does not exist")),
+        "{p}"
+    );
 }

@@ -50,7 +50,7 @@ impl flags::Deploy {
         // while we planned or waited) and apply that plan.
         let lock = take_lock(&ctx, &self.lock, "deploy", progress).await?;
         let result = async {
-            let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
+            let actual = infra::actual::read_for(&ctx.aws, &desired).await?;
             let fresh = infra::plan::plan(&desired, &actual);
             if fresh.to_string() != plan.to_string() {
                 if fresh.is_empty() {

@@ -74,7 +74,7 @@ pub async fn compute(
     if let Some(image) = image {
         desired = desired.with_image(image);
     }
-    let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
+    let actual = infra::actual::read_for(&ctx.aws, &desired).await?;
     let plan = infra::plan::plan(&desired, &actual);
     progress.finish();
     Ok((desired, plan))
