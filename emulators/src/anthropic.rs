@@ -7,7 +7,11 @@
 //! `message_delta` with usage, `message_stop`), with `request-id` and
 //! `anthropic-ratelimit-*` headers. It checks `x-api-key` and `anthropic-version` like the
 //! real API. Tests program faults per request ([`Fault`]), hold every event of a stream until
-//! released ([`Gate`]), and read back every request received ([`FakeAnthropic::requests`]).
+//! released ([`Gate`]), and read back every request received ([`FakeAnthropic::requests`]:
+//! method, path, every header and the body byte for byte, so it doubles as a capture
+//! upstream). Hostile faults play an upstream that tries to get the key or the proxy's
+//! limits: redirects, key-quoting 401s, HTML error pages, `x-should-retry` on a 400 and
+//! events that never end.
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -44,6 +48,21 @@ pub enum Fault {
     DropMidStream { after_events: usize },
     /// Stream normally for `after_events` events, then send `event: error` (overloaded) and end.
     StreamError { after_events: usize },
+    /// Hostile: answer `status` (a 3xx) with `Location: location` and no body.
+    Redirect { status: u16, location: String },
+    /// Hostile: answer `status` (401, 403) with an Anthropic error whose message quotes the
+    /// `x-api-key` the request carried (`invalid x-api-key: sk-ant-...`).
+    QuoteKey { status: u16 },
+    /// Hostile: answer `status` with an HTML page (`text/html`), as a load balancer does.
+    Html { status: u16 },
+    /// Answer `status` with the Anthropic error body and `x-should-retry: true`.
+    ShouldRetry { status: u16 },
+    /// Hostile: a 200 event stream that sends `message_start`, then one event of `bytes`
+    /// bytes in 64 KiB chunks that never ends (no blank line), then closes.
+    Unterminated { bytes: usize },
+    /// Hostile: a 200 event stream whose first event is an `error` quoting the request's
+    /// `x-api-key`.
+    StreamErrorQuotingKey,
 }
 
 impl Fault {
@@ -352,7 +371,88 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
 
     let fault = state.faults.lock().unwrap().pop_front();
     let (mut drop_after, mut error_after) = (None, None);
+    let received_key = key.unwrap_or("").to_string();
     match fault {
+        Some(Fault::Redirect { status, location }) => {
+            let mut headers = headers;
+            headers.insert(
+                "location",
+                HeaderValue::from_str(&location).expect("a valid Location"),
+            );
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
+            *r.headers_mut() = headers;
+            return r;
+        }
+        Some(Fault::QuoteKey { status }) => {
+            return error_response(
+                status,
+                &format!("invalid x-api-key: {received_key}"),
+                headers,
+                &request_id,
+            );
+        }
+        Some(Fault::Html { status }) => {
+            let mut headers = headers;
+            headers.insert(
+                "content-type",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            let mut r = Response::new(full(
+                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+            ));
+            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
+            *r.headers_mut() = headers;
+            return r;
+        }
+        Some(Fault::ShouldRetry { status }) => {
+            let mut headers = headers;
+            headers.insert("x-should-retry", HeaderValue::from_static("true"));
+            return error_response(
+                status,
+                "Bad request (marked retryable)",
+                headers,
+                &request_id,
+            );
+        }
+        Some(Fault::Unterminated { bytes }) => {
+            let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(4);
+            tokio::spawn(async move {
+                let start = json!({"type": "message_start", "message": {"id": "msg_unterminated",
+                    "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
+                    "usage": {"input_tokens": 1, "output_tokens": 1}}});
+                if tx
+                    .send(Ok(Frame::data(sse("message_start", &start))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let head = Bytes::from_static(b"event: content_block_delta\ndata: ");
+                if tx.send(Ok(Frame::data(head))).await.is_err() {
+                    return;
+                }
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let mut sent = 0;
+                while sent < bytes {
+                    let n = chunk.len().min(bytes - sent);
+                    if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+            });
+            return sse_response(headers, rx);
+        }
+        Some(Fault::StreamErrorQuotingKey) => {
+            let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
+            let err = json!({"type": "error", "error": {"type": "authentication_error",
+                "message": format!("invalid x-api-key: {received_key}")}});
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
+            });
+            return sse_response(headers, rx);
+        }
         Some(Fault::Error {
             status,
             retry_after,
@@ -448,6 +548,14 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
             }
         }
     });
+    sse_response(headers, rx)
+}
+
+/// A 200 event stream fed from `rx`.
+fn sse_response(
+    headers: HeaderMap,
+    rx: mpsc::Receiver<std::io::Result<Frame<Bytes>>>,
+) -> Response<Body> {
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
     let mut h = headers;

@@ -55,8 +55,26 @@ pub struct Config {
     pub anthropic_base_url: String,
     /// `RESPONSE_MODE`.
     pub response_mode: ResponseMode,
-    /// `ALLOWED_MODELS`; empty = any model.
+    /// `ALLOWED_MODELS`; empty = the configured models only ([`Config::configured_models`]:
+    /// `DEFAULT_MODEL`, plus the `BEDROCK_MODEL_MAP` names with Bedrock); `*` = any model.
     pub allowed_models: Vec<String>,
+    /// `ALLOWED_BETAS`: `anthropic-beta` flags callers may send; empty = none.
+    pub allowed_betas: Vec<String>,
+    /// `ALLOWED_TOOL_TYPES`: Anthropic-defined tool types callers may declare in `tools`
+    /// (a versioned type such as `web_search_20250305`, or its family `web_search`); empty =
+    /// none. Client tools (no `type`, or `type: "custom"`) are always allowed.
+    pub allowed_tool_types: Vec<String>,
+    /// `ALLOW_MCP_SERVERS`: whether a body may carry `mcp_servers` (Anthropic-side MCP
+    /// connections to any URL).
+    pub allow_mcp_servers: bool,
+    /// `ALLOW_FILES`: whether content may reference Files API uploads (`source.type: "file"`,
+    /// `container_upload`).
+    pub allow_files: bool,
+    /// `ALLOW_CONTAINER`: whether a body may name a code-execution `container`.
+    pub allow_container: bool,
+    /// `ALLOWED_SERVICE_TIERS`: values of `service_tier` callers may send; empty = the field
+    /// is refused (the API's default applies).
+    pub allowed_service_tiers: Vec<String>,
     /// `MAX_TOKENS_CAP`.
     pub max_tokens_cap: u64,
     /// `DEFAULT_MODEL`: the model for `/chat` when the caller names none.
@@ -71,6 +89,9 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// `LOCAL_DEADLINE_MS`: request deadline of the local server (`cargo xtask dev`).
     pub local_deadline: Duration,
+    /// `LOCAL_READ_TIMEOUT_MS`: how long the local server waits for a request's headers, and
+    /// for its body once admitted, before it gives up on a slow client.
+    pub local_read_timeout: Duration,
     /// `UPSTREAM_MAX_RETRIES`: retries after the first attempt.
     pub upstream_max_retries: u32,
     /// `MAX_REQUEST_BYTES`: largest accepted request body.
@@ -114,6 +135,12 @@ impl Config {
             anthropic_base_url: DEFAULT_BASE_URL.to_string(),
             response_mode: ResponseMode::Stream,
             allowed_models: Vec::new(),
+            allowed_betas: Vec::new(),
+            allowed_tool_types: Vec::new(),
+            allow_mcp_servers: false,
+            allow_files: false,
+            allow_container: false,
+            allowed_service_tiers: Vec::new(),
             max_tokens_cap: 4096,
             default_model: DEFAULT_MODEL.to_string(),
             caller_auth: CallerAuth::Token,
@@ -121,6 +148,7 @@ impl Config {
             gateway_deadline: Duration::from_millis(28_000),
             deadline_margin: Duration::from_millis(1_500),
             local_deadline: Duration::from_secs(600),
+            local_read_timeout: Duration::from_secs(10),
             upstream_max_retries: 2,
             max_request_bytes: 6 * 1024 * 1024,
             secret,
@@ -212,12 +240,25 @@ impl Config {
             };
         }
         if let Some(models) = var("ALLOWED_MODELS") {
-            c.allowed_models = models
-                .split(',')
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .map(String::from)
-                .collect();
+            c.allowed_models = list(&models);
+        }
+        if let Some(v) = var("ALLOWED_BETAS") {
+            c.allowed_betas = list(&v);
+        }
+        if let Some(v) = var("ALLOWED_TOOL_TYPES") {
+            c.allowed_tool_types = list(&v);
+        }
+        if let Some(v) = var("ALLOWED_SERVICE_TIERS") {
+            c.allowed_service_tiers = list(&v);
+        }
+        if let Some(v) = var("ALLOW_MCP_SERVERS") {
+            c.allow_mcp_servers = parse_bool("ALLOW_MCP_SERVERS", &v)?;
+        }
+        if let Some(v) = var("ALLOW_FILES") {
+            c.allow_files = parse_bool("ALLOW_FILES", &v)?;
+        }
+        if let Some(v) = var("ALLOW_CONTAINER") {
+            c.allow_container = parse_bool("ALLOW_CONTAINER", &v)?;
         }
         if let Some(v) = var("MAX_TOKENS_CAP") {
             c.max_tokens_cap = parse_positive("MAX_TOKENS_CAP", &v)?;
@@ -249,6 +290,10 @@ impl Config {
         if let Some(v) = var("LOCAL_DEADLINE_MS") {
             c.local_deadline = Duration::from_millis(parse_positive("LOCAL_DEADLINE_MS", &v)?);
         }
+        if let Some(v) = var("LOCAL_READ_TIMEOUT_MS") {
+            c.local_read_timeout =
+                Duration::from_millis(parse_positive("LOCAL_READ_TIMEOUT_MS", &v)?);
+        }
         if let Some(v) = var("UPSTREAM_MAX_RETRIES") {
             let n = parse_u64("UPSTREAM_MAX_RETRIES", &v)?;
             if n > 10 {
@@ -263,6 +308,68 @@ impl Config {
             c.max_request_bytes = parse_positive("MAX_REQUEST_BYTES", &v)? as usize;
         }
         Ok(c)
+    }
+
+    /// The models callers may use when `ALLOWED_MODELS` is empty: `DEFAULT_MODEL`, and with
+    /// Bedrock every name of the model map (the built-in table when none is configured).
+    pub fn configured_models(&self) -> Vec<String> {
+        let mut models = vec![self.default_model.clone()];
+        if self.provider == ProviderKind::Bedrock {
+            let names: Vec<String> = match &self.bedrock.model_map {
+                Some(map) => map.entries().keys().cloned().collect(),
+                None => crate::bedrock::DEFAULT_MODEL_MAP
+                    .iter()
+                    .map(|(name, _)| name.to_string())
+                    .collect(),
+            };
+            for n in names {
+                if !models.contains(&n) {
+                    models.push(n);
+                }
+            }
+        }
+        models
+    }
+
+    /// Whether callers may use `model` (`ALLOWED_MODELS`, `*` = any; empty = the configured
+    /// models).
+    pub fn model_allowed(&self, model: &str) -> bool {
+        if self.allowed_models.is_empty() {
+            return self.configured_models().iter().any(|m| m == model);
+        }
+        self.allowed_models.iter().any(|m| m == "*" || m == model)
+    }
+
+    /// The allowed models, for error messages.
+    pub fn allowed_models_display(&self) -> String {
+        if self.allowed_models.is_empty() {
+            format!(
+                "{} (the configured models; set ALLOWED_MODELS to change)",
+                self.configured_models().join(", ")
+            )
+        } else {
+            self.allowed_models.join(", ")
+        }
+    }
+}
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(ConfigError::Invalid {
+            name,
+            message: format!("`{other}`; expected `true` or `false`"),
+        }),
     }
 }
 
@@ -375,6 +482,51 @@ mod tests {
                 .to_string();
             assert!(e.contains(name), "{name}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn models_default_to_the_configured_ones_and_features_to_off() {
+        // An empty ALLOWED_MODELS meant any model (issue 12); now it means DEFAULT_MODEL.
+        let c = cfg(&[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("DEFAULT_MODEL", "claude-sonnet-4-5"),
+        ])
+        .unwrap();
+        assert!(c.model_allowed("claude-sonnet-4-5"));
+        assert!(!c.model_allowed("claude-opus-4-1"));
+        assert!(c.allowed_betas.is_empty() && c.allowed_tool_types.is_empty());
+        assert!(!c.allow_mcp_servers && !c.allow_files && !c.allow_container);
+        assert!(c.allowed_service_tiers.is_empty());
+        let any = cfg(&[("ANTHROPIC_API_KEY", "k"), ("ALLOWED_MODELS", "*")]).unwrap();
+        assert!(any.model_allowed("claude-opus-4-1"));
+        // With Bedrock, the names of the model map as well.
+        let b = cfg(&[
+            ("PROVIDER", "bedrock"),
+            ("BEDROCK_MODEL_MAP", "claude-haiku-4-5=eu.anthropic.claude-haiku-4-5-20251001-v1:0,claude-x=arn:aws:bedrock:eu-west-1::foundation-model/x"),
+        ])
+        .unwrap();
+        assert_eq!(b.configured_models(), vec!["claude-haiku-4-5", "claude-x"]);
+        assert!(!b.model_allowed("claude-opus-4-5"));
+        let on = cfg(&[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("ALLOWED_BETAS", "a-1, b-2"),
+            ("ALLOWED_TOOL_TYPES", "web_search"),
+            ("ALLOWED_SERVICE_TIERS", "auto"),
+            ("ALLOW_MCP_SERVERS", "true"),
+            ("ALLOW_FILES", "TRUE"),
+            ("ALLOW_CONTAINER", "false"),
+            ("LOCAL_READ_TIMEOUT_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(on.allowed_betas, vec!["a-1", "b-2"]);
+        assert_eq!(on.allowed_tool_types, vec!["web_search"]);
+        assert_eq!(on.allowed_service_tiers, vec!["auto"]);
+        assert!(on.allow_mcp_servers && on.allow_files && !on.allow_container);
+        assert_eq!(on.local_read_timeout, Duration::from_millis(250));
+        let e = cfg(&[("ANTHROPIC_API_KEY", "k"), ("ALLOW_FILES", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ALLOW_FILES"), "{e}");
     }
 
     #[test]

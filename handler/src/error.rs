@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::StatusCode;
 
 /// An error answered by the proxy itself (errors the upstream answers are passed through
-/// unchanged, with the upstream's status and body).
+/// with the upstream's status and Anthropic-shaped body, keys redacted; see
+/// `routes::pass_through` for the ones that become a 502).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// Malformed or invalid request, or a policy violation.
@@ -35,6 +36,9 @@ pub enum ProxyError {
     /// The request deadline passed before the upstream answered.
     #[error("{0}")]
     Timeout(String),
+    /// The caller was too slow sending its request (local server).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The upstream could not be reached, or answered something that is not the Messages API.
     #[error("{0}")]
     Upstream(String),
@@ -53,6 +57,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,7 +72,7 @@ impl ProxyError {
             ProxyError::Authentication(_) => "authentication_error",
             ProxyError::NotFound(_) => "not_found_error",
             ProxyError::RequestTooLarge { .. } => "request_too_large",
-            ProxyError::Timeout(_) => "timeout_error",
+            ProxyError::Timeout(_) | ProxyError::RequestTimeout(_) => "timeout_error",
             ProxyError::Upstream(_) | ProxyError::Internal(_) => "api_error",
         }
     }

@@ -11,9 +11,13 @@
 //!   `{"text": "..."}` per fragment, then `event: done` with
 //!   `{"model", "stop_reason", "usage", "request_id"}`; errors after the first byte arrive as
 //!   `event: error` with the Anthropic error JSON.
-//! - `POST /v1/messages`: the Messages API, validated and passed on with the real key;
-//!   status, body and `request-id`, `anthropic-ratelimit-*`, `retry-after`,
-//!   `retry-after-ms`, `x-should-retry` come back unchanged; streams pass through event by event.
+//! - `POST /v1/messages`: the Messages API, validated (strictly: no duplicate keys; models,
+//!   beta flags, tools and paid features against the allowlists) and passed on byte for byte
+//!   with the real key; status, body and `request-id`, `anthropic-ratelimit-*`,
+//!   `retry-after`, `retry-after-ms` come back unchanged (error bodies with keys redacted;
+//!   `x-should-retry` says `false` for what the proxy retried or would not retry); streams
+//!   pass through event by event. Redirects, upstream 401/403 and non-Anthropic error bodies
+//!   are answered by the proxy (see `routes::pass_through`).
 //! - `POST /v1/messages/count_tokens`: passed through the same way.
 //! - `GET /health`: `{"status":"ok"}` without authentication.
 
@@ -24,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod lambda;
 pub mod local;
+pub mod redact;
 pub mod routes;
 pub mod secrets;
 pub mod sse;
@@ -93,9 +98,18 @@ impl ProxyResponse {
 
     pub fn error(e: &ProxyError) -> Self {
         let mut r = Self::json(e.status(), &e.to_json());
-        if let ProxyError::MethodNotAllowed { allowed, .. } = e {
-            r.headers
-                .insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+        match e {
+            ProxyError::MethodNotAllowed { allowed, .. } => {
+                r.headers
+                    .insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            // Already retried by the proxy, or not the caller's to fix by retrying (its own
+            // credentials refused, a redirect): the caller's SDK should not retry a 502.
+            ProxyError::Upstream(_) => {
+                r.headers
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            _ => {}
         }
         r
     }
@@ -232,6 +246,35 @@ impl App {
         response
     }
 
+    /// Checks what can be checked from the request head alone (route, caller auth) before
+    /// the body is read. `None`: go on and read the body; else the (logged) refusal to send
+    /// without reading the body. The local server uses this so that unauthenticated callers
+    /// get no `100 Continue` and cost no body buffer.
+    pub async fn admit(&self, head: &ProxyRequest) -> Option<ProxyResponse> {
+        let check = async {
+            if routes::route(&head.method, &head.path)? == routes::Route::Health {
+                return Ok(());
+            }
+            let secret = tokio::time::timeout_at(head.deadline, self.secrets.get())
+                .await
+                .map_err(|_| {
+                    ProxyError::Timeout(
+                        "reading the secret did not finish before the request deadline".into(),
+                    )
+                })??;
+            auth::authenticate(
+                self.config.caller_auth,
+                &head.headers,
+                &secret.caller_tokens,
+            )
+        };
+        match check.await {
+            Ok(()) => None,
+            // The same checks again through `handle`, which logs the request and answers.
+            Err(_) => Some(self.handle(head.clone()).await),
+        }
+    }
+
     async fn handle_inner(
         &self,
         req: &ProxyRequest,
@@ -296,6 +339,9 @@ struct LogFields {
     streamed: bool,
     error_type: Option<String>,
     error: Option<String>,
+    /// What the upstream said when it answered an error (it may differ from what the caller
+    /// was answered: a 401 becomes a 502 that says the proxy's credentials were refused).
+    upstream_error: Option<String>,
 }
 
 impl RequestLog {
@@ -341,12 +387,20 @@ impl RequestLog {
             }
         });
     }
+    /// Records the upstream's own error (type and message; key-shaped strings redacted).
+    pub(crate) fn upstream_error(&self, error_type: &str, message: &str) {
+        let text = format!("{error_type}: {message}");
+        let text = redact::redact(&text, "");
+        self.with(|f| f.upstream_error = Some(text.chars().take(300).collect()));
+    }
     pub(crate) fn error(&self, e: &ProxyError) {
         self.error_parts(e.error_type(), &e.to_string());
     }
+    /// Records the error; anything shaped like an API key is redacted from the message.
     pub(crate) fn error_parts(&self, error_type: &str, message: &str) {
+        let message = redact::redact(message, "");
         self.with(|f| {
-            f.error_type = Some(error_type.to_string());
+            f.error_type = Some(error_type.chars().take(64).collect());
             f.error = Some(message.chars().take(300).collect());
         });
     }
@@ -370,6 +424,7 @@ impl Drop for LogInner {
             streamed = f.streamed,
             error_type = f.error_type.as_deref(),
             error = f.error.as_deref(),
+            upstream_error = f.upstream_error.as_deref(),
             "request"
         );
     }

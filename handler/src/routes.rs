@@ -79,26 +79,127 @@ fn wants_stream(headers: &HeaderMap, flag: Option<bool>) -> bool {
     })
 }
 
-/// An upstream error answered before anything was streamed: its status, body and headers as is.
+/// Largest upstream error body read (an error page can be anything).
+const MAX_ERROR_BODY: usize = 256 * 1024;
+
+/// An upstream error answered before anything was streamed.
+///
+/// - A redirect (3xx) is never followed (the key would go along) and becomes a 502.
+/// - 401/403 mean the proxy's own credentials were refused: a 502 that says so, so the
+///   caller does not take it for a wrong caller token; the upstream message goes to the log.
+/// - An Anthropic-shaped error passes on with its status and headers, anything shaped like
+///   a key redacted from it (and from the log).
+/// - Anything else (an HTML 502 page of a load balancer) is wrapped in the Anthropic error
+///   shape with the upstream's status.
 async fn pass_through(
     mut resp: UpstreamResponse,
+    secret: &Secret,
+    provider: &str,
     log: &RequestLog,
 ) -> Result<ProxyResponse, ProxyError> {
-    let body = resp.collect().await?;
-    if let Some(e) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").cloned())
-    {
-        log.error_parts(
-            e.get("type").and_then(Value::as_str).unwrap_or("unknown"),
-            e.get("message").and_then(Value::as_str).unwrap_or(""),
+    let status = resp.status;
+    if status.is_redirection() {
+        log.upstream_error(
+            "redirect",
+            &format!("HTTP {}; redirects are not followed", status.as_u16()),
         );
+        return Err(ProxyError::Upstream(format!(
+            "the Messages API answered with a redirect (HTTP {}), which this proxy does not follow",
+            status.as_u16()
+        )));
     }
+    let body = collect_bounded(&mut resp, MAX_ERROR_BODY).await?;
+    let key = secret.anthropic_api_key.as_str();
+    let upstream_error = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .filter(|v| v.get("error").is_some_and(Value::is_object));
+    if let Some(e) = upstream_error.as_ref().and_then(|v| v.get("error")) {
+        let error_type = e.get("type").and_then(Value::as_str).unwrap_or("unknown");
+        let message =
+            crate::redact::redact(e.get("message").and_then(Value::as_str).unwrap_or(""), key);
+        log.upstream_error(error_type, &message);
+        log.error_parts(error_type, &message);
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if upstream_error.is_none() {
+            log.upstream_error(
+                upstream_error_type(status),
+                &format!("HTTP {} without an Anthropic error body", status.as_u16()),
+            );
+        }
+        let fix = if provider == "bedrock" {
+            "the function role's Bedrock permissions and model access"
+        } else {
+            "the API key in its secret"
+        };
+        return Err(ProxyError::Upstream(format!(
+            "the upstream refused this proxy's own credentials (HTTP {}); your caller token \
+             was accepted: the endpoint's owner must check {fix}",
+            status.as_u16()
+        )));
+    }
+    let mut headers = resp.headers;
+    let body = match upstream_error {
+        Some(_) => match crate::redact::redact_bytes(&body, key) {
+            Some(redacted) => Bytes::from(redacted),
+            None => body,
+        },
+        None => {
+            let content_type = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no content type")
+                .chars()
+                .take(60)
+                .collect::<String>();
+            let error_type = upstream_error_type(status);
+            let message = format!(
+                "the Messages API answered HTTP {} with a body that is not an Anthropic error ({content_type}, {} bytes)",
+                status.as_u16(),
+                body.len()
+            );
+            log.error_parts(error_type, &message);
+            Bytes::from(crate::error::error_json(error_type, &message).to_string())
+        }
+    };
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(ProxyResponse {
-        status: resp.status,
-        headers: resp.headers,
+        status,
+        headers,
         body: ResponseBody::Full(body),
     })
+}
+
+/// The Anthropic error type for an upstream status.
+fn upstream_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 405 | 415 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// Reads at most `limit` bytes of the body (the rest is dropped unread).
+async fn collect_bounded(resp: &mut UpstreamResponse, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = resp.body.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out.freeze())
 }
 
 fn sse_headers(mut headers: HeaderMap) -> HeaderMap {
@@ -129,12 +230,14 @@ pub async fn messages(
     op: Operation,
     log: &RequestLog,
 ) -> Result<ProxyResponse, ProxyError> {
+    let api_headers = validate::api_headers(&req.headers, &app.config)?;
     let info = validate::messages_request(&req.body, op, &app.config)?;
     let upstream_req = UpstreamRequest {
         operation: op,
+        // Exactly the bytes the validator parsed (strictly: no duplicate keys).
         body: req.body.clone(),
-        anthropic_version: req.headers.get("anthropic-version").cloned(),
-        anthropic_beta: req.headers.get("anthropic-beta").cloned(),
+        anthropic_version: api_headers.version,
+        anthropic_beta: api_headers.beta,
         stream: info.stream,
     };
     let mut resp = app
@@ -143,10 +246,14 @@ pub async fn messages(
         .await?;
     log.upstream(resp.status, resp.request_id(), resp.attempts);
     if !resp.status.is_success() {
-        return pass_through(resp, log).await;
+        return pass_through(resp, secret, app.provider().name(), log).await;
     }
     if resp.is_event_stream() {
-        return Ok(stream_through(resp, log.clone()));
+        return Ok(stream_through(
+            resp,
+            secret.anthropic_api_key.clone(),
+            log.clone(),
+        ));
     }
     let body = resp.collect().await?;
     if let Some(usage) = serde_json::from_slice::<Value>(&body)
@@ -163,8 +270,10 @@ pub async fn messages(
 }
 
 /// Passes the upstream's SSE events on as they arrive, cut at event boundaries. A broken or
-/// timed-out upstream, or one that ends without `message_stop`, gets an `event: error`.
-fn stream_through(resp: UpstreamResponse, log: RequestLog) -> ProxyResponse {
+/// timed-out upstream, one that ends without `message_stop`, or one event larger than
+/// [`sse::MAX_EVENT_BYTES`] gets an `event: error`. `error` events are passed on with
+/// anything shaped like a key redacted.
+fn stream_through(resp: UpstreamResponse, key: String, log: RequestLog) -> ProxyResponse {
     log.streamed();
     let (tx, body) = channel_body();
     let UpstreamResponse {
@@ -180,12 +289,23 @@ fn stream_through(resp: UpstreamResponse, log: RequestLog) -> ProxyResponse {
             match chunk {
                 Ok(bytes) => {
                     splitter.push(&bytes);
-                    let (out, events) = splitter.take_complete();
+                    let (mut out, events) = splitter.take_complete();
                     for ev in &events {
                         finished |= observe_event(ev, &log);
+                        if ev.event.as_deref() == Some("error") {
+                            if let Some(r) = crate::redact::redact_bytes(&out, &key) {
+                                out = Bytes::from(r);
+                            }
+                        }
                     }
                     if !out.is_empty() && tx.send(out).await.is_err() {
                         log.error_parts("client_disconnected", "the caller closed the stream");
+                        return;
+                    }
+                    if splitter.overflowed() {
+                        let msg = too_large_event();
+                        log.error_parts("api_error", &msg);
+                        let _ = tx.send(sse::error_event("api_error", &msg)).await;
                         return;
                     }
                 }
@@ -216,11 +336,21 @@ fn stream_through(resp: UpstreamResponse, log: RequestLog) -> ProxyResponse {
     }
 }
 
+fn too_large_event() -> String {
+    format!(
+        "the Messages API sent an event larger than {} bytes; the stream was cut",
+        sse::MAX_EVENT_BYTES
+    )
+}
+
 /// Records usage and errors of one upstream event; true when the stream is complete.
 fn observe_event(ev: &sse::SseEvent, log: &RequestLog) -> bool {
     let name = ev.event.as_deref().unwrap_or("message");
     // Only these carry what is logged; the many content_block_* events pass unparsed.
-    if !matches!(name, "message_start" | "message_delta" | "message_stop" | "error") {
+    if !matches!(
+        name,
+        "message_start" | "message_delta" | "message_stop" | "error"
+    ) {
         return false;
     }
     if name == "message_stop" {
@@ -282,7 +412,7 @@ pub async fn chat(
     let request_id = resp.request_id();
     log.upstream(resp.status, request_id.clone(), resp.attempts);
     if !resp.status.is_success() {
-        return pass_through(resp, log).await;
+        return pass_through(resp, secret, app.provider().name(), log).await;
     }
     if stream {
         if !resp.is_event_stream() {
@@ -290,7 +420,12 @@ pub async fn chat(
                 "the Messages API answered a streaming request without an event stream".into(),
             ));
         }
-        return Ok(chat_stream(resp, request_id, log.clone()));
+        return Ok(chat_stream(
+            resp,
+            request_id,
+            secret.anthropic_api_key.clone(),
+            log.clone(),
+        ));
     }
     let body = resp.collect().await?;
     let message: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -333,6 +468,7 @@ fn copy_request_id(from: &HeaderMap, to: &mut HeaderMap) {
 fn chat_stream(
     resp: UpstreamResponse,
     request_id: Option<String>,
+    key: String,
     log: RequestLog,
 ) -> ProxyResponse {
     log.streamed();
@@ -358,6 +494,7 @@ fn chat_stream(
             };
             splitter.push(&bytes);
             let (_, events) = splitter.take_complete();
+            let overflowed = splitter.overflowed();
             for ev in events {
                 let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
                     continue;
@@ -401,7 +538,8 @@ fn chat_stream(
                     }
                     "error" => {
                         observe_event(&ev, &log);
-                        let _ = tx.send(sse::format_event("error", &ev.data)).await;
+                        let data = crate::redact::redact(&ev.data, &key);
+                        let _ = tx.send(sse::format_event("error", &data)).await;
                         return;
                     }
                     _ => None,
@@ -412,6 +550,12 @@ fn chat_stream(
                         return;
                     }
                 }
+            }
+            if overflowed {
+                let msg = too_large_event();
+                log.error_parts("api_error", &msg);
+                let _ = tx.send(sse::error_event("api_error", &msg)).await;
+                return;
             }
         }
         let msg = "the Messages API stream ended before message_stop";

@@ -13,15 +13,41 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// The largest single event the splitter holds while waiting for its blank line (the
+/// Messages API's events are far smaller; a stream without blank lines must not grow
+/// without bound). [`SseSplitter::overflowed`] tells when an event passed it.
+pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Accumulates bytes and hands out complete event blocks (including their blank line).
-#[derive(Default)]
+/// Each byte is scanned once: a scan resumes where the previous one stopped.
 pub struct SseSplitter {
     buf: BytesMut,
+    /// Scanned up to here (every byte before it is not the end of a block).
+    scan: usize,
+    /// Where the line being scanned starts.
+    line_start: usize,
+    max_event: usize,
+}
+
+impl Default for SseSplitter {
+    fn default() -> Self {
+        Self::with_max_event(MAX_EVENT_BYTES)
+    }
 }
 
 impl SseSplitter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A splitter whose [`overflowed`](Self::overflowed) limit is `max_event` bytes.
+    pub fn with_max_event(max_event: usize) -> Self {
+        SseSplitter {
+            buf: BytesMut::new(),
+            scan: 0,
+            line_start: 0,
+            max_event,
+        }
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
@@ -33,34 +59,54 @@ impl SseSplitter {
         self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
     }
 
+    /// True when the incomplete event pending is larger than the limit (after
+    /// [`take_complete`](Self::take_complete) has taken what was complete): the stream
+    /// should be ended with an error.
+    pub fn overflowed(&self) -> bool {
+        self.buf.len() > self.max_event
+    }
+
+    /// Bytes held for an incomplete event.
+    pub fn pending_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete event block (raw bytes up to and including the blank line).
     pub fn next_block(&mut self) -> Option<Bytes> {
         let b = &self.buf;
-        let mut i = 0;
-        let mut line_start = 0;
+        let mut i = self.scan;
+        let mut line_start = self.line_start;
         while i < b.len() {
-            let c = b[i];
-            if c == b'\n' || c == b'\r' {
-                let eol = if c == b'\r' {
-                    match b.get(i + 1) {
-                        Some(b'\n') => 2,
-                        Some(_) => 1,
-                        // A trailing \r may be the first half of \r\n: wait for more bytes.
-                        None => return None,
-                    }
-                } else {
-                    1
-                };
-                if i == line_start {
-                    let end = i + eol;
-                    return Some(self.buf.split_to(end).freeze());
+            // Jump to the next line ending; everything before it is line content.
+            match memchr2(b'\n', b'\r', &b[i..]) {
+                None => {
+                    i = b.len();
+                    break;
                 }
-                i += eol;
-                line_start = i;
-            } else {
-                i += 1;
+                Some(off) => i += off,
             }
+            let c = b[i];
+            let eol = if c == b'\r' {
+                match b.get(i + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    // A trailing \r may be the first half of \r\n: wait for more bytes.
+                    None => break,
+                }
+            } else {
+                1
+            };
+            if i == line_start {
+                let end = i + eol;
+                self.scan = 0;
+                self.line_start = 0;
+                return Some(self.buf.split_to(end).freeze());
+            }
+            i += eol;
+            line_start = i;
         }
+        self.scan = i;
+        self.line_start = line_start;
         None
     }
 
@@ -76,6 +122,10 @@ impl SseSplitter {
         }
         (out.freeze(), events)
     }
+}
+
+fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&c| c == a || c == b)
 }
 
 /// Parses one event block; `None` when it has no data (comments, blank).
@@ -177,6 +227,62 @@ mod tests {
         s.push(b"tial\":true}\n\n");
         let (_, events) = s.take_complete();
         assert_eq!(events[0].data, "{\"partial\":true}");
+    }
+
+    #[test]
+    fn each_byte_is_scanned_once_and_one_event_is_bounded() {
+        // One event without its blank line, fed in small chunks: the scan resumes where it
+        // stopped, so this is linear (it rescanned the whole buffer per chunk before: 2 MB in
+        // 1 KB chunks, about 2 GB of scanning, took seconds in a debug build; the bound below
+        // leaves wide room for a busy machine).
+        let mut s = SseSplitter::with_max_event(8 * 1024 * 1024);
+        let started = std::time::Instant::now();
+        let line = [b'x'; 1024];
+        s.push(b"event: content_block_delta\ndata: ");
+        for _ in 0..2048 {
+            s.push(&line);
+            let (out, events) = s.take_complete();
+            assert!(out.is_empty() && events.is_empty());
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "splitting took {:?}",
+            started.elapsed()
+        );
+        assert!(!s.overflowed());
+        s.push(b"\n\n");
+        let (out, events) = s.take_complete();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.len(), 2048 * 1024);
+        assert!(out.ends_with(b"\n\n") && !s.has_partial());
+
+        // Past the limit the splitter says so.
+        let mut s = SseSplitter::with_max_event(100);
+        s.push(b"event: ping\ndata: {}\n\n");
+        s.push(&[b'y'; 101]);
+        let (out, _) = s.take_complete();
+        assert_eq!(&out[..], b"event: ping\ndata: {}\n\n");
+        assert!(s.overflowed());
+    }
+
+    #[test]
+    fn resumed_scans_keep_line_state_across_pushes() {
+        // A blank line split over pushes, with \r\n cut between its two bytes.
+        let mut s = SseSplitter::new();
+        for piece in [&b"data: a\r"[..], b"\n", b"\r", b"\ndata: b\n", b"\n"] {
+            s.push(piece);
+        }
+        let (out, events) = s.take_complete();
+        assert_eq!(&out[..], b"data: a\r\n\r\ndata: b\n\n");
+        assert_eq!(events.len(), 2);
+        let mut s = SseSplitter::new();
+        let mut got = Vec::new();
+        for piece in [&b"data: a\r"[..], b"\n", b"\r", b"\ndata: b\n", b"\n"] {
+            s.push(piece);
+            got.extend(s.take_complete().1);
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].data, "b");
     }
 
     #[test]

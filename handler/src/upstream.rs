@@ -134,14 +134,22 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Whether a response with this status and headers is worth another attempt.
-    /// `x-should-retry: true|false` from the server overrides the status rule.
+    /// Whether a response with this status and headers is worth another attempt: the
+    /// official SDKs' statuses (408, 409, 429, 5xx), unless the server says
+    /// `x-should-retry: false`. `x-should-retry: true` never adds a status (a 400 is not
+    /// retried however it is marked: one caller request stays within the retry budget).
     pub fn should_retry(status: StatusCode, headers: &HeaderMap) -> bool {
-        match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
-            Some("true") => return true,
-            Some("false") => return false,
-            _ => {}
+        if headers
+            .get("x-should-retry")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"false"))
+        {
+            return false;
         }
+        Self::retryable_status(status)
+    }
+
+    /// The statuses the official SDKs retry.
+    pub fn retryable_status(status: StatusCode) -> bool {
         matches!(status.as_u16(), 408 | 409 | 429) || status.as_u16() >= 500
     }
 
@@ -199,6 +207,9 @@ impl AnthropicProvider {
     /// Builds the one pooled client (rustls, compiled-in webpki roots).
     pub fn new(base_url: &str, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            // Never follow a redirect: the key would go with the request to another host
+            // (reqwest strips only Authorization and Cookie). A 3xx is answered 502.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
@@ -274,8 +285,10 @@ impl AnthropicProvider {
                             continue;
                         }
                     }
+                    // The caller is told what failed, not where: the URL stays in the log.
                     return Err(ProxyError::Upstream(format!(
-                        "could not reach the Messages API after {attempt} attempt(s): {e}"
+                        "could not reach the Messages API after {attempt} attempt(s): {}",
+                        failure_kind(&e)
                     )));
                 }
                 Ok(resp) => {
@@ -303,9 +316,18 @@ impl AnthropicProvider {
                     }
                     let mut out_headers = HeaderMap::new();
                     for (name, value) in resp.headers() {
-                        if is_pass_through(name.as_str()) {
+                        if is_pass_through(name.as_str()) && name != "x-should-retry" {
                             out_headers.append(name.clone(), value.clone());
                         }
+                    }
+                    // The caller's SDK retries by status unless told otherwise. What the
+                    // proxy's policy retries has been retried here already, and what it does
+                    // not retry is not worth retrying: say so, instead of passing on the
+                    // upstream's `x-should-retry: true`.
+                    if !status.is_success()
+                        && (self.retry.max_retries > 0 || !RetryPolicy::retryable_status(status))
+                    {
+                        out_headers.insert("x-should-retry", HeaderValue::from_static("false"));
                     }
                     let body = deadline_bounded(resp.bytes_stream(), deadline);
                     return Ok(UpstreamResponse {
@@ -317,6 +339,21 @@ impl AnthropicProvider {
                 }
             }
         }
+    }
+}
+
+/// What went wrong with an upstream call, without the URL (the log has the full error).
+fn failure_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "the connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer's body could not be read"
+    } else if e.is_redirect() {
+        "it answered with a redirect"
+    } else {
+        "the request failed"
     }
 }
 
@@ -345,12 +382,16 @@ fn deadline_bounded(
             )),
             Ok(None) => None,
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(stream))),
-            Ok(Some(Err(e))) => Some((
-                Err(ProxyError::Upstream(format!(
-                    "the connection to the Messages API broke while reading the answer: {e}"
-                ))),
-                None,
-            )),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "the upstream answer broke off");
+                Some((
+                    Err(ProxyError::Upstream(format!(
+                        "the connection to the Messages API broke while reading the answer: {}",
+                        failure_kind(&e)
+                    ))),
+                    None,
+                ))
+            }
         }
     })
     .boxed()
@@ -402,8 +443,14 @@ mod tests {
             StatusCode::TOO_MANY_REQUESTS,
             &h(&[("x-should-retry", "false")])
         ));
-        assert!(RetryPolicy::should_retry(
+        // `x-should-retry: true` does not make a 400 retryable (issue 12: one call became up
+        // to nine upstream requests with the SDK's own retries).
+        assert!(!RetryPolicy::should_retry(
             StatusCode::BAD_REQUEST,
+            &h(&[("x-should-retry", "true")])
+        ));
+        assert!(RetryPolicy::should_retry(
+            StatusCode::SERVICE_UNAVAILABLE,
             &h(&[("x-should-retry", "true")])
         ));
     }
@@ -411,13 +458,20 @@ mod tests {
     #[test]
     fn retry_after_as_an_http_date_is_honoured() {
         let p = RetryPolicy::default();
-        let in_10s = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(10));
+        let in_10s =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(10));
         let d = p.delay(Some(&h(&[("retry-after", &in_10s)])), 0, 0.0);
         // Whole seconds in the date: between 9 and 10 s from now.
-        assert!(d > Duration::from_secs(8) && d <= Duration::from_secs(10), "{d:?}");
+        assert!(
+            d > Duration::from_secs(8) && d <= Duration::from_secs(10),
+            "{d:?}"
+        );
         let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
         let d = p.delay(Some(&h(&[("retry-after", &past)])), 0, 0.0);
-        assert_eq!(d, p.initial_delay, "a date in the past falls back to backoff");
+        assert_eq!(
+            d, p.initial_delay,
+            "a date in the past falls back to backoff"
+        );
         let far = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
         let d = p.delay(Some(&h(&[("retry-after", &far)])), 0, 0.0);
         assert_eq!(d, p.initial_delay, "beyond 60 s falls back to backoff");

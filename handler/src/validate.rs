@@ -43,10 +43,10 @@ pub fn check_policy(
     model: &str,
     max_tokens: Option<u64>,
 ) -> Result<(), ProxyError> {
-    if !config.allowed_models.is_empty() && !config.allowed_models.iter().any(|m| m == model) {
+    if !config.model_allowed(model) {
         return Err(ProxyError::InvalidRequest(format!(
             "model `{model}` is not allowed on this endpoint; allowed models (ALLOWED_MODELS): {}",
-            config.allowed_models.join(", ")
+            config.allowed_models_display()
         )));
     }
     if let Some(n) = max_tokens {
@@ -58,6 +58,313 @@ pub fn check_policy(
         }
     }
     Ok(())
+}
+
+/// Parses JSON like `serde_json::from_slice`, but refuses an object that names the same key
+/// twice at any depth, also when one of them is written with escapes (`"mod\u0065l"`), since
+/// parsers disagree on which value wins and the body is forwarded as sent: what the validator
+/// sees must be what the upstream sees.
+pub fn parse_strict_json(body: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(body).map(|s| s.0)
+}
+
+/// A `Value` whose deserialisation fails on duplicate object keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Strict(Value::Array(out)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{}`: each key may appear once per object (also when written with escapes)",
+                    key.chars().take(64).collect::<String>()
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Strict(Value::Object(out)))
+    }
+}
+
+/// The `anthropic-version` and `anthropic-beta` headers a Messages request is forwarded with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiHeaders {
+    /// The caller's `anthropic-version` (checked: `YYYY-MM-DD`), if any.
+    pub version: Option<http::HeaderValue>,
+    /// Every `anthropic-beta` header the caller sent, joined with `,` (each flag allowed
+    /// by `ALLOWED_BETAS`), if any.
+    pub beta: Option<http::HeaderValue>,
+}
+
+/// Checks `anthropic-version` (one value, `YYYY-MM-DD`) and every flag of every
+/// `anthropic-beta` header against `ALLOWED_BETAS`.
+pub fn api_headers(headers: &HeaderMap, config: &Config) -> Result<ApiHeaders, ProxyError> {
+    let invalid = |m: String| ProxyError::InvalidRequest(m);
+    let mut versions = headers.get_all("anthropic-version").iter();
+    let version =
+        match (versions.next(), versions.next()) {
+            (None, _) => None,
+            (Some(_), Some(_)) => return Err(invalid(
+                "anthropic-version: send the header once (e.g. `anthropic-version: 2023-06-01`)"
+                    .into(),
+            )),
+            (Some(v), None) => {
+                let b = v.as_bytes();
+                let date_shaped = b.len() == 10
+                    && b.iter().enumerate().all(|(i, c)| match i {
+                        4 | 7 => *c == b'-',
+                        _ => c.is_ascii_digit(),
+                    });
+                if !date_shaped {
+                    return Err(invalid(
+                        "anthropic-version: expected a version date such as `2023-06-01`".into(),
+                    ));
+                }
+                Some(v.clone())
+            }
+        };
+    let mut flags: Vec<&str> = Vec::new();
+    for v in headers.get_all("anthropic-beta") {
+        let v = v.to_str().map_err(|_| {
+            invalid(
+                "anthropic-beta: the header must be visible ASCII (comma-separated flags)".into(),
+            )
+        })?;
+        for flag in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            if !config.allowed_betas.iter().any(|a| a == flag) {
+                return Err(invalid(format!(
+                    "anthropic-beta: `{}` is not allowed on this endpoint; allowed beta flags (ALLOWED_BETAS): {}",
+                    flag.chars().take(100).collect::<String>(),
+                    none_if_empty(&config.allowed_betas)
+                )));
+            }
+            if !flags.contains(&flag) {
+                flags.push(flag);
+            }
+        }
+    }
+    let beta = if flags.is_empty() {
+        None
+    } else {
+        // Visible ASCII checked above, so this is a valid header value.
+        Some(
+            http::HeaderValue::from_str(&flags.join(","))
+                .map_err(|_| invalid("anthropic-beta: not a valid header value".into()))?,
+        )
+    };
+    Ok(ApiHeaders { version, beta })
+}
+
+fn none_if_empty(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Anthropic-defined tool families that run on Anthropic's side and are billed or reach out
+/// beyond the model (server tools); the rest of the typed tools run on the caller's side.
+/// Every typed tool needs `ALLOWED_TOOL_TYPES`; this list only explains the refusal.
+pub const SERVER_TOOL_FAMILIES: &[&str] = &[
+    "web_search",
+    "web_fetch",
+    "code_execution",
+    "tool_search_tool_regex",
+    "tool_search_tool_bm25",
+    "mcp_toolset",
+];
+
+/// `web_search_20250305` → `web_search`: the type without its `_YYYYMMDD` version.
+pub fn tool_family(ty: &str) -> &str {
+    match ty.rsplit_once('_') {
+        Some((family, version))
+            if version.len() == 8 && version.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            family
+        }
+        _ => ty,
+    }
+}
+
+/// The features a body switches on that change cost or reach: Anthropic-defined tools,
+/// `mcp_servers`, `container`, Files API references and `service_tier`.
+fn check_features(obj: &serde_json::Map<String, Value>, config: &Config) -> Result<(), ProxyError> {
+    let invalid = |m: String| ProxyError::InvalidRequest(m);
+    if let Some(tools) = obj.get("tools") {
+        let tools = tools
+            .as_array()
+            .ok_or_else(|| invalid(format!("tools: expected an array, got {}", kind(tools))))?;
+        for (i, t) in tools.iter().enumerate() {
+            let t = t.as_object().ok_or_else(|| {
+                invalid(format!("tools.{i}: expected an object, got {}", kind(t)))
+            })?;
+            let ty = match t.get("type") {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(ty)) if ty == "custom" => continue,
+                Some(Value::String(ty)) => ty,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "tools.{i}.type: expected a string, got {}",
+                        kind(other)
+                    )))
+                }
+            };
+            let family = tool_family(ty);
+            if !config
+                .allowed_tool_types
+                .iter()
+                .any(|a| a == ty || a == family)
+            {
+                let side = if SERVER_TOOL_FAMILIES.contains(&family) {
+                    "a server tool (runs and is billed on Anthropic's side)"
+                } else {
+                    "an Anthropic-defined tool"
+                };
+                return Err(invalid(format!(
+                    "tools.{i}.type: `{}` is {side} and is not allowed on this endpoint; allowed tool types (ALLOWED_TOOL_TYPES): {}; client tools with an input_schema are always allowed",
+                    ty.chars().take(100).collect::<String>(),
+                    none_if_empty(&config.allowed_tool_types)
+                )));
+            }
+        }
+    }
+    // Bedrock's body form of `anthropic-beta` (the Bedrock provider merges it with the
+    // header's flags): the same allowlist.
+    if let Some(betas) = obj.get("anthropic_beta").filter(|v| !v.is_null()) {
+        let flags = betas.as_array().ok_or_else(|| {
+            invalid(format!(
+                "anthropic_beta: expected an array of strings, got {}",
+                kind(betas)
+            ))
+        })?;
+        for flag in flags {
+            let allowed = flag
+                .as_str()
+                .is_some_and(|f| config.allowed_betas.iter().any(|a| a == f));
+            if !allowed {
+                return Err(invalid(format!(
+                    "anthropic_beta: {} is not allowed on this endpoint; allowed beta flags (ALLOWED_BETAS): {}",
+                    flag.to_string().chars().take(100).collect::<String>(),
+                    none_if_empty(&config.allowed_betas)
+                )));
+            }
+        }
+    }
+    if !config.allow_mcp_servers && obj.get("mcp_servers").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(
+            "mcp_servers: MCP connections from Anthropic's side are not allowed on this endpoint (ALLOW_MCP_SERVERS)".into(),
+        ));
+    }
+    if !config.allow_container && obj.get("container").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(
+            "container: code-execution containers are not allowed on this endpoint (ALLOW_CONTAINER)".into(),
+        ));
+    }
+    if let Some(tier) = obj.get("service_tier").filter(|v| !v.is_null()) {
+        let ok = tier
+            .as_str()
+            .is_some_and(|t| config.allowed_service_tiers.iter().any(|a| a == t));
+        if !ok {
+            return Err(invalid(format!(
+                "service_tier: {} is not allowed on this endpoint; allowed (ALLOWED_SERVICE_TIERS): {}",
+                match tier.as_str() {
+                    Some(t) => format!("`{}`", t.chars().take(40).collect::<String>()),
+                    None => kind(tier).to_string(),
+                },
+                none_if_empty(&config.allowed_service_tiers)
+            )));
+        }
+    }
+    if !config.allow_files {
+        let mut places: Vec<&Value> = Vec::new();
+        if let Some(m) = obj.get("messages").and_then(Value::as_array) {
+            places.extend(m.iter().filter_map(|m| m.get("content")));
+        }
+        places.extend(obj.get("system"));
+        for p in places {
+            if references_file(p, 0) {
+                return Err(invalid(
+                    "messages: references to Files API uploads (file_id) are not allowed on this endpoint (ALLOW_FILES)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether content blocks (an array, or one block) reference a Files API upload: a `source`
+/// of type `file`, a `container_upload` block, or such a block nested in a block's `content`
+/// (tool results). Tool inputs are data, not references, and are not looked into.
+fn references_file(content: &Value, depth: usize) -> bool {
+    if depth > 16 {
+        // Far deeper than any content the API accepts; refuse rather than recurse on.
+        return true;
+    }
+    match content {
+        Value::Array(blocks) => blocks.iter().any(|b| references_file(b, depth + 1)),
+        Value::Object(block) => {
+            block.get("type").and_then(Value::as_str) == Some("container_upload")
+                || block.contains_key("file_id")
+                || block
+                    .get("source")
+                    .and_then(|s| s.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("file")
+                || block
+                    .get("content")
+                    .is_some_and(|c| references_file(c, depth + 1))
+        }
+        _ => false,
+    }
 }
 
 /// `POST /chat` body.
@@ -140,14 +447,15 @@ pub struct MessagesInfo {
 }
 
 /// Checks a `/v1/messages` or `/v1/messages/count_tokens` body (shape and policy). The body
-/// itself is forwarded unchanged, so fields this proxy does not know about still work.
+/// itself is forwarded unchanged, so fields this proxy does not know about still work; it is
+/// parsed strictly ([`parse_strict_json`]), so the forwarded bytes mean what was checked.
 pub fn messages_request(
     body: &[u8],
     op: Operation,
     config: &Config,
 ) -> Result<MessagesInfo, ProxyError> {
     let invalid = |m: String| ProxyError::InvalidRequest(m);
-    let value: Value = serde_json::from_slice(body)
+    let value: Value = parse_strict_json(body)
         .map_err(|e| invalid(format!("the request body is not valid JSON: {e}")))?;
     let obj = value
         .as_object()
@@ -248,6 +556,7 @@ pub fn messages_request(
     };
 
     check_policy(config, &model, max_tokens)?;
+    check_features(obj, config)?;
     Ok(MessagesInfo {
         model,
         max_tokens,
@@ -381,6 +690,192 @@ mod tests {
                 .to_string();
             assert!(e.contains(expected), "{body}: {e}");
         }
+    }
+
+    fn body_with(extra: Value) -> Vec<u8> {
+        let mut v = serde_json::json!({"model":"claude-haiku-4-5","max_tokens":10,
+            "messages":[{"role":"user","content":"hi"}]});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_also_when_escaped_and_nested() {
+        let c = config();
+        for body in [
+            // The validator (serde) keeps the last `model`, many parsers the first.
+            r#"{"model":"claude-opus-4-1","model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"claude-haiku-4-5","max_tokens":999999,"max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"mod\u0065l":"claude-opus-4-1","model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"claude-haiku-4-5","max_tokens":10,"max\u005ftokens":999999,"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","role":"assistant","content":"x"}]}"#,
+            r#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}],"metadata":{"a":1,"\u0061":2}}"#,
+        ] {
+            let e = messages_request(body.as_bytes(), Operation::Messages, &c).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert!(e.to_string().contains("duplicate key"), "{body}: {e}");
+        }
+        // Distinct keys that only look alike are fine.
+        messages_request(
+            br#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}],"metadata":{"a":1,"A":2,"a ":3}}"#,
+            Operation::Messages,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_strict_json(br#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}]}"#).unwrap(),
+            serde_json::json!({"a":[1,-2,3.5,"x",null,true,{"b":{}}]})
+        );
+    }
+
+    #[test]
+    fn paid_and_outbound_features_need_the_owner() {
+        let mut c = config();
+        let refused: &[(Value, &str)] = &[
+            (
+                serde_json::json!({"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":1000}]}),
+                "ALLOWED_TOOL_TYPES",
+            ),
+            (
+                serde_json::json!({"tools":[{"type":"code_execution_20250825","name":"code_execution"}]}),
+                "server tool",
+            ),
+            (
+                serde_json::json!({"tools":[{"type":"bash_20250124","name":"bash"}]}),
+                "Anthropic-defined tool",
+            ),
+            (
+                serde_json::json!({"tools":[{"type":"mcp_toolset","mcp_server_name":"x"}]}),
+                "ALLOWED_TOOL_TYPES",
+            ),
+            (
+                serde_json::json!({"tools":{"type":"custom"}}),
+                "tools: expected an array",
+            ),
+            (
+                serde_json::json!({"mcp_servers":[{"type":"url","url":"https://evil.example/mcp","name":"x"}]}),
+                "ALLOW_MCP_SERVERS",
+            ),
+            (
+                serde_json::json!({"anthropic_beta":["context-1m-2025-08-07"]}),
+                "ALLOWED_BETAS",
+            ),
+            (
+                serde_json::json!({"container":"container_abc"}),
+                "ALLOW_CONTAINER",
+            ),
+            (
+                serde_json::json!({"service_tier":"auto"}),
+                "ALLOWED_SERVICE_TIERS",
+            ),
+            (
+                serde_json::json!({"messages":[{"role":"user","content":[{"type":"document","source":{"type":"file","file_id":"file_1"}}]}]}),
+                "ALLOW_FILES",
+            ),
+            (
+                serde_json::json!({"messages":[{"role":"user","content":[{"type":"container_upload","file_id":"file_1"}]}]}),
+                "ALLOW_FILES",
+            ),
+            (
+                serde_json::json!({"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}]}),
+                "ALLOW_FILES",
+            ),
+        ];
+        for (extra, expected) in refused {
+            let e = messages_request(&body_with(extra.clone()), Operation::Messages, &c)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{extra}: {e}");
+        }
+        // Client tools are always allowed; so are tool inputs that merely mention file_id.
+        for extra in [
+            serde_json::json!({"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"file_id":{"type":"string"}}}}]}),
+            serde_json::json!({"tools":[{"type":"custom","name":"x","input_schema":{"type":"object"}}]}),
+            serde_json::json!({"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"x","input":{"file_id":"f"}}]},{"role":"user","content":"y"}]}),
+            serde_json::json!({"mcp_servers":null,"container":null,"service_tier":null}),
+        ] {
+            messages_request(&body_with(extra.clone()), Operation::Messages, &c)
+                .unwrap_or_else(|e| panic!("{extra}: {e}"));
+        }
+        // The owner turns them on.
+        c.allowed_tool_types = vec!["web_search".into(), "bash_20250124".into()];
+        c.allow_mcp_servers = true;
+        c.allow_container = true;
+        c.allow_files = true;
+        c.allowed_service_tiers = vec!["auto".into()];
+        for (extra, _) in &refused[..1] {
+            messages_request(&body_with(extra.clone()), Operation::Messages, &c).unwrap();
+        }
+        for extra in [
+            serde_json::json!({"tools":[{"type":"web_search_20260209","name":"web_search"}]}),
+            serde_json::json!({"tools":[{"type":"bash_20250124","name":"bash"}]}),
+            refused[5].0.clone(),
+            refused[7].0.clone(),
+            refused[8].0.clone(),
+            refused[9].0.clone(),
+        ] {
+            messages_request(&body_with(extra.clone()), Operation::Messages, &c)
+                .unwrap_or_else(|e| panic!("{extra}: {e}"));
+        }
+        // A versioned allowlist entry allows that version only.
+        let e = messages_request(
+            &body_with(serde_json::json!({"tools":[{"type":"bash_20241022","name":"bash"}]})),
+            Operation::Messages,
+            &c,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bash_20241022"), "{e}");
+        assert_eq!(tool_family("web_search_20250305"), "web_search");
+        assert_eq!(tool_family("mcp_toolset"), "mcp_toolset");
+        assert_eq!(tool_family("text_editor_20250728"), "text_editor");
+    }
+
+    #[test]
+    fn api_headers_are_checked_and_betas_joined() {
+        let mut c = config();
+        let h = |pairs: &[(&'static str, &[u8])]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_bytes(v).unwrap());
+            }
+            m
+        };
+        assert_eq!(api_headers(&h(&[]), &c).unwrap(), ApiHeaders::default());
+        let ok = api_headers(&h(&[("anthropic-version", b"2023-06-01")]), &c).unwrap();
+        assert_eq!(ok.version.unwrap(), "2023-06-01");
+        for bad in [
+            &b""[..],
+            b"latest",
+            b"2023-06-01x",
+            b"2023/06/01",
+            b"\xff\xfe",
+        ] {
+            let e = api_headers(&h(&[("anthropic-version", bad)]), &c).unwrap_err();
+            assert!(e.to_string().contains("anthropic-version"), "{e}");
+        }
+        let twice = h(&[
+            ("anthropic-version", b"2023-06-01"),
+            ("anthropic-version", b"2023-01-01"),
+        ]);
+        assert!(api_headers(&twice, &c).is_err());
+        // No beta flag is allowed by default.
+        let beta = h(&[("anthropic-beta", b"context-1m-2025-08-07")]);
+        let e = api_headers(&beta, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("context-1m-2025-08-07") && e.contains("ALLOWED_BETAS"),
+            "{e}"
+        );
+        c.allowed_betas = vec!["a-1".into(), "b-2".into()];
+        // Several headers, and lists within one, are joined (each flag checked).
+        let two = h(&[("anthropic-beta", b"a-1"), ("anthropic-beta", b"b-2, a-1")]);
+        assert_eq!(api_headers(&two, &c).unwrap().beta.unwrap(), "a-1,b-2");
+        let sneaky = h(&[
+            ("anthropic-beta", b"a-1"),
+            ("anthropic-beta", b"context-1m-2025-08-07"),
+        ]);
+        assert!(api_headers(&sneaky, &c).is_err());
     }
 
     #[test]

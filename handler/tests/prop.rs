@@ -829,3 +829,214 @@ fn oversized_bodies_are_413() {
         })
         .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Duplicate and escaped keys (issue 12): parsers disagree on which of two equal keys wins, and
+// the body is forwarded as sent, so a body with a duplicate key anywhere is refused, also when
+// one of the two is written with `\u` escapes; escaped keys alone mean what they decode to.
+
+/// A JSON string literal for `s`, every character as a `\uXXXX` escape (UTF-16).
+fn escaped_literal(s: &str) -> String {
+    let mut out = String::from("\"");
+    for unit in s.encode_utf16() {
+        out.push_str(&format!("\\u{unit:04x}"));
+    }
+    out.push('"');
+    out
+}
+
+/// Where and what to duplicate while writing a body.
+struct Dup {
+    /// The object (pre-order index among non-empty objects) that gets a second entry.
+    object: usize,
+    /// Which of its keys (modulo their number).
+    key: usize,
+    value: Value,
+    escaped: bool,
+    before: bool,
+}
+
+/// Writes `v` as JSON text; object keys are escaped where `esc(n)` says so (n counts keys in
+/// writing order), and `dup` adds a second entry for one key of one object.
+fn write_json(
+    v: &Value,
+    out: &mut String,
+    esc: &dyn Fn(usize) -> bool,
+    keys_seen: &mut usize,
+    objects_seen: &mut usize,
+    dup: Option<&Dup>,
+) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let this = *objects_seen;
+            *objects_seen += 1;
+            let target = dup.filter(|d| d.object == this);
+            let dup_key = target.map(|d| m.keys().nth(d.key % m.len()).unwrap().clone());
+            out.push('{');
+            let mut first = true;
+            let mut entry = |out: &mut String,
+                             k: &str,
+                             val: &Value,
+                             escape: bool,
+                             ks: &mut usize,
+                             os: &mut usize| {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                if escape {
+                    out.push_str(&escaped_literal(k));
+                } else {
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                }
+                out.push(':');
+                write_json(val, out, esc, ks, os, dup);
+            };
+            for (k, val) in m {
+                let n = *keys_seen;
+                *keys_seen += 1;
+                let is_dup = dup_key.as_deref() == Some(k.as_str());
+                if is_dup && target.unwrap().before {
+                    let d = target.unwrap();
+                    entry(out, k, &d.value, d.escaped, keys_seen, objects_seen);
+                }
+                entry(out, k, val, esc(n), keys_seen, objects_seen);
+                if is_dup && !target.unwrap().before {
+                    let d = target.unwrap();
+                    entry(out, k, &d.value, d.escaped, keys_seen, objects_seen);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(x, out, esc, keys_seen, objects_seen, dup);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap()),
+    }
+}
+
+fn count_objects(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => {
+            usize::from(!m.is_empty()) + m.values().map(count_objects).sum::<usize>()
+        }
+        Value::Array(a) => a.iter().map(count_objects).sum(),
+        _ => 0,
+    }
+}
+
+fn text_of(v: &Value, esc: &dyn Fn(usize) -> bool, dup: Option<&Dup>) -> String {
+    let mut out = String::new();
+    write_json(v, &mut out, esc, &mut 0, &mut 0, dup);
+    out
+}
+
+#[test]
+fn escaped_keys_mean_what_they_decode_to_and_are_forwarded_as_sent() {
+    runner()
+        .run(&(valid_messages_body(), any::<u64>()), |(body, mask)| {
+            let value = Value::Object(body);
+            let esc = move |n: usize| mask.rotate_left(n as u32) & 1 == 1;
+            let text = text_of(&value, &esc, None);
+            // The escaped text decodes to what the plain text decodes to.
+            let plain_text = serde_json::to_vec(&value).unwrap();
+            prop_assert_eq!(
+                serde_json::from_str::<Value>(&text).unwrap(),
+                serde_json::from_slice::<Value>(&plain_text).unwrap()
+            );
+            let plain = validate::messages_request(
+                &to_bytes(value.as_object().unwrap()),
+                Operation::Messages,
+                &config(),
+            );
+            let escaped =
+                validate::messages_request(text.as_bytes(), Operation::Messages, &config());
+            prop_assert_eq!(
+                plain.as_ref().map_err(|e| e.to_string()),
+                escaped.as_ref().map_err(|e| e.to_string())
+            );
+            // check_messages_route asserts 200 and the bytes forwarded unchanged.
+            check_messages_route(text.as_bytes(), Operation::Messages)?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn duplicate_keys_anywhere_are_refused_and_nothing_goes_upstream() {
+    let strategy = (
+        valid_messages_body(),
+        any::<usize>(),
+        any::<usize>(),
+        prop_oneof![
+            json_value(),
+            prop::sample::select(MODELS).prop_map(|m| json!(m)),
+            Just(json!("claude-opus-4-6")),
+            Just(json!(999_999)),
+            Just(json!(true)),
+        ],
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    runner()
+        .run(
+            &strategy,
+            |(body, object, key, value, escaped, before, mask)| {
+                let value_doc = Value::Object(body);
+                let dup = Dup {
+                    object: object % count_objects(&value_doc),
+                    key,
+                    value,
+                    escaped,
+                    before,
+                };
+                let esc = move |n: usize| mask.rotate_left(n as u32) & 1 == 1;
+                let text = text_of(&value_doc, &esc, Some(&dup));
+                for op in [Operation::Messages, Operation::CountTokens] {
+                    let e = validate::messages_request(text.as_bytes(), op, &config())
+                        .err()
+                        .ok_or_else(|| {
+                            TestCaseError::fail(format!("accepted a duplicate key: {text}"))
+                        })?;
+                    prop_assert!(e.to_string().contains("duplicate key"), "{}: {}", e, text);
+                    check_messages_route(text.as_bytes(), op)?;
+                }
+                let out = harness().call("/v1/messages", text.as_bytes());
+                prop_assert_eq!(out.status, StatusCode::BAD_REQUEST, "{}", out.describe());
+                prop_assert!(out.upstream.is_empty());
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn duplicate_chat_fields_are_refused() {
+    let field = prop::sample::select(&["message", "model", "max_tokens", "system", "stream"][..]);
+    runner()
+        .run(&(field, any::<bool>(), any::<bool>()), |(field, escaped, before)| {
+            let body = json!({"message": "hi", "model": MODELS[0], "max_tokens": 5, "system": "s", "stream": false});
+            let dup = Dup {
+                object: 0,
+                key: body.as_object().unwrap().keys().position(|k| k == field).unwrap(),
+                value: body[field].clone(),
+                escaped,
+                before,
+            };
+            let text = text_of(&body, &|_| false, Some(&dup));
+            let out = harness().call("/chat", text.as_bytes());
+            out.check_shape()?;
+            prop_assert_eq!(out.status, StatusCode::BAD_REQUEST, "{}: {}", text, out.describe());
+            prop_assert!(out.upstream.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}

@@ -74,6 +74,10 @@ pub struct SpendBound {
     pub max_output_tokens_in_flight: Option<u64>,
     /// = reserved concurrency × memory (GB) × 3600.
     pub max_lambda_gb_seconds_per_hour: Option<f64>,
+    /// What the `[limits]` allowlists let callers switch on beyond output tokens, each billed
+    /// or reaching out on its own (server tools, beta flags, MCP, files, containers, service
+    /// tiers); not counted in the numbers above. Empty with the defaults.
+    pub allowed_extras: Vec<String>,
     pub summary: String,
 }
 
@@ -107,8 +111,28 @@ impl SpendBound {
             max_in_flight_requests: reserved,
             max_output_tokens_in_flight: tokens,
             max_lambda_gb_seconds_per_hour: gbs,
+            allowed_extras: Vec::new(),
             summary,
         }
+    }
+
+    /// Adds what the allowlists let callers switch on ([`crate::config::StackConfig::allowed_extras`])
+    /// to the bound and its summary.
+    pub fn with_extras(mut self, extras: Vec<String>) -> SpendBound {
+        if self.reserved_concurrency != Some(0) {
+            if extras.is_empty() {
+                self.summary.push_str(
+                    "; callers cannot switch on server tools, beta flags, MCP servers, files, containers or service tiers",
+                );
+            } else {
+                self.summary.push_str(&format!(
+                    "; on top, per request, whatever these allow (billed separately, not bounded here): {}",
+                    extras.join(", ")
+                ));
+            }
+        }
+        self.allowed_extras = extras;
+        self
     }
 }
 
@@ -551,7 +575,8 @@ async fn run(
             s.config.function.timeout_seconds,
             s.config.function.memory_mb,
             s.config.limits.max_tokens_cap,
-        ),
+        )
+        .with_extras(s.config.allowed_extras()),
         None => SpendBound::new(Some(0), 0, 0, 0),
     };
     let url_enabled = spec.is_some_and(|s| s.config.function_url.enabled);

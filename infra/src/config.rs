@@ -353,8 +353,22 @@ pub struct HttpApiSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
-    /// Model allowlist; empty = any model.
+    /// Model allowlist; empty = the models the stack is configured with
+    /// ([`StackConfig::configured_models`]); `"*"` = any model.
     pub allowed_models: Vec<String>,
+    /// `anthropic-beta` flags callers may send; empty = none.
+    pub allowed_betas: Vec<String>,
+    /// Anthropic-defined tool types callers may declare (`web_search_20250305`, or a family
+    /// such as `web_search`); empty = none. Client tools are always allowed.
+    pub allowed_tool_types: Vec<String>,
+    /// Whether callers may have Anthropic connect to MCP servers (`mcp_servers`).
+    pub allow_mcp_servers: bool,
+    /// Whether callers may reference Files API uploads.
+    pub allow_files: bool,
+    /// Whether callers may name a code-execution `container`.
+    pub allow_container: bool,
+    /// `service_tier` values callers may send; empty = the field is refused.
+    pub allowed_service_tiers: Vec<String>,
     pub max_tokens_cap: u32,
     pub default_model: String,
     /// Upstream Messages API base URL; unset = https://api.anthropic.com.
@@ -367,6 +381,12 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             allowed_models: Vec::new(),
+            allowed_betas: Vec::new(),
+            allowed_tool_types: Vec::new(),
+            allow_mcp_servers: false,
+            allow_files: false,
+            allow_container: false,
+            allowed_service_tiers: Vec::new(),
             max_tokens_cap: 4096,
             default_model: "claude-haiku-4-5".into(),
             anthropic_base_url: None,
@@ -514,7 +534,7 @@ impl ProviderSection {
                     || self.bedrock_models.contains_key(m)
             };
             for m in std::iter::once(&limits.default_model).chain(&limits.allowed_models) {
-                if !known(m) {
+                if m != "*" && !known(m) {
                     bail!(
                         "model `{m}` (limits) has no Bedrock id: add it to [provider.bedrock_models] \
                          (configured: {})",
@@ -698,7 +718,22 @@ impl StackConfig {
         {
             bail!("limits.allowed_models contains `{bad}`: give model ids without commas, e.g. [\"claude-haiku-4-5\"]");
         }
-        if !l.allowed_models.is_empty() && !l.allowed_models.contains(&l.default_model) {
+        for (key, list) in [
+            ("allowed_betas", &l.allowed_betas),
+            ("allowed_tool_types", &l.allowed_tool_types),
+            ("allowed_service_tiers", &l.allowed_service_tiers),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|m| m.trim().is_empty() || m.contains(',') || !m.is_ascii())
+            {
+                bail!("limits.{key} contains `{bad}`: give names without commas, e.g. [\"web_search\"]");
+            }
+        }
+        if !l.allowed_models.is_empty()
+            && !l.allowed_models.iter().any(|m| m == "*")
+            && !l.allowed_models.contains(&l.default_model)
+        {
             bail!(
                 "limits.default_model `{}` is not in limits.allowed_models: add it or pick one of {:?}",
                 l.default_model,
@@ -721,6 +756,58 @@ impl StackConfig {
     }
 
     /// Warnings worth printing before a deploy (valid but probably unintended settings).
+    /// The models callers may use when `limits.allowed_models` is empty: the default model,
+    /// and with Bedrock every name in `[provider.bedrock_models]`.
+    pub fn configured_models(&self) -> Vec<String> {
+        let mut models = vec![self.limits.default_model.clone()];
+        if self.provider.kind == ProviderKind::Bedrock {
+            for name in self.provider.bedrock_models.keys() {
+                if !models.contains(name) {
+                    models.push(name.clone());
+                }
+            }
+        }
+        models
+    }
+
+    /// `ALLOWED_MODELS` as written into the function's environment.
+    pub fn allowed_models_env(&self) -> String {
+        if self.limits.allowed_models.is_empty() {
+            self.configured_models().join(",")
+        } else {
+            self.limits.allowed_models.join(",")
+        }
+    }
+
+    /// What the `[limits]` allowlists let callers switch on beyond tokens (each billed or
+    /// reaching out on its own), for the spend bound; empty with the defaults.
+    pub fn allowed_extras(&self) -> Vec<String> {
+        let l = &self.limits;
+        let mut out = Vec::new();
+        if l.allowed_models.iter().any(|m| m == "*") {
+            out.push("any model (allowed_models = [\"*\"])".to_string());
+        }
+        for b in &l.allowed_betas {
+            out.push(format!("beta `{b}`"));
+        }
+        for t in &l.allowed_tool_types {
+            out.push(format!("tool `{t}`"));
+        }
+        if l.allow_mcp_servers {
+            out.push("MCP servers".into());
+        }
+        if l.allow_files {
+            out.push("Files API uploads".into());
+        }
+        if l.allow_container {
+            out.push("code-execution containers".into());
+        }
+        for t in &l.allowed_service_tiers {
+            out.push(format!("service_tier `{t}`"));
+        }
+        out
+    }
+
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.concurrency.resolve() == Some(0) {

@@ -109,7 +109,28 @@ impl StackSpec {
             "buffered"
         };
         env.insert("RESPONSE_MODE".into(), mode.into());
-        env.insert("ALLOWED_MODELS".into(), c.limits.allowed_models.join(","));
+        env.insert("ALLOWED_MODELS".into(), c.allowed_models_env());
+        // The other allowlists only when the owner opened them: unset is the handler's
+        // closed default (ARCHITECTURE.md), and the environment is limited to 4 KB.
+        let l = &c.limits;
+        for (name, list) in [
+            ("ALLOWED_BETAS", &l.allowed_betas),
+            ("ALLOWED_TOOL_TYPES", &l.allowed_tool_types),
+            ("ALLOWED_SERVICE_TIERS", &l.allowed_service_tiers),
+        ] {
+            if !list.is_empty() {
+                env.insert(name.into(), list.join(","));
+            }
+        }
+        for (name, on) in [
+            ("ALLOW_MCP_SERVERS", l.allow_mcp_servers),
+            ("ALLOW_FILES", l.allow_files),
+            ("ALLOW_CONTAINER", l.allow_container),
+        ] {
+            if on {
+                env.insert(name.into(), "true".into());
+            }
+        }
         env.insert("MAX_TOKENS_CAP".into(), c.limits.max_tokens_cap.to_string());
         env.insert("DEFAULT_MODEL".into(), c.limits.default_model.clone());
         env.insert("CALLER_AUTH".into(), self.caller_auth().into());

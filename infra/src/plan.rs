@@ -534,6 +534,23 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         {
             notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold lambda:InvokeFunctionUrl on the function".into());
         }
+        // Where the function (re)gets its model allowlist from the default, say which it is.
+        let models_set_now = changes.iter().any(|c| {
+            c.kind == Kind::Function
+                && match &c.change {
+                    Change::Create { .. } | Change::Replace { .. } => true,
+                    Change::Update { fields } => {
+                        fields.iter().any(|f| f.field == "env.ALLOWED_MODELS")
+                    }
+                    Change::Delete => false,
+                }
+        });
+        if models_set_now && s.config.limits.allowed_models.is_empty() {
+            notes.push(format!(
+                "limits.allowed_models is empty, so callers may use only the models this stack is configured with: {} (ALLOWED_MODELS); list others, or \"*\" for any, in limits.allowed_models",
+                s.config.configured_models().join(", ")
+            ));
+        }
         let p = &s.config.provider;
         if p.kind == crate::config::ProviderKind::Bedrock {
             let (profile_notes, profile_blockers) = crate::bedrock::notes_and_blockers(

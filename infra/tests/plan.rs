@@ -416,6 +416,89 @@ fn spend_bound_is_explicit() {
     assert!(none.summary.contains("account's concurrency limit"));
 }
 
+/// Issue 12: an empty `limits.allowed_models` no longer means any model; the function gets
+/// the configured models and the plan says so. The other allowlists reach the environment
+/// only when opened, and the spend bound names what they allow.
+#[test]
+fn model_allowlist_defaults_to_the_configured_models_and_allowlists_reach_the_env() {
+    let d = desired();
+    let text = plan(&d, &Actual::empty(ACCOUNT, REGION)).to_string();
+    assert!(
+        text.contains("env.ALLOWED_MODELS = claude-haiku-4-5\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "callers may use only the models this stack is configured with: claude-haiku-4-5"
+        ),
+        "{text}"
+    );
+    // Nothing to change on a deployed stack: no note either.
+    let again = plan(&d, &deployed(&d));
+    assert!(again.is_empty() && again.notes.is_empty(), "{again}");
+
+    let config = StackConfig::parse(
+        r#"
+[limits]
+allowed_models = ["claude-haiku-4-5", "claude-sonnet-4-5"]
+allowed_betas = ["context-1m-2025-08-07"]
+allowed_tool_types = ["web_search"]
+allow_mcp_servers = true
+allowed_service_tiers = ["auto"]
+"#,
+    )
+    .unwrap();
+    let open = Desired::new(
+        &config,
+        &Overrides::default(),
+        Some(&artifact()),
+        SecretInput {
+            anthropic_api_key: Some(ApiKey::new(KEY)),
+            rotate_token: false,
+        },
+    )
+    .unwrap()
+    .with_created_at(AT);
+    let text = plan(&open, &Actual::empty(ACCOUNT, REGION)).to_string();
+    for line in [
+        "env.ALLOWED_MODELS = claude-haiku-4-5,claude-sonnet-4-5",
+        "env.ALLOWED_BETAS = context-1m-2025-08-07",
+        "env.ALLOWED_TOOL_TYPES = web_search",
+        "env.ALLOW_MCP_SERVERS = true",
+        "env.ALLOWED_SERVICE_TIERS = auto",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    assert!(
+        !text.contains("ALLOW_FILES") && !text.contains("configured with"),
+        "{text}"
+    );
+    let extras = config.allowed_extras();
+    assert_eq!(
+        extras,
+        [
+            "beta `context-1m-2025-08-07`",
+            "tool `web_search`",
+            "MCP servers",
+            "service_tier `auto`"
+        ]
+    );
+    let b = infra::SpendBound::new(Some(17), 120, 256, 4096).with_extras(extras);
+    assert!(b.summary.contains("tool `web_search`"), "{}", b.summary);
+    let closed = infra::SpendBound::new(Some(17), 120, 256, 4096).with_extras(Vec::new());
+    assert!(
+        closed.summary.contains("cannot switch on server tools"),
+        "{}",
+        closed.summary
+    );
+    // Commas would split a name in the environment.
+    assert!(StackConfig::parse("[limits]\nallowed_betas = [\"a,b\"]\n").is_err());
+    // "*" opens the models on purpose (and is counted).
+    let any = StackConfig::parse("[limits]\nallowed_models = [\"*\"]\n").unwrap();
+    assert_eq!(any.allowed_models_env(), "*");
+    assert_eq!(any.allowed_extras().len(), 1);
+}
+
 // Package kinds (`function.package`): layer and image, and switching between kinds.
 
 fn with_package(package: infra::config::Package) -> Desired {

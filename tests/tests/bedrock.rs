@@ -84,9 +84,10 @@ async fn bedrock_server(config: Config, source: Option<SecretSource>) -> LocalSe
 }
 
 async fn anthropic_server(fake: &FakeAnthropic) -> LocalServer {
-    let app = handler::App::new(local_config(&fake.base_url()))
-        .await
-        .expect("app");
+    let mut config = local_config(&fake.base_url());
+    // The comparison sends the model names Bedrock reports; the allowlist is not under test.
+    config.allowed_models = vec!["*".into()];
+    let app = handler::App::new(config).await.expect("app");
     LocalServer::start(app).await.expect("server")
 }
 
@@ -282,7 +283,9 @@ async fn bedrock_errors_arrive_in_the_anthropic_shape() {
     let body = messages_body("claude-haiku-4-5", "hi", false);
 
     for (fault, status, error_type, attempts) in [
-        (BedrockFault::access_denied(), 403, "permission_error", 1),
+        // The function role was refused: not the caller's fault, so not a 403 to the caller
+        // (issue 12: the proxy's own credentials refused upstream are a 502 that says so).
+        (BedrockFault::access_denied(), 502, "api_error", 1),
         (BedrockFault::validation(), 400, "invalid_request_error", 1),
         (
             BedrockFault::error(404, "ResourceNotFoundException"),
@@ -369,6 +372,10 @@ async fn model_names_map_to_the_configured_bedrock_ids() {
         .unwrap(),
     );
     config.default_model = "claude-haiku-4-5".into();
+    // Any model and the one beta flag used below: this test is about the map, not the
+    // allowlists (which default to the configured models and no beta flags).
+    config.allowed_models = vec!["*".into()];
+    config.allowed_betas = vec!["context-1m-2025-08-07".into()];
     let server = bedrock_server(config, None).await;
 
     let (s, v) = json_of(

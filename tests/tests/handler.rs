@@ -500,12 +500,12 @@ async fn connection_errors_are_retried_then_reported() {
     .unwrap();
     assert_eq!(status, 502);
     assert_error_shape(&body, "api_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 attempt"), "{body}");
+    // The internal upstream address stays in the log (issue 12).
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("2 attempt"),
-        "{body}"
+        !message.contains(&port.to_string()) && !message.contains("127.0.0.1"),
+        "the upstream URL reached the caller: {message}"
     );
 }
 
@@ -849,7 +849,10 @@ async fn callers_authenticate_with_either_header_and_nothing_goes_upstream_witho
 #[tokio::test]
 async fn count_tokens_and_headers_pass_through() {
     let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
-    let server = local(&fake, |_| {}).await;
+    let server = local(&fake, |c| {
+        c.allowed_betas = vec!["token-counting-2024-11-01".into()]
+    })
+    .await;
     let resp = client()
         .post(server.url("/v1/messages/count_tokens"))
         .header("content-type", "application/json")
@@ -893,4 +896,432 @@ async fn count_tokens_and_headers_pass_through() {
         .unwrap();
     let events = SseReader::new(resp).collect(T).await.unwrap();
     assert_eq!(names(&events), ["text", "text", "text", "done"]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Issue 12: a hostile or broken upstream, and callers trying to get past the limits. The fake
+// Messages API records every request it receives (headers and body byte for byte).
+
+/// POSTs raw bytes to `url` with the caller token and the given extra headers.
+async fn post_raw_bytes(
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    extra: &[(&str, &[u8])],
+) -> reqwest::Response {
+    let mut req = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-api-key", TEST_CALLER_TOKEN);
+    for (k, v) in extra {
+        req = req.header(*k, reqwest::header::HeaderValue::from_bytes(v).unwrap());
+    }
+    req.body(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn redirects_from_the_upstream_are_not_followed_and_the_key_stays_home() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    // Another host that would receive the key if the redirect were followed.
+    let other = FakeAnthropic::start("any-other-key").await.unwrap();
+    let server = local(&fake, |_| {}).await;
+    for (path, body) in [
+        ("/v1/messages", messages_body("hi", false)),
+        ("/chat", json!({"message": "hi"})),
+    ] {
+        for status in [307, 308, 302] {
+            fake.push_fault(Fault::Redirect {
+                status,
+                location: other.base_url() + "/v1/messages",
+            });
+            let resp = post_json(&server.url(path), &body).await.unwrap();
+            assert_eq!(
+                other.request_count(),
+                0,
+                "the redirect was followed: the other host got the key"
+            );
+            assert_eq!(resp.headers()["x-should-retry"], "false");
+            let (s, v) = json_of(resp).await.unwrap();
+            assert_eq!(s, 502, "{path} {status}: {v}");
+            assert_error_shape(&v, "api_error");
+            assert!(v.to_string().contains("redirect"), "{v}");
+            assert!(!v.to_string().contains(&other.base_url()), "{v}");
+        }
+    }
+    assert_eq!(
+        other.request_count(),
+        0,
+        "the redirect was followed: the other host got the key"
+    );
+    assert_eq!(fake.request_count(), 6, "one attempt each, no retry");
+}
+
+#[tokio::test]
+async fn upstream_auth_failures_are_502_and_keys_are_redacted() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |_| {}).await;
+    for (path, body, status) in [
+        ("/v1/messages", messages_body("hi", false), 401),
+        ("/v1/messages", messages_body("hi", false), 403),
+        ("/chat", json!({"message": "hi"}), 401),
+    ] {
+        fake.push_fault(Fault::QuoteKey { status });
+        let resp = post_json(&server.url(path), &body).await.unwrap();
+        let (s, v) = json_of(resp).await.unwrap();
+        // Not a 401 authentication_error: the caller's token was fine.
+        assert_eq!(s, 502, "{path} {status}: {v}");
+        assert_error_shape(&v, "api_error");
+        let text = v.to_string();
+        assert!(text.contains("credentials"), "{text}");
+        assert!(!text.contains(TEST_ANTHROPIC_KEY), "the key leaked: {text}");
+    }
+    // Whatever the upstream put in an error passed on, anything key-shaped is redacted: in a
+    // stream's error event too, on both routes.
+    for (path, body) in [
+        ("/v1/messages", messages_body("hi", true)),
+        ("/chat", json!({"message": "hi", "stream": true})),
+    ] {
+        fake.push_fault(Fault::StreamErrorQuotingKey);
+        let resp = post_json(&server.url(path), &body).await.unwrap();
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("event: error"), "{text}");
+        assert!(!text.contains(TEST_ANTHROPIC_KEY), "the key leaked: {text}");
+        assert!(text.contains("sk-ant-[REDACTED]"), "{text}");
+    }
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 5);
+    assert!(seen
+        .iter()
+        .all(|r| r.header("x-api-key") == Some(TEST_ANTHROPIC_KEY)));
+}
+
+#[tokio::test]
+async fn non_json_upstream_errors_are_wrapped_in_the_anthropic_shape() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |c| c.upstream_max_retries = 0).await;
+    for (path, body, status, ty) in [
+        ("/v1/messages", messages_body("hi", false), 502, "api_error"),
+        ("/chat", json!({"message": "hi"}), 502, "api_error"),
+        ("/v1/messages", messages_body("hi", true), 503, "api_error"),
+        ("/chat", json!({"message": "hi"}), 429, "rate_limit_error"),
+    ] {
+        fake.push_fault(Fault::Html { status });
+        let resp = post_json(&server.url(path), &body).await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let (_, v) = json_of(resp).await.unwrap();
+        assert_error_shape(&v, ty);
+        assert!(!v.to_string().contains("<html>"), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn x_should_retry_true_on_a_400_is_neither_retried_nor_passed_back() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |_| {}).await;
+    fake.push_faults(Fault::ShouldRetry { status: 400 }, 3);
+    let resp = post_json(&server.url("/v1/messages"), &messages_body("hi", false))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    assert_eq!(fake.request_count(), 1, "a 400 was retried");
+    fake.clear_faults();
+
+    // What the proxy retried until it gave up is not offered to the caller's SDK again.
+    fake.clear_requests();
+    fake.push_faults(Fault::ShouldRetry { status: 529 }, 3);
+    let resp = post_json(&server.url("/v1/messages"), &messages_body("hi", false))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 529);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    assert_eq!(fake.request_count(), 3);
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_refused_and_what_is_forwarded_is_what_was_validated() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |c| c.max_tokens_cap = 100).await;
+    for body in [
+        r#"{"model":"claude-opus-4-1","model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"max_tokens":999999,"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"mod\u0065l":"claude-opus-4-1","model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"x"}],"stream":false,"str\u0065am":true}"#,
+    ] {
+        let resp = post_raw_bytes(&server.url("/v1/messages"), body, &[]).await;
+        let (s, v) = json_of(resp).await.unwrap();
+        assert_eq!(s, 400, "{body}: {v}");
+        assert_error_shape(&v, "invalid_request_error");
+        assert!(v.to_string().contains("duplicate key"), "{v}");
+    }
+    assert_eq!(fake.request_count(), 0, "a refused body went upstream");
+    // An accepted body (escapes, odd spacing) arrives byte for byte.
+    let body = "{ \"model\" : \"claude-haiku-4-5\", \"max_tokens\":10,\n\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\\"q\\\"\"}]}";
+    let resp = post_raw_bytes(&server.url("/v1/messages"), body, &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&fake.requests()[0].body[..], body.as_bytes());
+}
+
+#[tokio::test]
+async fn models_betas_and_paid_features_are_allowlisted() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    // Defaults: the configured model only, no beta flags, no server tools, MCP, files,
+    // containers or service tiers.
+    let server = local(&fake, |_| {}).await;
+    let base = messages_body("hi", false);
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let refused = [
+        (with("model", json!("claude-opus-4-1")), "ALLOWED_MODELS"),
+        (
+            with(
+                "tools",
+                json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 500}]),
+            ),
+            "ALLOWED_TOOL_TYPES",
+        ),
+        (
+            with(
+                "mcp_servers",
+                json!([{"type": "url", "url": "https://mcp.example", "name": "x"}]),
+            ),
+            "ALLOW_MCP_SERVERS",
+        ),
+        (with("container", json!("container_1")), "ALLOW_CONTAINER"),
+        (with("service_tier", json!("auto")), "ALLOWED_SERVICE_TIERS"),
+        (
+            with(
+                "messages",
+                json!([{"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "file_1"}}]}]),
+            ),
+            "ALLOW_FILES",
+        ),
+    ];
+    for (body, expected) in &refused {
+        let (s, v) = json_of(post_json(&server.url("/v1/messages"), body).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v.to_string().contains(expected), "{v}");
+    }
+    let (s, v) = json_of(
+        post_json(
+            &server.url("/chat"),
+            &json!({"message": "x", "model": "claude-opus-4-1"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 400, "{v}");
+    for beta in [&b"context-1m-2025-08-07"[..], b"files-api-2025-04-14"] {
+        let resp = post_raw_bytes(
+            &server.url("/v1/messages"),
+            base.to_string(),
+            &[("anthropic-beta", beta)],
+        )
+        .await;
+        let (s, v) = json_of(resp).await.unwrap();
+        assert_eq!(s, 400, "{v}");
+        assert!(v.to_string().contains("ALLOWED_BETAS"), "{v}");
+    }
+    for version in [&b""[..], b"\xff\xfe", b"latest"] {
+        let resp = post_raw_bytes(
+            &server.url("/v1/messages"),
+            base.to_string(),
+            &[("anthropic-version", version)],
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+    }
+    // Client tools are always allowed.
+    let client_tool = with(
+        "tools",
+        json!([{"name": "get_weather", "input_schema": {"type": "object"}}]),
+    );
+    let resp = post_json(&server.url("/v1/messages"), &client_tool)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        fake.request_count(),
+        1,
+        "only the client-tool request went upstream"
+    );
+
+    // The owner turns them on; several anthropic-beta headers are all forwarded, joined.
+    let server = local(&fake, |c| {
+        c.allowed_models = vec!["claude-haiku-4-5".into(), "claude-opus-4-1".into()];
+        c.allowed_betas = vec!["a-2025-01-01".into(), "b-2025-01-01".into()];
+        c.allowed_tool_types = vec!["web_search".into()];
+        c.allow_mcp_servers = true;
+        c.allow_container = true;
+        c.allow_files = true;
+        c.allowed_service_tiers = vec!["auto".into()];
+    })
+    .await;
+    fake.clear_requests();
+    for (body, _) in &refused {
+        let resp = post_json(&server.url("/v1/messages"), body).await.unwrap();
+        assert_eq!(resp.status(), 200, "{body}");
+    }
+    let resp = post_raw_bytes(
+        &server.url("/v1/messages"),
+        base.to_string(),
+        &[
+            ("anthropic-beta", b"a-2025-01-01"),
+            ("anthropic-beta", b"b-2025-01-01"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen = fake.requests();
+    assert_eq!(seen.len(), refused.len() + 1);
+    assert_eq!(
+        seen.last().unwrap().header("anthropic-beta"),
+        Some("a-2025-01-01,b-2025-01-01")
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_never_ends_is_cut_with_an_error_event() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |_| {}).await;
+    for (path, body) in [
+        ("/v1/messages", messages_body("hi", true)),
+        ("/chat", json!({"message": "hi", "stream": true})),
+    ] {
+        fake.push_fault(Fault::Unterminated {
+            bytes: handler::sse::MAX_EVENT_BYTES + 1024 * 1024,
+        });
+        let resp = post_json(&server.url(path), &body).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let events = SseReader::new(resp).collect(T).await.unwrap();
+        let last = events.last().expect("events");
+        assert_eq!(last.event.as_deref(), Some("error"), "{path}");
+        let v: Value = serde_json::from_str(&last.data).unwrap();
+        assert_error_shape(&v, "api_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("larger than"),
+            "{path}: {v}"
+        );
+    }
+}
+
+/// Reads what the server sends on `stream` until it closes or `within` passes.
+async fn read_until_close(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_local_server_authenticates_before_reading_and_drops_slow_clients() {
+    use tokio::io::AsyncWriteExt;
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let server = local(&fake, |c| {
+        c.local_read_timeout = Duration::from_millis(500);
+        c.max_request_bytes = 1000;
+    })
+    .await;
+    let addr = server.url("").trim_start_matches("http://").to_string();
+    let head = |auth: bool, length: usize| {
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {length}\r\nexpect: 100-continue\r\n{}\r\n",
+            if auth {
+                format!("x-api-key: {TEST_CALLER_TOKEN}\r\n")
+            } else {
+                String::new()
+            }
+        )
+    };
+
+    // No token, a body announced but never sent: 401 at once, no 100 Continue.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(head(false, 900).as_bytes()).await.unwrap();
+    let (text, _) = read_until_close(&mut c, Duration::from_secs(3)).await;
+    assert!(text.starts_with("HTTP/1.1 401"), "{text:?}");
+    assert!(!text.contains("100 Continue"), "{text:?}");
+
+    // With the token, a Content-Length over the limit: 413 before any body byte is sent.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(head(true, 5_000_000).as_bytes()).await.unwrap();
+    let (text, _) = read_until_close(&mut c, Duration::from_secs(3)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+    assert!(!text.contains("100 Continue"), "{text:?}");
+
+    // Admitted, then the body stalls: 408 after the read timeout.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(head(true, 100).as_bytes()).await.unwrap();
+    c.write_all(b"{\"model\":").await.unwrap();
+    let (text, _) = read_until_close(&mut c, Duration::from_secs(5)).await;
+    assert!(text.contains("HTTP/1.1 408"), "{text:?}");
+    assert!(text.contains("timeout_error"), "{text:?}");
+
+    // Headers that never finish: the connection is closed.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"POST /chat HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_close(&mut c, Duration::from_secs(5)).await;
+    assert!(closed, "a client that never finished its headers was kept");
+    assert_eq!(fake.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_keeps_a_quoted_key_out_of_answers_and_logs() {
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    let mut lambda = LambdaUnderEmulator::start(&[
+        ("ANTHROPIC_API_KEY", TEST_ANTHROPIC_KEY.to_string()),
+        ("CALLER_TOKEN", TEST_CALLER_TOKEN.to_string()),
+        ("ANTHROPIC_BASE_URL", fake.base_url()),
+        ("RESPONSE_MODE", "buffered".to_string()),
+    ])
+    .await
+    .unwrap();
+    for status in [401, 403] {
+        fake.push_fault(Fault::QuoteKey { status });
+        let resp = post_json(&lambda.url("/v1/messages"), &messages_body("hi", false))
+            .await
+            .unwrap();
+        let (s, v) = json_of(resp).await.unwrap();
+        assert_eq!(s, 502, "{v}\n{}", lambda.logs.text());
+        assert_error_shape(&v, "api_error");
+        assert!(!v.to_string().contains(TEST_ANTHROPIC_KEY), "{v}");
+    }
+    lambda.assert_running().unwrap();
+    // The request log line is written when the request is done; wait for both.
+    let deadline = Instant::now() + T;
+    while lambda
+        .logs
+        .text()
+        .matches("\"message\":\"request\"")
+        .count()
+        < 2
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = lambda.logs.text();
+    assert!(
+        logs.contains("invalid x-api-key"),
+        "the upstream's reason is logged:\n{logs}"
+    );
+    assert_no_secrets(&logs);
 }

@@ -264,7 +264,8 @@ pub struct StackArgs {
     /// Do not create (or remove) the Function URL
     #[arg(long, help_heading = "Stack settings")]
     pub no_function_url: bool,
-    /// Comma-separated model allowlist (empty = any model)
+    /// Comma-separated model allowlist (empty = the configured models: the default model, and with
+    /// Bedrock the mapped names; "*" = any model)
     #[arg(long, value_name = "MODELS", help_heading = "Stack settings")]
     pub allowed_models: Option<String>,
     /// Upper bound on max_tokens per request
