@@ -14,7 +14,13 @@
 //! holds its answer and every later request, and tells the test ([`AwsProxy::wait_held`]),
 //! which kills the client. Held requests are never forwarded.
 //!
+//! Strictness: [`AwsProxy::enable`] switches on a [`strict::Profile`] under which the proxy
+//! answers as real AWS does where moto is lenient (a new account's concurrency, IAM
+//! propagation lag, reads lagging deletes); see [`strict`].
+//!
 //! Start one proxy per test (they are cheap) so parallel tests do not share counters.
+
+pub mod strict;
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -184,6 +190,8 @@ struct Shared {
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     /// Set to true when holding starts.
     held: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The strictness profiles and what they remember (kept across `clear`).
+    strict: Arc<Mutex<strict::Strict>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -192,6 +200,7 @@ pub struct AwsProxy {
     inner: Arc<Mutex<Inner>>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     held: Arc<tokio::sync::watch::Sender<bool>>,
+    strict: Arc<Mutex<strict::Strict>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -211,7 +220,9 @@ impl AwsProxy {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let strict = Arc::new(Mutex::new(strict::Strict::default()));
         let shared = Shared {
+            strict: strict.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
@@ -262,6 +273,7 @@ impl AwsProxy {
             inner,
             generation,
             held,
+            strict,
             task,
         })
     }
@@ -318,6 +330,19 @@ impl AwsProxy {
         }
         self.held.send_replace(false);
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Answers as real AWS does under `profile` from now on (replacing an earlier profile of
+    /// the same kind). Profiles stay on across [`AwsProxy::clear`].
+    pub fn enable(&self, profile: strict::Profile) {
+        self.strict.lock().unwrap().enable(profile);
+    }
+
+    /// [`AwsProxy::enable`] for each of `profiles`.
+    pub fn enable_all(&self, profiles: impl IntoIterator<Item = strict::Profile>) {
+        for p in profiles {
+            self.enable(p);
+        }
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -508,6 +533,21 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         }
     }
 
+    let req = strict::Req {
+        service: &service,
+        operation: &operation,
+        method: &parts.method,
+        path: &path,
+        body: &body,
+    };
+    if fault.is_none() {
+        let answer = s.strict.lock().unwrap().answer(&req);
+        if let Some(r) = answer {
+            record(r.status().as_u16(), true);
+            return Some(r);
+        }
+    }
+
     let url = format!(
         "{}{}",
         s.upstream,
@@ -517,7 +557,10 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let mut upstream = s.client.request(parts.method.clone(), url).body(body);
+    let mut upstream = s
+        .client
+        .request(parts.method.clone(), url)
+        .body(body.clone());
     for (k, v) in parts.headers.iter() {
         if k == http::header::HOST
             || k == http::header::CONTENT_LENGTH
@@ -550,6 +593,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     record(status.as_u16(), false);
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    s.strict
+        .lock()
+        .unwrap()
+        .observe(&req, status.as_u16(), &content_type, &bytes);
     if hold_this {
         // The call took effect in moto; its answer never leaves.
         s.inner.lock().unwrap().holding = true;
