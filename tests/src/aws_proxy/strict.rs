@@ -191,11 +191,11 @@ impl Strict {
         if let Some(lag) = self.read_lag() {
             let lagging = |t: &Instant| t.elapsed() < lag;
             match (r.service, r.method.as_str(), segs.as_slice()) {
-                ("lambda", "GET", ["functions", f]) => {
-                    if self.deleted_function.get(*f).is_some_and(lagging) {
-                        if let Some(k) = self.last_function.get(*f) {
-                            return Some(replay(k));
-                        }
+                ("lambda", "GET", ["functions", f])
+                    if self.deleted_function.get(*f).is_some_and(lagging) =>
+                {
+                    if let Some(k) = self.last_function.get(*f) {
+                        return Some(replay(k));
                     }
                 }
                 ("iam", _, _) if r.operation == "GetRole" => {
