@@ -34,6 +34,9 @@ pub struct Actual {
     /// The Bedrock inference profiles the desired stack names, as `GetInferenceProfile`
     /// answered (filled by [`read_for`]; empty for other providers and teardowns).
     pub bedrock_profiles: bedrock::ProfileLookups,
+    /// The account's Lambda concurrency in the Region (`GetAccountSettings`); `None` when
+    /// not read (fixed test states).
+    pub account_concurrency: Option<concurrency::AccountConcurrency>,
 }
 
 impl Actual {
@@ -87,20 +90,26 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     crate::config::validate_stack_name(stack)?;
     let names = Names::new(stack);
     // Boxed: seven reads joined make a large future; keep it off the caller's stack.
-    let (secret, log_group, role, function, http_apis, layer_versions, repository) =
-        Box::pin(async {
-            tokio::try_join!(
-                secret::read(aws, &names),
-                log_group::read(aws, &names),
-                role::read(aws, &names),
-                function::read(aws, &names),
-                http_api::read(aws, &names),
-                // Boxed so the joined future stays small (callers run it on small test stacks).
-                Box::pin(layer::read(aws, &names)),
-                Box::pin(ecr::read(aws, &names)),
-            )
-        })
-        .await?;
+    let (resources, account_concurrency) = Box::pin(async {
+        tokio::join!(
+            async {
+                tokio::try_join!(
+                    secret::read(aws, &names),
+                    log_group::read(aws, &names),
+                    role::read(aws, &names),
+                    function::read(aws, &names),
+                    http_api::read(aws, &names),
+                    // Boxed so the joined future stays small (callers run it on small test stacks).
+                    Box::pin(layer::read(aws, &names)),
+                    Box::pin(ecr::read(aws, &names)),
+                )
+            },
+            // Never fails: what the endpoint refuses becomes a note in the plan.
+            concurrency::read_account(aws),
+        )
+    })
+    .await;
+    let (secret, log_group, role, function, http_apis, layer_versions, repository) = resources?;
     let (concurrency, function_url, permissions) = if function.is_some() {
         tokio::try_join!(
             concurrency::read(aws, &names.function),
@@ -125,6 +134,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         layer_versions,
         repository,
         bedrock_profiles: Default::default(),
+        account_concurrency: Some(account_concurrency),
     })
 }
 

@@ -196,6 +196,15 @@ impl fmt::Display for Outputs {
     }
 }
 
+/// True when the plan creates or replaces the function (it then starts without a
+/// reservation).
+fn plan_replaces_function(plan: &Plan) -> bool {
+    plan.changes.iter().any(|c| {
+        c.kind == Kind::Function
+            && matches!(c.change, Change::Create { .. } | Change::Replace { .. })
+    })
+}
+
 /// Applies the plan. Fails before any call when the plan has blockers.
 pub async fn apply(
     aws: &Aws,
@@ -258,6 +267,8 @@ async fn run(
     let mut url = actual.function_url.as_ref().map(|u| u.url.clone());
     let mut api_endpoint = actual.http_apis.first().and_then(|a| a.endpoint.clone());
     let need = || spec.context("internal: a create/update change without a desired stack");
+    // What the function ends up reserving (the plan's decision unless Lambda refuses `auto`).
+    let mut reserved_after = plan.reserved_concurrency;
 
     for c in &plan.changes {
         let verb = match c.change {
@@ -280,8 +291,10 @@ async fn run(
             }
             (Kind::Secret, Change::Create { .. }) => {
                 let s = plan::secret_spec(names, need()?);
-                if let Some((arn, token)) =
-                    w.run(step, secret::create(aws, &s, &created_at)).await?
+                let on_retry = |m: &str| progress.warn(m);
+                if let Some((arn, token)) = w
+                    .run(step, secret::create(aws, &s, &created_at, &on_retry))
+                    .await?
                 {
                     refs.secret_arn = arn;
                     caller_token = Some(token);
@@ -476,7 +489,8 @@ async fn run(
                     .function
                     .as_ref()
                     .context("internal: function update without a function")?;
-                w.run(step, function::update(aws, &s, a, &created_at))
+                let on_retry = |m: &str| progress.warn(m);
+                w.run(step, function::update(aws, &s, a, &created_at, &on_retry))
                     .await?;
             }
             // Reserved concurrency.
@@ -485,17 +499,28 @@ async fn run(
                     .await?;
             }
             (Kind::Concurrency, _) => {
-                let reserved = need()?
+                let reserved = plan
                     .reserved_concurrency
                     .context("internal: concurrency change without a reservation")?;
-                let current = actual.concurrency;
-                let warn = |m: &str| progress.warn(m);
-                let fut = async {
-                    concurrency::check_account(aws, &names.function, reserved, current, &warn)
-                        .await?;
-                    concurrency::put(aws, &names.function, reserved).await
-                };
-                w.run(step, fut).await?;
+                // `auto` may go without a reservation; an explicit number may not.
+                let optional =
+                    need()?.config.concurrency.reserved == crate::config::ConcurrencySetting::Auto;
+                if let Some(concurrency::Put::Skipped { floor, message }) = w
+                    .run(
+                        step,
+                        concurrency::put(aws, &names.function, reserved, optional),
+                    )
+                    .await?
+                {
+                    progress.warn(&format!(
+                        "Lambda refused reserving {reserved} for {} ({message}): this account keeps at least {floor} unreserved executions in {region}, so the function runs without a reservation (`auto`). Request a higher \"Concurrent executions\" quota in Service Quotas to reserve",
+                        names.function
+                    ));
+                    reserved_after = actual
+                        .concurrency
+                        .filter(|_| !plan_replaces_function(plan))
+                        .map(|c| c.max(0) as u32);
+                }
             }
             // Function URL.
             (Kind::FunctionUrl, Change::Delete) => {
@@ -571,7 +596,7 @@ async fn run(
 
     let spend_bound = match spec {
         Some(s) => SpendBound::new(
-            s.reserved_concurrency,
+            reserved_after,
             s.config.function.timeout_seconds,
             s.config.function.memory_mb,
             s.config.limits.max_tokens_cap,

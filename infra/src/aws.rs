@@ -21,10 +21,15 @@ pub struct AwsOptions {
     pub ecr_registry_url: Option<String>,
 }
 
+const NO_REGION: &str =
+    "no AWS region: pass --region, set AWS_REGION, or set stack.region in stack.toml";
+
 /// Environment variable that overrides the ECR registry endpoint images are pushed to.
 pub const ECR_REGISTRY_URL_ENV: &str = "CLAUDE_LAMBDA_ECR_REGISTRY_URL";
 
-/// Backoff for `CreateFunction` while a just-created role propagates through IAM.
+/// Backoff for calls refused while AWS is eventually consistent: `CreateFunction` and
+/// `UpdateFunctionConfiguration` while a just-created role propagates through IAM,
+/// `CreateSecret` while a just force-deleted name is not free yet ([`retry_while`]).
 #[derive(Debug, Clone, Copy)]
 pub struct IamRetry {
     /// First delay; doubled each attempt (with full jitter) up to `max_delay`.
@@ -103,9 +108,16 @@ impl Aws {
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
+        // The Region first: without one there is nothing to do, and the SDK would otherwise
+        // look for it again (its credentials chain asks instance metadata).
+        let region = match &opts.region {
+            Some(r) => Region::new(r.clone()),
+            None => region_chain(opts.profile.as_deref(), looks_like_ec2())
+                .region()
+                .await
+                .context(NO_REGION)?,
+        };
+        loader = loader.region(region);
         if let Some(e) = &opts.endpoint_url {
             loader = loader.endpoint_url(e);
         }
@@ -119,9 +131,7 @@ impl Aws {
 
     /// From an already-built `SdkConfig` (tests use this with static credentials).
     pub async fn from_sdk_config(config: SdkConfig) -> Result<Aws> {
-        let region = config.region().map(|r| r.to_string()).context(
-            "no AWS region: pass --region, set AWS_REGION, or set stack.region in stack.toml",
-        )?;
+        let region = config.region().map(|r| r.to_string()).context(NO_REGION)?;
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(&config)
                 .interceptor(RetryLog)
@@ -196,6 +206,95 @@ impl Aws {
         self.iam_retry = retry;
         self
     }
+}
+
+/// Runs `call` until it succeeds, fails with an error `retryable(code, message)` does not
+/// accept, or `retry.max_total` passes. Delays double from `retry.base` up to
+/// `retry.max_delay`, each drawn uniformly from [delay/2, delay] (jitter), so parallel
+/// deploys do not retry in lockstep. `on_retry` hears `waiting_for` with the attempt, AWS's
+/// message and the delay.
+pub async fn retry_while<T, E, R, F, Fut>(
+    retry: &IamRetry,
+    waiting_for: &str,
+    retryable: impl Fn(&str, &str) -> bool,
+    on_retry: &dyn Fn(&str),
+    mut call: F,
+) -> Result<T, SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    use rand::Rng;
+    let start = std::time::Instant::now();
+    let mut delay = retry.base;
+    let mut attempt = 1u32;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let (code, message) = match e.as_service_error() {
+                    Some(s) => (
+                        s.code().unwrap_or_default().to_string(),
+                        s.message().unwrap_or_default().to_string(),
+                    ),
+                    None => (String::new(), String::new()),
+                };
+                if !retryable(&code, &message) || start.elapsed() + delay > retry.max_total {
+                    return Err(e);
+                }
+                let half = delay / 2;
+                let jittered = half + rand::rng().random_range(Duration::ZERO..=half);
+                on_retry(&format!(
+                    "{waiting_for} (attempt {attempt}: {code}: {message}); retrying in {:.1}s",
+                    jittered.as_secs_f64()
+                ));
+                tokio::time::sleep(jittered).await;
+                delay = (delay * 2).min(retry.max_delay);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Where the Region comes from when no `--region` is given: `AWS_REGION` /
+/// `AWS_DEFAULT_REGION`, then the profile (`~/.aws/config`), then, only on an EC2 instance,
+/// its instance metadata. The SDK's own chain asks instance metadata everywhere, which off
+/// EC2 costs a timeout and prints the SDK's warning before the toolkit can say "no AWS
+/// region". Credentials keep the SDK's full chain (instance metadata is its last resort).
+pub fn region_chain(
+    profile: Option<&str>,
+    on_ec2: bool,
+) -> aws_config::meta::region::RegionProviderChain {
+    use aws_config::meta::region::RegionProviderChain;
+    let mut from_profile = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(p) = profile {
+        from_profile = from_profile.profile_name(p);
+    }
+    let chain = RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(from_profile.build());
+    if on_ec2 {
+        chain.or_else(aws_config::imds::region::ImdsRegionProvider::builder().build())
+    } else {
+        chain
+    }
+}
+
+/// True when this machine looks like an EC2 instance (the hypervisor or firmware says so,
+/// Linux). `AWS_EC2_METADATA_DISABLED=true` always says no. Elsewhere, give the Region with
+/// `--region`, `AWS_REGION` or the profile.
+pub fn looks_like_ec2() -> bool {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return false;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    read("/sys/devices/virtual/dmi/id/sys_vendor").contains("Amazon EC2")
+        || read("/sys/devices/virtual/dmi/id/bios_vendor").contains("Amazon EC2")
+        || read("/sys/devices/virtual/dmi/id/board_asset_tag").starts_with("i-")
+        || read("/sys/hypervisor/uuid").starts_with("ec2")
 }
 
 /// The SDK's standard retry mode (throttling, 5xx, transient network errors) with more

@@ -324,6 +324,56 @@ pub struct CorsSection {
     pub max_age_seconds: Option<u32>,
 }
 
+impl CorsSection {
+    /// Lambda's limits on a Function URL's CORS: at most 6 methods of at most 6 characters
+    /// each, origins of at most 253 characters (at most 100 of them), headers of at most
+    /// 1024 characters (at most 100), `MaxAge` 0 to 86400 seconds.
+    pub fn validate(&self) -> Result<()> {
+        if self.allow_methods.len() > 6 {
+            bail!(
+                "function_url.cors.allow_methods has {} entries: Lambda accepts at most 6",
+                self.allow_methods.len()
+            );
+        }
+        if let Some(m) = self
+            .allow_methods
+            .iter()
+            .find(|m| m.is_empty() || m.len() > 6)
+        {
+            bail!("function_url.cors.allow_methods: `{m}` is not a method of 1 to 6 characters (e.g. \"GET\", \"POST\", \"*\")");
+        }
+        if self.allow_origins.len() > 100 {
+            bail!(
+                "function_url.cors.allow_origins has {} entries: Lambda accepts at most 100",
+                self.allow_origins.len()
+            );
+        }
+        if let Some(o) = self
+            .allow_origins
+            .iter()
+            .find(|o| o.is_empty() || o.len() > 253)
+        {
+            bail!(
+                "function_url.cors.allow_origins: an origin must be 1 to 253 characters (this one has {}: `{o}`)",
+                o.len()
+            );
+        }
+        if self.allow_headers.len() > 100 {
+            bail!(
+                "function_url.cors.allow_headers has {} entries: Lambda accepts at most 100",
+                self.allow_headers.len()
+            );
+        }
+        if let Some(h) = self.allow_headers.iter().find(|h| h.len() > 1024) {
+            bail!("function_url.cors.allow_headers: `{h}` is longer than Lambda's 1024 characters");
+        }
+        if let Some(m) = self.max_age_seconds.filter(|m| *m > 86400) {
+            bail!("function_url.cors.max_age_seconds = {m}: Lambda accepts 0 to 86400 (seconds)");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FunctionUrlSection {
@@ -704,6 +754,7 @@ impl StackConfig {
         if !self.function_url.enabled && !self.http_api.enabled {
             bail!("no endpoint: enable function_url.enabled or http_api.enabled (or both)");
         }
+        self.function_url.cors.validate()?;
         let l = &self.limits;
         if l.max_tokens_cap == 0 {
             bail!("limits.max_tokens_cap must be at least 1");
@@ -820,18 +871,24 @@ impl StackConfig {
     }
 }
 
-/// Stack names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$`.
+/// Stack names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` without `--`. Every resource name is
+/// built from the stack name, and the strictest of them rules: the ECR repository name
+/// (`claude-proxy-S`, lowercased) must match `[a-z0-9]+(?:[._-][a-z0-9]+)*`, so no
+/// separator may follow another. The longest names (`claude-proxy-S-role` 50, the function
+/// 45) stay within IAM's and Lambda's 64.
 pub fn validate_stack_name(name: &str) -> Result<()> {
     let b = name.as_bytes();
     let ok = (2..=32).contains(&b.len())
         && b[0].is_ascii_lowercase()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[b.len() - 1] != b'-';
+        && b[b.len() - 1] != b'-'
+        && !name.contains("--");
     if !ok {
         bail!(
             "invalid stack name `{name}`: use 2 to 32 characters, lowercase letters, digits and \
-             `-`, starting with a letter and not ending with `-` (e.g. `dev`, `team-a`)"
+             single `-` between them, starting with a letter and not ending with `-` (e.g. `dev`, \
+             `team-a`; every resource name, the ECR repository's included, must accept it)"
         );
     }
     Ok(())
@@ -894,11 +951,33 @@ mod tests {
             "1dev",
             "dev-",
             "de_v",
+            "a--b",
+            "team--a",
             "",
             &format!("a{}", "b".repeat(32)),
         ] {
             assert!(validate_stack_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cors_limits_are_checked_before_any_call() {
+        let ok = "[function_url.cors]\nallow_origins = [\"https://example.com\"]\nallow_methods = [\"GET\", \"POST\"]\nmax_age_seconds = 86400\n";
+        StackConfig::parse(ok).unwrap();
+        for (bad, what) in [
+            ("allow_methods = [\"GET\", \"POST\", \"PUT\", \"PATCH\", \"DELETE\", \"HEAD\", \"OPTIONS\"]", "at most 6"),
+            ("allow_methods = [\"OPTIONS\"]", "1 to 6 characters"),
+            ("max_age_seconds = 86401", "0 to 86400"),
+            ("max_age_seconds = 4294967295", "0 to 86400"),
+        ] {
+            let text = format!("[function_url.cors]\nallow_origins = [\"https://example.com\"]\n{bad}\n");
+            let e = StackConfig::parse(&text).unwrap_err();
+            assert!(format!("{e:#}").contains(what), "{bad}: {e:#}");
+        }
+        let long = format!("https://{}.com", "a".repeat(250));
+        let text = format!("[function_url.cors]\nallow_origins = [\"{long}\"]\n");
+        let e = StackConfig::parse(&text).unwrap_err();
+        assert!(format!("{e:#}").contains("1 to 253 characters"), "{e:#}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! function references it by digest, `<repository URI>@sha256:...`.
 //!
 //! Nothing is pushed when the repository already lists the digest (ListImages): an
-//! unchanged image is a no-op. Teardown deletes the repository with its images (force).
+//! unchanged image is a no-op. Each push moves the `latest` tag to the new image, so the
+//! previous one is left untagged: the repository's lifecycle policy ([`lifecycle_policy`])
+//! keeps the newest untagged image (the previous build, to go back to) and expires the older
+//! ones. Teardown deletes the repository with its images (force).
 
 use crate::aws::{ctx, describe, Aws};
 use crate::names::{self, Names};
@@ -33,6 +36,35 @@ pub struct State {
     pub tags: BTreeMap<String, String>,
     /// Digests (`sha256:...`) of the images the repository holds.
     pub image_digests: Vec<String>,
+    /// The lifecycle policy (`GetLifecyclePolicy`, parsed), `None` when there is none.
+    pub lifecycle_policy: Option<serde_json::Value>,
+}
+
+/// The repository's lifecycle policy: untagged images beyond the newest one expire (every
+/// changed build untags the one before it).
+pub fn lifecycle_policy() -> serde_json::Value {
+    serde_json::json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": "Expire untagged images (older builds), keeping the newest one",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "imageCountMoreThan",
+                "countNumber": 1
+            },
+            "action": {"type": "expire"}
+        }]
+    })
+}
+
+fn lifecycle_text(p: &Option<serde_json::Value>) -> String {
+    match p {
+        None => "(none)".into(),
+        Some(p) if *p == lifecycle_policy() => {
+            "expire untagged images beyond the newest one".into()
+        }
+        Some(p) => p.to_string(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -118,8 +150,31 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
             break;
         }
     }
+    let lifecycle_policy = match aws
+        .ecr
+        .get_lifecycle_policy()
+        .repository_name(name)
+        .send()
+        .await
+    {
+        Ok(o) => o
+            .lifecycle_policy_text()
+            .map(|t| {
+                serde_json::from_str(t)
+                    .with_context(|| format!("ecr:GetLifecyclePolicy {name}: not JSON: {t}"))
+            })
+            .transpose()?,
+        Err(e)
+            if e.as_service_error().and_then(|s| s.code())
+                == Some("LifecyclePolicyNotFoundException") =>
+        {
+            None
+        }
+        Err(e) => return Err(ctx(format!("ecr:GetLifecyclePolicy {name}"))(e)),
+    };
     Ok(Some(State {
         arn,
+        lifecycle_policy,
         uri: repo.repository_uri().unwrap_or_default().to_string(),
         scan_on_push: repo
             .image_scanning_configuration()
@@ -137,12 +192,23 @@ pub fn diff_repository(desired: Option<&Spec>, actual: Option<&State>) -> Option
             settings: vec![
                 Setting::new("image_tag_mutability", "MUTABLE"),
                 Setting::new("scan_on_push", false),
+                Setting::new(
+                    "lifecycle_policy",
+                    lifecycle_text(&Some(lifecycle_policy())),
+                ),
             ],
         }),
         (Some(d), Some(a)) => {
             let mut fields = Vec::new();
             if a.scan_on_push {
                 fields.push(FieldChange::new("scan_on_push", "true", "false"));
+            }
+            if a.lifecycle_policy.as_ref() != Some(&lifecycle_policy()) {
+                fields.push(FieldChange::new(
+                    "lifecycle_policy",
+                    lifecycle_text(&a.lifecycle_policy),
+                    lifecycle_text(&Some(lifecycle_policy())),
+                ));
             }
             let missing = names::missing_tags(d.stack, &a.tags);
             if !missing.is_empty() {
@@ -208,10 +274,24 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<Stri
         .send()
         .await
         .map_err(ctx(format!("ecr:CreateRepository {}", spec.name)))?;
-    out.repository()
+    let uri = out
+        .repository()
         .and_then(|r| r.repository_uri())
         .map(str::to_string)
-        .with_context(|| format!("CreateRepository {} returned no URI", spec.name))
+        .with_context(|| format!("CreateRepository {} returned no URI", spec.name))?;
+    put_lifecycle_policy(aws, spec.name).await?;
+    Ok(uri)
+}
+
+async fn put_lifecycle_policy(aws: &Aws, name: &str) -> Result<()> {
+    aws.ecr
+        .put_lifecycle_policy()
+        .repository_name(name)
+        .lifecycle_policy_text(lifecycle_policy().to_string())
+        .send()
+        .await
+        .map_err(ctx(format!("ecr:PutLifecyclePolicy {name}")))?;
+    Ok(())
 }
 
 pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
@@ -230,6 +310,9 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
                 "ecr:PutImageScanningConfiguration {}",
                 spec.name
             )))?;
+    }
+    if actual.lifecycle_policy.as_ref() != Some(&lifecycle_policy()) {
+        put_lifecycle_policy(aws, spec.name).await?;
     }
     if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
         let keep = actual.tags.contains_key(names::TAG_CREATED_AT);
@@ -339,6 +422,7 @@ mod tests {
             scan_on_push: false,
             tags: names::tags_at_creation("dev", "t"),
             image_digests: vec!["sha256:other".into()],
+            lifecycle_policy: Some(lifecycle_policy()),
         };
         assert!(diff_image(Some(&image), Some(&state)).is_some());
         state.image_digests.push(image.digest().to_string());
@@ -350,5 +434,38 @@ mod tests {
         };
         assert!(diff_repository(Some(&spec), Some(&state)).is_none());
         assert_eq!(diff_repository(None, Some(&state)), Some(Change::Delete));
+    }
+
+    #[test]
+    fn untagged_images_expire() {
+        let spec = Spec {
+            name: "claude-proxy-dev",
+            stack: "dev",
+        };
+        let Some(Change::Create { settings }) = diff_repository(Some(&spec), None) else {
+            panic!()
+        };
+        assert!(
+            settings.iter().any(|s| s.field == "lifecycle_policy"),
+            "{settings:?}"
+        );
+        // A repository made before the policy existed gets it; one with it has no change.
+        let mut state = State {
+            arn: "arn:aws:ecr:us-east-1:1:repository/claude-proxy-dev".into(),
+            uri: repository_uri("1", "us-east-1", "claude-proxy-dev"),
+            scan_on_push: false,
+            tags: names::tags_at_creation("dev", "2026-01-01T00:00:00Z"),
+            image_digests: vec![],
+            lifecycle_policy: None,
+        };
+        let Some(Change::Update { fields }) = diff_repository(Some(&spec), Some(&state)) else {
+            panic!()
+        };
+        assert_eq!(fields[0].field, "lifecycle_policy");
+        state.lifecycle_policy = Some(lifecycle_policy());
+        assert_eq!(diff_repository(Some(&spec), Some(&state)), None);
+        let rule = &lifecycle_policy()["rules"][0];
+        assert_eq!(rule["selection"]["tagStatus"], "untagged");
+        assert_eq!(rule["action"]["type"], "expire");
     }
 }

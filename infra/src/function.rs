@@ -8,8 +8,9 @@
 //!
 //! Code is uploaded only when the zip's CodeSha256 differs. After every create/update the
 //! SDK waiters (`wait_until_function_active_v2`, `wait_until_function_updated_v2`) hold the
-//! next step until Lambda is ready. `CreateFunction` is retried with backoff only on the two
-//! errors a just-created role gives while IAM propagates it.
+//! next step until Lambda is ready. `CreateFunction` and `UpdateFunctionConfiguration` (both
+//! name the role) are retried with backoff only on the two errors a just-created role gives
+//! while IAM propagates it.
 
 use crate::aws::{ctx, describe, is_not_found, Aws, IamRetry};
 use crate::config::Package;
@@ -18,9 +19,8 @@ use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType, Runtime};
-use rand::Rng;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
@@ -357,13 +357,12 @@ pub async fn create(
     Ok(arn)
 }
 
-/// Runs `call` until it succeeds, fails with another error, or `retry.max_total` passes.
-/// Delays double from `retry.base` up to `retry.max_delay`, each drawn uniformly from
-/// [delay/2, delay] (jitter), so parallel deploys do not retry in lockstep.
+/// Runs `call` while it fails with one of Lambda's IAM-propagation errors, with the
+/// backoff of `retry` ([`crate::aws::retry_while`]).
 pub async fn retry_iam_propagation<T, E, R, F, Fut>(
     retry: &IamRetry,
     on_retry: &dyn Fn(&str),
-    mut call: F,
+    call: F,
 ) -> Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>
 where
     F: FnMut() -> Fut,
@@ -372,34 +371,14 @@ where
     >,
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
 {
-    let start = Instant::now();
-    let mut delay = retry.base;
-    let mut attempt = 1u32;
-    loop {
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let message = e
-                    .as_service_error()
-                    .and_then(|s| s.message())
-                    .unwrap_or_default()
-                    .to_string();
-                if !is_iam_propagation_error(&message) || start.elapsed() + delay > retry.max_total
-                {
-                    return Err(e);
-                }
-                let half = delay / 2;
-                let jittered = half + rand::rng().random_range(Duration::ZERO..=half);
-                on_retry(&format!(
-                    "the new role is not usable yet (attempt {attempt}: {message}); retrying in {:.1}s",
-                    jittered.as_secs_f64()
-                ));
-                tokio::time::sleep(jittered).await;
-                delay = (delay * 2).min(retry.max_delay);
-                attempt += 1;
-            }
-        }
-    }
+    crate::aws::retry_while(
+        retry,
+        "the new role is not usable yet",
+        |_, message| is_iam_propagation_error(message),
+        on_retry,
+        call,
+    )
+    .await
 }
 
 async fn wait_active(aws: &Aws, name: &str) -> Result<()> {
@@ -426,7 +405,15 @@ async fn wait_updated(aws: &Aws, name: &str) -> Result<()> {
 
 /// Brings an existing function to the spec: configuration, then code, then tags, waiting
 /// for each update to finish before the next.
-pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+/// `UpdateFunctionConfiguration` names the role too, so it is retried like `CreateFunction`
+/// while a just-created role propagates (`on_retry` hears each retry).
+pub async fn update(
+    aws: &Aws,
+    spec: &Spec<'_>,
+    actual: &State,
+    created_at: &str,
+    on_retry: &dyn Fn(&str),
+) -> Result<()> {
     if !config_changes(spec, actual).is_empty() {
         let request = aws
             .lambda
@@ -445,10 +432,12 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
                 .handler(HANDLER)
                 .set_layers(Some(spec.layers.clone()))
         };
-        request.send().await.map_err(ctx(format!(
-            "lambda:UpdateFunctionConfiguration {}",
-            spec.name
-        )))?;
+        retry_iam_propagation(&aws.iam_retry, on_retry, || request.clone().send())
+            .await
+            .map_err(ctx(format!(
+                "lambda:UpdateFunctionConfiguration {}",
+                spec.name
+            )))?;
         wait_updated(aws, spec.name).await?;
     }
     if !code_changes(spec, actual).is_empty() {

@@ -56,13 +56,23 @@ fn normalise_mode(mode: Option<&str>) -> String {
 }
 
 fn from_sdk_cors(c: &Cors) -> Option<CorsSection> {
-    let s = CorsSection {
+    normalise_cors(Some(&CorsSection {
         allow_origins: c.allow_origins().to_vec(),
         allow_methods: c.allow_methods().to_vec(),
         allow_headers: c.allow_headers().to_vec(),
-        max_age_seconds: c.max_age().map(|m| m as u32),
-    };
-    (s != CorsSection::default()).then_some(s)
+        max_age_seconds: c.max_age().and_then(|m| u32::try_from(m).ok()),
+    }))
+}
+
+/// The CORS configuration as compared: Lambda echoes its defaults (`MaxAge` 0, empty
+/// lists) for settings never given, and a configuration without origins allows nothing,
+/// so `MaxAge` 0 is the same as none, and no origins is no CORS at all.
+fn normalise_cors(c: Option<&CorsSection>) -> Option<CorsSection> {
+    let mut c = c?.clone();
+    if c.max_age_seconds == Some(0) {
+        c.max_age_seconds = None;
+    }
+    (!c.allow_origins.is_empty()).then_some(c)
 }
 
 fn to_sdk_cors(c: &Option<CorsSection>) -> Cors {
@@ -73,7 +83,8 @@ fn to_sdk_cors(c: &Option<CorsSection>) -> Cors {
             .set_allow_origins(Some(c.allow_origins.clone()))
             .set_allow_methods(Some(c.allow_methods.clone()))
             .set_allow_headers(Some(c.allow_headers.clone()))
-            .set_max_age(c.max_age_seconds.map(|m| m as i32));
+            // Validated to 0..=86400 with the stack file.
+            .set_max_age(c.max_age_seconds.map(|m| m.min(86400) as i32));
     }
     b.build()
 }
@@ -114,7 +125,7 @@ pub fn diff(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
             if a.auth != d.auth {
                 fields.push(FieldChange::new("auth", a.auth.clone(), d.auth));
             }
-            if a.cors != d.cors {
+            if normalise_cors(a.cors.as_ref()) != normalise_cors(d.cors.as_ref()) {
                 fields.push(FieldChange::new(
                     "cors",
                     cors_text(&a.cors),
@@ -167,5 +178,68 @@ pub async fn delete(aws: &Aws, function: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(ctx(format!("lambda:DeleteFunctionUrlConfig {function}"))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cors: Option<CorsSection>) -> Spec {
+        Spec {
+            invoke_mode: "RESPONSE_STREAM",
+            auth: "NONE",
+            cors,
+        }
+    }
+
+    fn state(cors: Option<CorsSection>) -> State {
+        State {
+            url: "https://x.lambda-url.us-east-1.on.aws/".into(),
+            invoke_mode: "RESPONSE_STREAM".into(),
+            auth: "NONE".into(),
+            cors,
+        }
+    }
+
+    #[test]
+    fn aws_echo_of_cors_defaults_is_no_change() {
+        // What Lambda answers for a URL whose CORS was cleared or never set.
+        let echoed = Cors::builder()
+            .set_allow_origins(Some(vec![]))
+            .set_allow_methods(Some(vec![]))
+            .set_allow_headers(Some(vec![]))
+            .max_age(0)
+            .build();
+        assert_eq!(
+            diff(Some(&spec(None)), Some(&state(from_sdk_cors(&echoed)))),
+            None
+        );
+        let with = |max_age| CorsSection {
+            allow_origins: vec!["https://example.com".into()],
+            allow_methods: vec!["POST".into()],
+            allow_headers: vec![],
+            max_age_seconds: max_age,
+        };
+        // MaxAge 0 is echoed for a configuration given without one, and the other way round.
+        assert_eq!(
+            diff(
+                Some(&spec(Some(with(None)))),
+                Some(&state(Some(with(Some(0)))))
+            ),
+            None
+        );
+        assert_eq!(
+            diff(
+                Some(&spec(Some(with(Some(0))))),
+                Some(&state(Some(with(None))))
+            ),
+            None
+        );
+        assert!(diff(
+            Some(&spec(Some(with(Some(60))))),
+            Some(&state(Some(with(None))))
+        )
+        .is_some());
     }
 }

@@ -153,6 +153,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Reasons the plan cannot be applied (e.g. no Anthropic key for a new secret).
     pub blockers: Vec<String>,
+    /// The reserved concurrency the function will have after apply (`None`: none), as
+    /// decided against the account's settings (`concurrency::decide`).
+    pub reserved_concurrency: Option<u32>,
     /// The state this plan was computed from (apply needs its ids).
     #[serde(skip)]
     pub actual: Actual,
@@ -479,11 +482,24 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             &actual.permissions[..],
         )
     };
+    let reservation = spec
+        .map(|s| {
+            concurrency::decide(
+                &names.function,
+                region,
+                s.reserved_concurrency,
+                s.config.concurrency.reserved == crate::config::ConcurrencySetting::Auto,
+                a_conc,
+                actual.account_concurrency.as_ref(),
+            )
+        })
+        .unwrap_or_default();
+    blockers.extend(reservation.blocker.clone());
     push(
         Kind::Concurrency,
         &names.function,
         None,
-        concurrency::diff(spec.and_then(|s| s.reserved_concurrency), a_conc),
+        concurrency::diff(reservation.reserved, a_conc),
     );
     let u = spec.and_then(url_spec);
     push(
@@ -505,13 +521,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         push(Kind::Permission, &sid, None, Some(change));
     }
 
-    // Execution order: deletions (teardown order), then the rest (creation order).
+    // Execution order: deletions (teardown order), then the rest (creation order). Old layer
+    // versions of a stack that stays go last, once the function has switched off them (a
+    // version still attached to the function would otherwise be deleted under it).
+    let stays = spec.is_some();
     changes.sort_by_key(|c| match c.change {
+        Change::Delete if c.kind == Kind::Layer && stays => (2, 0),
         Change::Delete => (0, c.kind.delete_rank()),
         _ => (1, c.kind.create_rank()),
     });
 
     let mut notes = Vec::new();
+    notes.extend(reservation.note.clone());
     if replaced_with_url {
         notes.push("the function is replaced, so its function URL is created again with a new address: take it from the deploy output".into());
     }
@@ -532,7 +553,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         if s.config.function_url.enabled
             && s.config.function_url.auth == crate::config::UrlAuth::AwsIam
         {
-            notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold lambda:InvokeFunctionUrl on the function".into());
+            notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold both lambda:InvokeFunctionUrl and lambda:InvokeFunction on the function in their own IAM policy (AWS asks for both since October 2025)".into());
         }
         // Where the function (re)gets its model allowlist from the default, say which it is.
         let models_set_now = changes.iter().any(|c| {
@@ -574,6 +595,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         changes,
         notes,
         blockers,
+        reserved_concurrency: reservation.reserved,
         actual: actual.clone(),
     }
 }

@@ -353,49 +353,66 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .map(decode_document)
         .transpose()?
         .unwrap_or(Value::Null);
-    let tags = aws
-        .iam
-        .list_role_tags()
-        .role_name(&names.role)
-        .send()
-        .await
-        .map_err(ctx(format!("iam:ListRoleTags {}", names.role)))?
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    let policy_names = aws
+    // IAM is eventually consistent: right after a delete GetRole may still find the role
+    // while the next read says NoSuchEntity. Then it is gone.
+    let tags = match aws.iam.list_role_tags().role_name(&names.role).send().await {
+        Ok(t) => t,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(ctx(format!("iam:ListRoleTags {}", names.role))(e)),
+    }
+    .tags()
+    .iter()
+    .map(|t| (t.key().to_string(), t.value().to_string()))
+    .collect();
+    let policy_names = match aws
         .iam
         .list_role_policies()
         .role_name(&names.role)
         .send()
         .await
-        .map_err(ctx(format!("iam:ListRolePolicies {}", names.role)))?
-        .policy_names()
-        .to_vec();
+    {
+        Ok(p) => p,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(ctx(format!("iam:ListRolePolicies {}", names.role))(e)),
+    }
+    .policy_names()
+    .to_vec();
     let mut inline_policies = BTreeMap::new();
     for p in policy_names {
-        let doc = aws
+        let doc = match aws
             .iam
             .get_role_policy()
             .role_name(&names.role)
             .policy_name(&p)
             .send()
             .await
-            .map_err(ctx(format!("iam:GetRolePolicy {} {p}", names.role)))?;
+        {
+            Ok(d) => d,
+            // Deleted between the list and this read.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(ctx(format!("iam:GetRolePolicy {} {p}", names.role))(e)),
+        };
         inline_policies.insert(p, decode_document(doc.policy_document())?);
     }
-    let attached_policies = aws
+    let attached_policies = match aws
         .iam
         .list_attached_role_policies()
         .role_name(&names.role)
         .send()
         .await
-        .map_err(ctx(format!("iam:ListAttachedRolePolicies {}", names.role)))?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
+    {
+        Ok(a) => a,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            return Err(ctx(format!("iam:ListAttachedRolePolicies {}", names.role))(
+                e,
+            ))
+        }
+    }
+    .attached_policies()
+    .iter()
+    .filter_map(|p| p.policy_arn().map(str::to_string))
+    .collect();
     Ok(Some(State {
         arn: role.arn().to_string(),
         trust_policy,

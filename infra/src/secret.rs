@@ -136,6 +136,12 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
         .collect();
+    if d.deleted_date().is_some_and(being_deleted_for_good) {
+        // Force-deleted (ours are, see `delete`): AWS keeps showing it with a DeletedDate of
+        // the deletion for a while. It is gone; the name is free again shortly (`create`
+        // retries until it is).
+        return Ok(None);
+    }
     let scheduled_for_deletion = d.deleted_date().is_some();
     let value = if scheduled_for_deletion {
         None
@@ -159,6 +165,23 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         value,
         scheduled_for_deletion,
     }))
+}
+
+/// True when a `DeletedDate` marks a secret deleted without recovery: the date is the
+/// deletion itself (now or past), while a secret scheduled with a recovery window (7 to 30
+/// days) carries the future date it will be deleted on, and can still be restored.
+pub fn being_deleted_for_good(deleted: &aws_smithy_types::DateTime) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Shorter than any recovery window (7 days), longer than any clock skew.
+    deleted.secs() <= now + 24 * 3600
+}
+
+/// The refusal of `CreateSecret` while a name deleted moments ago is not free yet.
+pub fn is_name_scheduled_for_deletion(code: &str, message: &str) -> bool {
+    code == "InvalidRequestException" && message.contains("scheduled for deletion")
 }
 
 /// What the secret should be.
@@ -280,8 +303,15 @@ fn sdk_tags(stack: &str, created_at: &str) -> Vec<Tag> {
         .collect()
 }
 
-/// Creates the secret with a new caller token. Returns (ARN, the token).
-pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(String, CallerToken)> {
+/// Creates the secret with a new caller token. Returns (ARN, the token). Right after a
+/// teardown the name may still be held by the force-deleted secret ("already scheduled for
+/// deletion"): that is retried with backoff until AWS frees it (`on_retry` hears each retry).
+pub async fn create(
+    aws: &Aws,
+    spec: &Spec<'_>,
+    created_at: &str,
+    on_retry: &dyn Fn(&str),
+) -> Result<(String, CallerToken)> {
     let key = match &spec.input.anthropic_api_key {
         Some(k) => Some(k.clone()),
         None if !spec.key_required => None,
@@ -292,7 +322,7 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(Str
         anthropic_api_key: key,
         caller_tokens: vec![token.clone()],
     };
-    let out = aws
+    let request = aws
         .secrets
         .create_secret()
         .name(spec.name)
@@ -301,10 +331,16 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(Str
             spec.stack
         ))
         .secret_string(serde_json::to_string(&value)?)
-        .set_tags(Some(sdk_tags(spec.stack, created_at)))
-        .send()
-        .await
-        .map_err(ctx(format!("secretsmanager:CreateSecret {}", spec.name)))?;
+        .set_tags(Some(sdk_tags(spec.stack, created_at)));
+    let out = crate::aws::retry_while(
+        &aws.iam_retry,
+        &format!("the name {} is still held by its deleted secret", spec.name),
+        is_name_scheduled_for_deletion,
+        on_retry,
+        || request.clone().send(),
+    )
+    .await
+    .map_err(ctx(format!("secretsmanager:CreateSecret {}", spec.name)))?;
     let arn = out
         .arn()
         .context("CreateSecret returned no ARN")?

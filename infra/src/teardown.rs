@@ -50,17 +50,35 @@ pub async fn teardown_plan(aws: &Aws, stack: &str) -> Result<Plan> {
     Ok(plan(&desired, &actual))
 }
 
-/// Deletes everything the stack created, then checks nothing is left.
+/// Deletes everything the stack created, then checks nothing is left. IAM, Lambda and
+/// Secrets Manager reads lag deletes for a while, so the check re-reads (with the backoff of
+/// `aws.iam_retry`, bounded by its `max_total`) until the reads catch up; only what is still
+/// there after that is reported as left behind.
 pub async fn teardown(aws: &Aws, stack: &str, progress: &dyn Progress) -> Result<TeardownReport> {
     let desired = Desired::empty(stack)?;
     let p = teardown_plan(aws, stack).await?;
     let outputs: Outputs = apply(aws, &p, &desired, progress).await?;
-    let left = read_actual(aws, stack).await?;
-    if !left.is_empty() {
+    let started = std::time::Instant::now();
+    let mut delay = aws.iam_retry.base;
+    loop {
+        let left = read_actual(aws, stack).await?;
+        if left.is_empty() {
+            break;
+        }
         let again = plan(&desired, &left);
-        bail!(
-            "teardown of stack `{stack}` left resources behind (run it again, or delete them by hand):\n{again}"
+        if started.elapsed() + delay > aws.iam_retry.max_total {
+            bail!(
+                "teardown of stack `{stack}` left resources behind, still there after {:.0?} (run it again, or delete them by hand):\n{again}",
+                started.elapsed()
+            );
+        }
+        tracing::debug!(
+            target: "infra::teardown",
+            "reads still show {} resource(s) of stack `{stack}` after deleting them; re-reading in {delay:.1?}",
+            again.changes.len()
         );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(aws.iam_retry.max_delay);
     }
     Ok(TeardownReport {
         stack: stack.to_string(),

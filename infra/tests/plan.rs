@@ -349,6 +349,60 @@ fn switching_url_to_iam_removes_public_statements() {
         p.to_string().contains("env.CALLER_AUTH: token -> none"),
         "{p}"
     );
+    // Callers of an AWS_IAM URL need both actions (since October 2025).
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains("AWS_IAM"))
+        .unwrap_or_else(|| panic!("{p}"));
+    assert!(
+        note.contains("lambda:InvokeFunctionUrl") && note.contains("lambda:InvokeFunction "),
+        "{note}"
+    );
+}
+
+/// A new account (10 concurrent executions, all unreserved): the plan shows that `auto`
+/// reserves nothing and why; an explicit number is a blocker. A large account reserves.
+#[test]
+fn the_reservation_is_decided_against_the_account() {
+    use infra::concurrency::AccountConcurrency;
+    let mut a = Actual::empty(ACCOUNT, REGION);
+    a.account_concurrency = Some(AccountConcurrency::Known {
+        total: 10,
+        unreserved: 10,
+    });
+    let p = plan(&desired(), &a);
+    assert_eq!(p.reserved_concurrency, None);
+    assert!(p.blockers.is_empty(), "{p}");
+    assert!(
+        !p.changes.iter().any(|c| c.kind == Kind::Concurrency),
+        "{p}"
+    );
+    insta::assert_snapshot!("new_account_auto", p.to_string());
+
+    let explicit = desired_with(
+        Overrides {
+            concurrency: Some(ConcurrencySetting::Reserved(5)),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let p = plan(&explicit, &a);
+    assert_eq!(p.reserved_concurrency, Some(5));
+    assert_eq!(p.blockers.len(), 1, "{p}");
+    insta::assert_snapshot!("new_account_explicit", p.to_string());
+
+    a.account_concurrency = Some(AccountConcurrency::Known {
+        total: 1000,
+        unreserved: 1000,
+    });
+    let p = plan(&desired(), &a);
+    assert_eq!(p.reserved_concurrency, Some(17));
+    assert!(
+        p.to_string()
+            .contains("+ reserved concurrency claude-proxy-dev\n        reserved = 17"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -555,6 +609,7 @@ fn deployed_as(d: &Desired) -> Actual {
                 scan_on_push: false,
                 tags: tags(&d.stack),
                 image_digests: vec![digest],
+                lifecycle_policy: Some(infra::ecr::lifecycle_policy()),
             });
         }
     }
@@ -606,9 +661,10 @@ fn changed_layer_bytes_publish_one_version_and_drop_the_old_one() {
     assert_eq!(
         summary,
         [
-            (Kind::Layer, "claude-proxy-dev-bootstrap:1", "delete"),
             (Kind::Layer, "claude-proxy-dev-bootstrap", "create"),
             (Kind::Function, "claude-proxy-dev", "update"),
+            // Only once the function uses the new version.
+            (Kind::Layer, "claude-proxy-dev-bootstrap:1", "delete"),
         ],
         "{p}"
     );
@@ -630,8 +686,14 @@ fn zip_to_layer_is_an_update_not_a_replacement() {
     // And back: the layer's versions go, the function gets its bootstrap again.
     let p = plan(&zip, &deployed_as(&layer));
     assert_eq!(p.count(|c| matches!(c, Change::Replace { .. })), 0, "{p}");
-    assert_eq!(p.changes[0].kind, Kind::Layer);
-    assert_eq!(p.changes[0].change, Change::Delete);
+    // The function is switched off the layer first, then its versions go.
+    assert_eq!(p.changes[0].kind, Kind::Function, "{p}");
+    let last = p.changes.last().unwrap();
+    assert_eq!(
+        (last.kind, &last.change),
+        (Kind::Layer, &Change::Delete),
+        "{p}"
+    );
     insta::assert_snapshot!("layer_to_zip", p.to_string());
 }
 

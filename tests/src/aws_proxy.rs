@@ -14,6 +14,10 @@
 //! holds its answer and every later request, and tells the test ([`AwsProxy::wait_held`]),
 //! which kills the client. Held requests are never forwarded.
 //!
+//! Strictness: [`AwsProxy::enable`] switches on a [`strict::Profile`] under which the proxy
+//! answers as real AWS does where moto is lenient (a new account's concurrency, IAM
+//! propagation lag, reads lagging deletes); see [`strict`].
+//!
 //! Start one proxy per test (they are cheap) so parallel tests do not share counters.
 //!
 //! Stricter-than-moto answers, each in its own module:
@@ -24,6 +28,8 @@
 
 pub mod bedrock_profiles;
 pub mod partition;
+
+pub mod strict;
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -197,6 +203,8 @@ struct Shared {
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     /// Set to true when holding starts.
     held: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The strictness profiles and what they remember (kept across `clear`).
+    strict: Arc<Mutex<strict::Strict>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -205,6 +213,7 @@ pub struct AwsProxy {
     inner: Arc<Mutex<Inner>>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     held: Arc<tokio::sync::watch::Sender<bool>>,
+    strict: Arc<Mutex<strict::Strict>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -224,7 +233,9 @@ impl AwsProxy {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let strict = Arc::new(Mutex::new(strict::Strict::default()));
         let shared = Shared {
+            strict: strict.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
@@ -275,6 +286,7 @@ impl AwsProxy {
             inner,
             generation,
             held,
+            strict,
             task,
         })
     }
@@ -347,6 +359,19 @@ impl AwsProxy {
     /// [`bedrock_profiles`]). Survives [`AwsProxy::clear`].
     pub fn set_inference_profiles(&self, profiles: bedrock_profiles::InferenceProfiles) {
         self.inner.lock().unwrap().inference_profiles = profiles;
+    }
+
+    /// Answers as real AWS does under `profile` from now on (replacing an earlier profile of
+    /// the same kind). Profiles stay on across [`AwsProxy::clear`].
+    pub fn enable(&self, profile: strict::Profile) {
+        self.strict.lock().unwrap().enable(profile);
+    }
+
+    /// [`AwsProxy::enable`] for each of `profiles`.
+    pub fn enable_all(&self, profiles: impl IntoIterator<Item = strict::Profile>) {
+        for p in profiles {
+            self.enable(p);
+        }
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -627,6 +652,21 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         }
     }
 
+    let req = strict::Req {
+        service: &service,
+        operation: &operation,
+        method: &parts.method,
+        path: &path,
+        body: &body,
+    };
+    if fault.is_none() {
+        let answer = s.strict.lock().unwrap().answer(&req);
+        if let Some(r) = answer {
+            record(r.status().as_u16(), true);
+            return Some(r);
+        }
+    }
+
     let url = format!(
         "{}{}",
         s.upstream,
@@ -636,7 +676,10 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let mut upstream = s.client.request(parts.method.clone(), url).body(body);
+    let mut upstream = s
+        .client
+        .request(parts.method.clone(), url)
+        .body(body.clone());
     for (k, v) in parts.headers.iter() {
         if k == http::header::HOST
             || k == http::header::CONTENT_LENGTH
@@ -669,6 +712,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     record(status.as_u16(), false);
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    s.strict
+        .lock()
+        .unwrap()
+        .observe(&req, status.as_u16(), &content_type, &bytes);
     if hold_this {
         // The call took effect in moto; its answer never leaves.
         s.inner.lock().unwrap().holding = true;

@@ -34,7 +34,7 @@ pub fn iam_action(c: &Call) -> Option<String> {
                 ("DELETE", ["functions", _, "policy", _]) => "RemovePermission",
                 ("POST", ["tags", ..]) => "TagResource",
                 ("GET", ["tags", ..]) => "ListTags",
-                ("GET", ["account-settings"]) => "GetAccountSettings",
+                ("GET", ["account-settings"] | ["account-settings", ""]) => "GetAccountSettings",
                 ("GET", ["layers", _, "versions"]) => "ListLayerVersions",
                 ("POST", ["layers", _, "versions"]) => "PublishLayerVersion",
                 ("GET", ["layers", _, "versions", _]) => "GetLayerVersion",

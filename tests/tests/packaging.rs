@@ -231,7 +231,8 @@ async fn layer_package() {
     assert!(!out.changed);
     assert_eq!(mutating(&e.proxy.calls()[mark..]), Vec::<String>::new());
 
-    // New bytes: exactly one new version, the function moves to it, the old one goes.
+    // New bytes: exactly one new version, the function moves to it, then the old one goes
+    // (never while the function still uses it).
     let mut d2 = desired(&o, Some(KEY));
     d2.spec.as_mut().unwrap().artifact =
         Some(Artifact::from_bootstrap_bytes(b"\x7fELF a second build").unwrap());
@@ -241,9 +242,9 @@ async fn layer_package() {
     assert_eq!(
         ops,
         [
-            format!("lambda DELETE /2018-10-31/layers/{layer}/versions/1"),
             format!("lambda POST /2018-10-31/layers/{layer}/versions"),
             format!("lambda PUT /2015-03-31/functions/{f}/configuration"),
+            format!("lambda DELETE /2018-10-31/layers/{layer}/versions/1"),
         ]
     );
     let versions = lambda
@@ -278,6 +279,19 @@ async fn layer_package() {
     let z = desired(&package(stack, Package::Zip), Some(KEY));
     let (p, _) = Box::pin(apply(&e.aws, &z)).await;
     assert_eq!(p.count(|c| matches!(c, Change::Replace { .. })), 0, "{p}");
+    let ops = mutating(&e.proxy.calls());
+    let detach = ops
+        .iter()
+        .rposition(|o| o.ends_with(&format!("/functions/{f}/configuration")))
+        .unwrap();
+    let drop_v2 = ops
+        .iter()
+        .position(|o| o.ends_with(&format!("/layers/{layer}/versions/2")))
+        .unwrap();
+    assert!(
+        detach < drop_v2,
+        "detached before its version is deleted: {ops:?}"
+    );
     let c = lambda
         .get_function_configuration()
         .function_name(f)
@@ -384,6 +398,18 @@ async fn image_package() {
         r.image_scanning_configuration().map(|c| c.scan_on_push()),
         Some(false)
     );
+    // Untagged images (the builds before the last) expire.
+    let lifecycle = ecr
+        .get_lifecycle_policy()
+        .repository_name(repo)
+        .send()
+        .await
+        .expect("the repository has a lifecycle policy");
+    let policy: serde_json::Value =
+        serde_json::from_str(lifecycle.lifecycle_policy_text().unwrap()).unwrap();
+    let rule = &policy["rules"][0];
+    assert_eq!(rule["selection"]["tagStatus"], "untagged", "{policy}");
+    assert_eq!(rule["action"]["type"], "expire", "{policy}");
     let tags = ecr
         .list_tags_for_resource()
         .resource_arn(r.repository_arn().unwrap())

@@ -240,7 +240,9 @@ pub struct StackArgs {
     #[arg(long, value_name = "zip|layer|image", help_heading = "Stack settings")]
     pub package: Option<infra::config::Package>,
     /// Reserved concurrency: a number, `auto` (from --requests-per-minute and
-    /// --expected-duration) or `none`
+    /// --expected-duration) or `none`. Checked against the account's quota at plan time:
+    /// `auto` the account cannot give deploys without a reservation (with a note), a number
+    /// it cannot give blocks the plan
     #[arg(long, value_name = "N|auto|none", help_heading = "Stack settings")]
     pub concurrency: Option<infra::config::ConcurrencySetting>,
     /// Anthropic rate limit in requests per minute (for --concurrency auto)

@@ -212,7 +212,7 @@ struct Target {
 fn hint_for(status: u16, signed: bool) -> &'static str {
     match status {
         401 => "The caller token was refused: set CLAUDE_PROXY_TOKEN to a current token (see the deploy output), or unset it to read it from the stack's secret.",
-        403 if signed => "AWS refused the signed request: your credentials need lambda:InvokeFunctionUrl on this function.",
+        403 if signed => "AWS refused the signed request: your credentials need both lambda:InvokeFunctionUrl and lambda:InvokeFunction on this function (AWS_IAM URLs ask for both since October 2025).",
         403 => "AWS refused the request: the URL may use AWS_IAM auth (try --sigv4), or the public URL is missing its resource-policy statements (redeploy).",
         429 | 529 => "The upstream is rate limiting or overloaded: try again shortly.",
         _ => "See `cargo xtask logs` for the function's side.",
@@ -392,6 +392,13 @@ fn parse_event(event: &str) -> (Option<String>, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_403_names_both_actions_an_aws_iam_url_needs() {
+        let hint = hint_for(403, true);
+        assert!(hint.contains("lambda:InvokeFunctionUrl"), "{hint}");
+        assert!(hint.contains("lambda:InvokeFunction "), "{hint}");
+    }
 
     #[test]
     fn parses_sse_events() {

@@ -64,19 +64,44 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr. Default: warnings only; `-v` debug for our crates; `-vv` debug for
-/// everything; `RUST_LOG` wins when set.
+/// Logs go to stderr. Default: the toolkit's warnings only; `-v` debug for our crates;
+/// `-vv` debug for everything, the AWS SDK's internals included; `RUST_LOG` wins when set.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "warn,xtask=debug,infra=debug,emulators=debug,handler=debug",
-        _ => "debug,hyper=info,hyper_util=info,h2=info,rustls=info",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log_filter(verbose)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(verbose > 1)
         .init();
+}
+
+/// The log filter for `-v` given `verbose` times. Below `-vv` only the toolkit's own crates
+/// log: the SDK's internal warnings (e.g. a raw dump of an instance-metadata answer) are
+/// not for users, who get the toolkit's own error instead.
+fn log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "off,xtask=warn,infra=warn,emulators=warn,handler=warn,artifacts=warn",
+        1 => "off,xtask=debug,infra=debug,emulators=debug,handler=debug,artifacts=debug",
+        _ => "debug,hyper=info,hyper_util=info,h2=info,rustls=info",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_sdk_logs_only_at_vv() {
+        use tracing_subscriber::EnvFilter;
+        for v in [0, 1] {
+            let f = log_filter(v);
+            assert!(f.starts_with("off,"), "{f}");
+            assert!(!f.contains("aws"), "{f}");
+            EnvFilter::try_new(f).unwrap();
+        }
+        assert!(log_filter(0).contains("infra=warn"));
+        assert!(log_filter(2).starts_with("debug"));
+    }
 }
