@@ -49,13 +49,23 @@ pub async fn install_moto() -> Result<PathBuf> {
     if !python.is_file() {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
             .await
-            .with_context(|| format!("creating a Python venv at {} (needs python3 with the venv module)", venv.display()))?;
+            .with_context(|| {
+                format!(
+                    "creating a Python venv at {} (needs python3 with the venv module)",
+                    venv.display()
+                )
+            })?;
     }
     run(Command::new(&python)
         .args(["-m", "pip", "install", "--quiet"])
         .arg(format!("moto[server]=={MOTO_VERSION}")))
     .await
-    .with_context(|| format!("installing moto[server]=={MOTO_VERSION} into {}", venv.display()))?;
+    .with_context(|| {
+        format!(
+            "installing moto[server]=={MOTO_VERSION} into {}",
+            venv.display()
+        )
+    })?;
     Ok(venv.join("bin").join("moto_server"))
 }
 
@@ -145,7 +155,10 @@ impl MotoServer {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("moto server on port {} did not answer within 60 s", self.port);
+                bail!(
+                    "moto server on port {} did not answer within 60 s",
+                    self.port
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -162,7 +175,9 @@ impl MotoServer {
 
     /// Clears all of moto's state (`POST /moto-api/reset`).
     pub async fn reset(&self) -> Result<()> {
-        http_request(self.port, "POST", "/moto-api/reset").await.map(|_| ())
+        http_request(self.port, "POST", "/moto-api/reset")
+            .await
+            .map(|_| ())
     }
 
     /// Stops the server now (it is also killed on drop).
@@ -192,7 +207,10 @@ async fn http_request(port: u16, method: &str, path: &str) -> Result<String> {
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status_ok = text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200");
     if !status_ok {
-        bail!("moto answered {method} {path} with {}", text.lines().next().unwrap_or(""));
+        bail!(
+            "moto answered {method} {path} with {}",
+            text.lines().next().unwrap_or("")
+        );
     }
     Ok(text)
 }

@@ -44,7 +44,9 @@ pub fn sdk_config_from(get: impl Fn(&str) -> Option<String>) -> Result<SdkConfig
     };
     let credentials = Credentials::new(key_id, secret, var("AWS_SESSION_TOKEN"), None, "env");
     let mut builder = SdkConfig::builder()
-        .behavior_version(aws_smithy_runtime_api::client::behavior_version::BehaviorVersion::latest())
+        .behavior_version(
+            aws_smithy_runtime_api::client::behavior_version::BehaviorVersion::latest(),
+        )
         .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
         .http_client(crate::tls::sdk_http_client())
@@ -93,7 +95,10 @@ mod tests {
             .unwrap();
         assert_eq!(creds.access_key_id(), "AKIDEXAMPLE");
         assert_eq!(creds.session_token(), Some("session"));
-        assert!(c.sleep_impl().is_some(), "retries need a sleep implementation");
+        assert!(
+            c.sleep_impl().is_some(),
+            "retries need a sleep implementation"
+        );
     }
 
     #[test]
@@ -103,8 +108,11 @@ mod tests {
             AwsEnvError::NoRegion
         );
         assert_eq!(
-            sdk_config_from(lookup(&[("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "a")]))
-                .unwrap_err(),
+            sdk_config_from(lookup(&[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "a")
+            ]))
+            .unwrap_err(),
             AwsEnvError::NoCredentials
         );
         let c = sdk_config_from(lookup(&[

@@ -57,10 +57,7 @@ mod tests {
         for cert in roots {
             let pem = pem(cert.as_ref());
             let text = std::str::from_utf8(&pem).unwrap();
-            let body: String = text
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect();
+            let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
             let der = base64::engine::general_purpose::STANDARD
                 .decode(body)
                 .unwrap();
