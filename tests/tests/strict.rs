@@ -247,6 +247,23 @@ fn aws_iam_urls_need_invoke_function_url_and_invoke_function() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_redeploy_teardown_redeploy_under_every_profile() {
     let e = strict_env(strict::all()).await;
+    cycle(&e).await;
+}
+
+/// The same cycle in China (`aws-cn`), with the partition profile on top of every other:
+/// ARNs of the wrong partition are refused as AWS refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cycle_under_every_profile_in_another_partition() {
+    let e = env_in("cn-north-1").await;
+    e.proxy.enable_all(strict::all());
+    e.proxy.strict_partition();
+    assert_eq!(e.aws.partition, "aws-cn");
+    cycle(&e).await;
+}
+
+/// Deploy, redeploy (nothing to do), teardown (nothing left), deploy again, redeploy,
+/// teardown: the stack converges every time.
+async fn cycle(e: &Env) {
     let (first, out) = deploy(&e.aws, "cycle").await;
     assert!(out.changed, "{first}");
     check_deployed(&e.direct, "cycle", &out).await;
