@@ -303,7 +303,12 @@ pub async fn check_deployed_code(
             "secretsmanager:GetSecretValue".to_string()
         ])
     );
-    let log_arn = format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
+    // The stack's Region and partition as moto itself wrote them (the secret's ARN), not as
+    // the toolkit computes them.
+    let partition = secret_arn.split(':').nth(1).unwrap_or("aws").to_string();
+    let region = direct.region().map_or(REGION.to_string(), |r| r.to_string());
+    let log_arn =
+        format!("arn:{partition}:logs:{region}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
     assert_eq!(resources, BTreeSet::from([secret_arn.clone(), log_arn]));
     assert_eq!(
         resources
@@ -519,7 +524,7 @@ pub async fn check_deployed_code(
         1,
         "{policy:#}"
     );
-    let source = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*");
+    let source = format!("arn:{partition}:execute-api:{region}:{ACCOUNT}:{api_id}/*/*");
     assert_eq!(
         find("lambda:InvokeFunction", &|s| {
             s["Principal"]["Service"] == "apigateway.amazonaws.com"

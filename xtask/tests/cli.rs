@@ -596,8 +596,13 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // And the plan is back to creating everything.
     let r = env.run_with_key(&args(&plan_args));
     assert_eq!(r.code, Some(2), "{r}");
+    // Only creations: no resource line is an update (`~`), replacement or deletion (`-`);
+    // the notes below the changes are a bulleted list of their own.
+    let changes = r.stdout.split("\nNotes:").next().unwrap_or_default();
     assert!(
-        !r.stdout.contains("~ ") && !r.stdout.contains("- "),
+        r.stdout.contains(" to create, 0 to update, 0 to replace, 0 to delete")
+            && !changes.contains("~ ")
+            && !changes.contains("- "),
         "leftovers after teardown:\n{r}"
     );
 }
