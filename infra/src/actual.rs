@@ -1,5 +1,5 @@
 //! Actual state: what the account holds for a stack, found by deterministic names (and, for
-//! HTTP APIs, by tags). Read through [`StateReader`] so the plan can be tested on fakes.
+//! HTTP APIs, by tags). The plan is a pure function of it, so tests build one by hand.
 
 use crate::aws::Aws;
 use crate::names::Names;
@@ -8,7 +8,6 @@ use crate::{
     role, secret,
 };
 use anyhow::Result;
-use std::future::Future;
 
 #[derive(Debug, Clone, Default)]
 pub struct Actual {
@@ -64,30 +63,9 @@ impl Actual {
     }
 }
 
-/// Something that can tell what exists for a stack.
-pub trait StateReader {
-    fn read_actual(&self, stack: &str) -> impl Future<Output = Result<Actual>> + Send;
-}
-
-impl StateReader for Aws {
-    async fn read_actual(&self, stack: &str) -> Result<Actual> {
-        read_actual(self, stack).await
-    }
-}
-
-/// A reader that returns a fixed state (unit tests).
-#[derive(Debug, Clone, Default)]
-pub struct FixedState(pub Actual);
-
-impl StateReader for FixedState {
-    async fn read_actual(&self, _stack: &str) -> Result<Actual> {
-        Ok(self.0.clone())
-    }
-}
-
 /// Reads every resource of the stack from the account.
 pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
-    crate::config::validate_stack_name(stack)?;
+    crate::names::validate_stack_name(stack)?;
     let names = Names::new(stack);
     // Boxed: seven reads joined make a large future; keep it off the caller's stack.
     let (resources, account_concurrency) = Box::pin(async {

@@ -1,5 +1,6 @@
 //! One `SdkConfig` (profile / region / endpoint flags, `AWS_ENDPOINT_URL` and the rest of the
-//! SDK's environment), every client built once from it, and the one `is_not_found` helper.
+//! SDK's environment), every client built once from it, and the one not-found test
+//! ([`OrNotFound`]).
 
 use anyhow::{Context, Result};
 use aws_config::retry::RetryConfig;
@@ -375,6 +376,23 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RetryLog {
         );
         cfg.interceptor_state().unset::<LastFailure>();
         Ok(())
+    }
+}
+
+/// "The resource does not exist" as `Ok(None)`, on any SDK call's result; every other error
+/// stays an error. `call.send().await.or_not_found().map_err(ctx(...))?` is the one shape of
+/// a read (or an idempotent delete) that tolerates absence.
+pub trait OrNotFound<T, E, R> {
+    fn or_not_found(self) -> Result<Option<T>, SdkError<E, R>>;
+}
+
+impl<T, E: ProvideErrorMetadata, R> OrNotFound<T, E, R> for Result<T, SdkError<E, R>> {
+    fn or_not_found(self) -> Result<Option<T>, SdkError<E, R>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

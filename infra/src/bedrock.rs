@@ -6,10 +6,11 @@
 //! and application inference profiles (`:application-inference-profile/` ARNs) are looked
 //! up in the Region of the Bedrock calls. When the lookup is refused (the deployer lacks
 //! `bedrock:GetInferenceProfile`), the built-in geography table
-//! ([`crate::role::BEDROCK_PROFILE_REGIONS`]) is the fallback and the plan says so; an
+//! ([`crate::bedrock_facts::PROFILE_REGIONS`]) is the fallback and the plan says so; an
 //! application profile then gets no foundation-model grant at all.
 
 use crate::aws::{describe, Aws, RetryLog};
+pub use crate::bedrock_facts::is_profile;
 use anyhow::Result;
 use aws_config::Region;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -29,25 +30,6 @@ pub enum ProfileLookup {
 
 /// Lookups by configured id (as written in `[provider.bedrock_models]`).
 pub type ProfileLookups = BTreeMap<String, ProfileLookup>;
-
-/// True when `id` names an inference profile (system or application) rather than a
-/// foundation model: a `<geography>.anthropic.` id, or an `:inference-profile/` or
-/// `:application-inference-profile/` ARN.
-pub fn is_profile(id: &str) -> bool {
-    if id.starts_with("arn:") {
-        return id.contains(":inference-profile/")
-            || id.contains(":application-inference-profile/");
-    }
-    match id.split_once('.') {
-        Some((prefix, rest)) => {
-            rest.starts_with("anthropic.")
-                || crate::role::BEDROCK_PROFILE_REGIONS
-                    .iter()
-                    .any(|(p, _)| *p == prefix)
-        }
-        None => false,
-    }
-}
 
 /// Error codes that mean "not allowed to look", not "no such profile".
 fn is_refusal(code: &str) -> bool {

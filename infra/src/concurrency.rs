@@ -13,8 +13,8 @@
 //! that says why and how to raise the quota; an explicit number that cannot be met is a plan
 //! blocker, so nothing is created.
 
-use crate::aws::{ctx, describe, is_not_found, Aws};
-use crate::plan::{Change, FieldChange, Setting};
+use crate::aws::{ctx, describe, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use anyhow::Result;
 use serde::Serialize;
 
@@ -156,17 +156,15 @@ pub fn floor_in_message(message: &str) -> Option<i32> {
 }
 
 pub async fn read(aws: &Aws, function: &str) -> Result<Option<i32>> {
-    match aws
+    let out = aws
         .lambda
         .get_function_concurrency()
         .function_name(function)
         .send()
         .await
-    {
-        Ok(o) => Ok(o.reserved_concurrent_executions()),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(ctx(format!("lambda:GetFunctionConcurrency {function}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:GetFunctionConcurrency {function}")))?;
+    Ok(out.and_then(|o| o.reserved_concurrent_executions()))
 }
 
 pub fn diff(desired: Option<u32>, actual: Option<i32>) -> Option<Change> {
@@ -230,19 +228,14 @@ pub async fn put(aws: &Aws, function: &str, reserved: u32, optional: bool) -> Re
 }
 
 pub async fn delete(aws: &Aws, function: &str) -> Result<()> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_function_concurrency()
         .function_name(function)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:DeleteFunctionConcurrency {function}"))(
-            e,
-        )),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:DeleteFunctionConcurrency {function}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

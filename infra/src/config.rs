@@ -3,6 +3,8 @@
 //! Every key has a default, so a missing file is a valid configuration. Unknown keys are
 //! errors: a typo must not silently fall back to a default.
 
+pub use crate::bedrock_facts::DEFAULT_BEDROCK_MODELS;
+use crate::names::validate_stack_name;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -482,28 +484,6 @@ impl FromStr for ProviderKind {
     }
 }
 
-/// Anthropic model names → Bedrock ids the deployer writes by default (global cross-Region
-/// inference profiles, usable from every commercial Region). The handler's built-in table
-/// (`handler::bedrock::DEFAULT_MODEL_MAP`) is the same; a test checks it.
-pub const DEFAULT_BEDROCK_MODELS: &[(&str, &str)] = &[
-    (
-        "claude-haiku-4-5",
-        "global.anthropic.claude-haiku-4-5-20251001-v1:0",
-    ),
-    (
-        "claude-opus-4-5",
-        "global.anthropic.claude-opus-4-5-20251101-v1:0",
-    ),
-    (
-        "claude-sonnet-4",
-        "global.anthropic.claude-sonnet-4-20250514-v1:0",
-    ),
-    (
-        "claude-sonnet-4-5",
-        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
-    ),
-];
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderSection {
@@ -554,14 +534,14 @@ impl ProviderSection {
                 bail!("provider.bedrock_models: the name `{name}` must be non-empty without `,` or `=`");
             }
             if let Some((prefix, _)) = id.split_once(".anthropic.") {
-                let known = crate::role::BEDROCK_PROFILE_REGIONS
+                let known = crate::bedrock_facts::PROFILE_REGIONS
                     .iter()
                     .any(|(p, _)| *p == prefix);
                 if !id.starts_with("arn:") && !known {
                     bail!(
                         "provider.bedrock_models.\"{name}\" = \"{id}\": unknown inference-profile prefix `{prefix}` \
                          (known: {})",
-                        crate::role::BEDROCK_PROFILE_REGIONS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+                        crate::bedrock_facts::PROFILE_REGIONS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
                     );
                 }
             }
@@ -871,29 +851,6 @@ impl StackConfig {
     }
 }
 
-/// Stack names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` without `--`. Every resource name is
-/// built from the stack name, and the strictest of them rules: the ECR repository name
-/// (`claude-proxy-S`, lowercased) must match `[a-z0-9]+(?:[._-][a-z0-9]+)*`, so no
-/// separator may follow another. The longest names (`claude-proxy-S-role` 50, the function
-/// 45) stay within IAM's and Lambda's 64.
-pub fn validate_stack_name(name: &str) -> Result<()> {
-    let b = name.as_bytes();
-    let ok = (2..=32).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[b.len() - 1] != b'-'
-        && !name.contains("--");
-    if !ok {
-        bail!(
-            "invalid stack name `{name}`: use 2 to 32 characters, lowercase letters, digits and \
-             single `-` between them, starting with a letter and not ending with `-` (e.g. `dev`, \
-             `team-a`; every resource name, the ECR repository's included, must accept it)"
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,26 +895,6 @@ mod tests {
         assert!(format!("{e:#}").contains("concurrency"), "{e:#}");
         let e = StackConfig::parse("[function]\nlog_retention_days = 2\n").unwrap_err();
         assert!(e.to_string().contains("log_retention_days"), "{e}");
-    }
-
-    #[test]
-    fn stack_names() {
-        for ok in ["ab", "dev", "team-a", "a1", &format!("a{}", "b".repeat(31))] {
-            validate_stack_name(ok).unwrap();
-        }
-        for bad in [
-            "a",
-            "Dev",
-            "1dev",
-            "dev-",
-            "de_v",
-            "a--b",
-            "team--a",
-            "",
-            &format!("a{}", "b".repeat(32)),
-        ] {
-            assert!(validate_stack_name(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Desired {
 
     /// Nothing at all: the plan against this deletes the whole stack.
     pub fn empty(stack: &str) -> Result<Desired> {
-        crate::config::validate_stack_name(stack)?;
+        crate::names::validate_stack_name(stack)?;
         Ok(Desired {
             stack: stack.to_string(),
             names: Names::new(stack),

@@ -7,7 +7,7 @@
 //! gone but whose role remains is still found. A stack's age is the oldest `created-at` tag
 //! among its resources.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
 use crate::names::{MANAGED_BY, TAG_CREATED_AT, TAG_MANAGED_BY, TAG_STACK};
 use anyhow::Result;
 use serde::Serialize;
@@ -45,7 +45,7 @@ impl Acc {
         let Some(stack) = tags.get(TAG_STACK) else {
             return;
         };
-        if crate::config::validate_stack_name(stack).is_err() {
+        if crate::names::validate_stack_name(stack).is_err() {
             return;
         }
         let entry = self
@@ -73,15 +73,9 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
     let mut acc = Acc::default();
 
     // Functions (ListFunctions has no tags: ListTags for ours by name).
-    let mut marker: Option<String> = None;
-    loop {
-        let out = aws
-            .lambda
-            .list_functions()
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(ctx("lambda:ListFunctions"))?;
+    let mut pages = aws.lambda.list_functions().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(ctx("lambda:ListFunctions"))?;
         for f in out.functions() {
             let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else {
                 continue;
@@ -89,67 +83,65 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
             if !name.starts_with("claude-proxy-") {
                 continue;
             }
-            let tags = match aws.lambda.list_tags().resource(arn).send().await {
-                Ok(t) => t.tags().cloned().unwrap_or_default(),
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(ctx(format!("lambda:ListTags {name}"))(e)),
+            let Some(tags) = aws
+                .lambda
+                .list_tags()
+                .resource(arn)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("lambda:ListTags {name}")))?
+            else {
+                continue;
             };
+            let tags = tags.tags().cloned().unwrap_or_default();
             acc.add(format!("function {name}"), &tags.into_iter().collect());
-        }
-        marker = out.next_marker().map(str::to_string);
-        if marker.is_none() {
-            break;
         }
     }
 
     // Roles (not covered by the tagging API).
-    let mut marker: Option<String> = None;
-    loop {
-        let out = aws
-            .iam
-            .list_roles()
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(ctx("iam:ListRoles"))?;
+    let mut pages = aws.iam.list_roles().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(ctx("iam:ListRoles"))?;
         for r in out.roles() {
             let name = r.role_name();
             if !(name.starts_with("claude-proxy-") && name.ends_with("-role")) {
                 continue;
             }
-            let tags = match aws.iam.list_role_tags().role_name(name).send().await {
-                Ok(t) => t
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(ctx(format!("iam:ListRoleTags {name}"))(e)),
+            let Some(tags) = aws
+                .iam
+                .list_role_tags()
+                .role_name(name)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("iam:ListRoleTags {name}")))?
+            else {
+                continue;
             };
+            let tags = tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
             acc.add(format!("IAM role {name}"), &tags);
-        }
-        marker = out.marker().map(str::to_string);
-        if !out.is_truncated() || marker.is_none() {
-            break;
         }
     }
 
     // Secrets and deploy locks (tags come with the list).
-    let mut next: Option<String> = None;
-    loop {
-        let out = aws
-            .secrets
-            .list_secrets()
-            .filters(
-                aws_sdk_secretsmanager::types::Filter::builder()
-                    .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
-                    .values("claude-proxy/")
-                    .build(),
-            )
-            .set_next_token(next.clone())
-            .send()
-            .await
-            .map_err(ctx("secretsmanager:ListSecrets"))?;
+    let mut pages = aws
+        .secrets
+        .list_secrets()
+        .filters(
+            aws_sdk_secretsmanager::types::Filter::builder()
+                .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                .values("claude-proxy/")
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(ctx("secretsmanager:ListSecrets"))?;
         for s in out.secret_list() {
             let Some(name) = s.name() else { continue };
             if !name.starts_with("claude-proxy/") {
@@ -167,43 +159,34 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
             };
             acc.add(what, &tags);
         }
-        next = out.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
-        }
     }
 
     // Log groups.
-    let mut next: Option<String> = None;
-    loop {
-        let out = aws
-            .logs
-            .describe_log_groups()
-            .log_group_name_prefix("/aws/lambda/claude-proxy-")
-            .set_next_token(next.clone())
-            .send()
-            .await
-            .map_err(ctx("logs:DescribeLogGroups"))?;
+    let mut pages = aws
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/claude-proxy-")
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(ctx("logs:DescribeLogGroups"))?;
         for g in out.log_groups() {
             let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else {
                 continue;
             };
-            let tags = match aws
+            let Some(tags) = aws
                 .logs
                 .list_tags_for_resource()
                 .resource_arn(arn.trim_end_matches(":*"))
                 .send()
                 .await
-            {
-                Ok(t) => t.tags().cloned().unwrap_or_default(),
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(ctx(format!("logs:ListTagsForResource {name}"))(e)),
+                .or_not_found()
+                .map_err(ctx(format!("logs:ListTagsForResource {name}")))?
+            else {
+                continue;
             };
+            let tags = tags.tags().cloned().unwrap_or_default();
             acc.add(format!("log group {name}"), &tags.into_iter().collect());
-        }
-        next = out.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
         }
     }
 

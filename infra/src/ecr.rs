@@ -14,8 +14,8 @@
 //! ones. Teardown deletes the repository with its images (force).
 
 use crate::aws::{ctx, describe, Aws};
+use crate::change::{Change, FieldChange, Setting};
 use crate::names::{self, Names};
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{bail, Context, Result};
 use artifacts::registry::{Credentials, Registry};
 use artifacts::Image;
@@ -128,26 +128,20 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
     let mut image_digests = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = aws
-            .ecr
-            .list_images()
-            .repository_name(name)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(ctx(format!("ecr:ListImages {name}")))?;
+    let mut pages = aws
+        .ecr
+        .list_images()
+        .repository_name(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(ctx(format!("ecr:ListImages {name}")))?;
         for id in page.image_ids() {
             if let Some(d) = id.image_digest() {
                 if !image_digests.iter().any(|x| x == d) {
                     image_digests.push(d.to_string());
                 }
             }
-        }
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
         }
     }
     let lifecycle_policy = match aws

@@ -12,10 +12,10 @@
 //! name the role) are retried with backoff only on the two errors a just-created role gives
 //! while IAM propagates it.
 
-use crate::aws::{ctx, describe, is_not_found, Aws, IamRetry};
+use crate::aws::{ctx, describe, Aws, IamRetry, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::config::Package;
 use crate::names::{self, Names};
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType, Runtime};
@@ -89,16 +89,16 @@ pub fn function_arn(partition: &str, region: &str, account_id: &str, name: &str)
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
-    let out = match aws
+    let Some(out) = aws
         .lambda
         .get_function()
         .function_name(&names.function)
         .send()
         .await
-    {
-        Ok(o) => o,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(ctx(format!("lambda:GetFunction {}", names.function))(e)),
+        .or_not_found()
+        .map_err(ctx(format!("lambda:GetFunction {}", names.function)))?
+    else {
+        return Ok(None);
     };
     let c = out
         .configuration()
@@ -481,15 +481,12 @@ pub async fn update(
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<()> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_function()
         .function_name(name)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:DeleteFunction {name}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:DeleteFunction {name}")))?;
+    Ok(())
 }

@@ -2,9 +2,9 @@
 //! explicitly because Lambda defaults to buffered), auth `NONE` or `AWS_IAM`, CORS.
 //! The resource-policy statements a public URL needs live in `permission.rs`.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::config::CorsSection;
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::Result;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType, InvokeMode};
 
@@ -25,16 +25,16 @@ pub struct Spec {
 }
 
 pub async fn read(aws: &Aws, function: &str) -> Result<Option<State>> {
-    let out = match aws
+    let Some(out) = aws
         .lambda
         .get_function_url_config()
         .function_name(function)
         .send()
         .await
-    {
-        Ok(o) => o,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(ctx(format!("lambda:GetFunctionUrlConfig {function}"))(e)),
+        .or_not_found()
+        .map_err(ctx(format!("lambda:GetFunctionUrlConfig {function}")))?
+    else {
+        return Ok(None);
     };
     Ok(Some(State {
         url: out.function_url().to_string(),
@@ -168,17 +168,14 @@ pub async fn update(aws: &Aws, function: &str, spec: &Spec) -> Result<()> {
 }
 
 pub async fn delete(aws: &Aws, function: &str) -> Result<()> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_function_url_config()
         .function_name(function)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:DeleteFunctionUrlConfig {function}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:DeleteFunctionUrlConfig {function}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

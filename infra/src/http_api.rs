@@ -8,9 +8,9 @@
 //! API names are not unique, so the API is found by name and by the stack's tags; extra
 //! copies (e.g. from a deploy interrupted between CreateApi and its read-back) are deleted.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::names;
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_apigatewayv2::types::{IntegrationType, ProtocolType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -478,9 +478,12 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
 }
 
 pub async fn delete(aws: &Aws, id: &str) -> Result<()> {
-    match aws.apigw.delete_api().api_id(id).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("apigateway:DeleteApi {id}"))(e)),
-    }
+    aws.apigw
+        .delete_api()
+        .api_id(id)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("apigateway:DeleteApi {id}")))?;
+    Ok(())
 }

@@ -13,9 +13,9 @@
 //! are deleted, and teardown (or a switch to another package kind) deletes every version.
 
 use crate::artifact::{code_sha256, Artifact};
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, Setting};
 use crate::names::Names;
-use crate::plan::{Change, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, LayerVersionContentInput, Runtime};
@@ -87,19 +87,18 @@ pub enum Target {
 /// Every version of the stack's layer, newest first; the newest with its `CodeSha256`.
 pub async fn read(aws: &Aws, names: &Names) -> Result<Vec<Version>> {
     let mut versions = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = match aws
-            .lambda
-            .list_layer_versions()
-            .layer_name(&names.layer)
-            .set_marker(marker.clone())
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(ctx(format!("lambda:ListLayerVersions {}", names.layer))(e)),
+    let mut pages = aws
+        .lambda
+        .list_layer_versions()
+        .layer_name(&names.layer)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let Some(out) = page
+            .or_not_found()
+            .map_err(ctx(format!("lambda:ListLayerVersions {}", names.layer)))?
+        else {
+            return Ok(Vec::new());
         };
         for v in out.layer_versions() {
             versions.push(Version {
@@ -118,36 +117,27 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Vec<Version>> {
                     .collect(),
             });
         }
-        marker = out.next_marker().map(str::to_string);
-        if marker.is_none() {
-            break;
-        }
     }
     versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     if let Some(newest) = versions.first_mut() {
-        match aws
+        // None: deleted between the two calls; the next deploy sees it gone.
+        let v = aws
             .lambda
             .get_layer_version()
             .layer_name(&names.layer)
             .version_number(newest.version)
             .send()
             .await
-        {
-            Ok(v) => {
-                newest.code_sha256 = v
-                    .content()
-                    .and_then(|c| c.code_sha256())
-                    .map(str::to_string);
-            }
-            // Deleted between the two calls: the next deploy sees it gone.
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                return Err(ctx(format!(
-                    "lambda:GetLayerVersion {}:{}",
-                    names.layer, newest.version
-                ))(e))
-            }
-        }
+            .or_not_found()
+            .map_err(ctx(format!(
+                "lambda:GetLayerVersion {}:{}",
+                names.layer, newest.version
+            )))?;
+        newest.code_sha256 = v
+            .as_ref()
+            .and_then(|v| v.content())
+            .and_then(|c| c.code_sha256())
+            .map(str::to_string);
     }
     Ok(versions)
 }
@@ -248,20 +238,15 @@ pub async fn publish(aws: &Aws, spec: &Spec<'_>, stack: &str) -> Result<String> 
 
 /// Deletes one version (gone already is fine).
 pub async fn delete_version(aws: &Aws, layer: &str, version: i64) -> Result<()> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_layer_version()
         .layer_name(layer)
         .version_number(version)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:DeleteLayerVersion {layer}:{version}"))(
-            e,
-        )),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:DeleteLayerVersion {layer}:{version}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

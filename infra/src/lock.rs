@@ -15,7 +15,7 @@
 //!   new ARN (random suffix), so a delete by the old ARN cannot remove a lock that a
 //!   competing taker has just created: the takeover race is settled by `CreateSecret`.
 
-use crate::aws::{ctx, describe, is_not_found, Aws};
+use crate::aws::{ctx, describe, Aws, OrNotFound};
 use crate::names;
 use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::types::Tag;
@@ -205,7 +205,7 @@ pub struct StackLock {
 impl StackLock {
     /// Deletes the lock secret (by its full ARN: never someone else's lock).
     pub async fn release(self) -> Result<()> {
-        match self
+        let deleted = self
             .aws
             .secrets
             .delete_secret()
@@ -213,28 +213,34 @@ impl StackLock {
             .force_delete_without_recovery(true)
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => {
-                tracing::warn!(
-                    "the lock on stack `{}` was taken over by someone else before it was released (it expired?)",
-                    self.stack
-                );
-                Ok(())
-            }
-            Err(e) => Err(ctx(format!(
+            .or_not_found()
+            .map_err(ctx(format!(
                 "releasing the lock: secretsmanager:DeleteSecret {}",
                 self.name
-            ))(e)),
+            )))?;
+        if deleted.is_none() {
+            tracing::warn!(
+                "the lock on stack `{}` was taken over by someone else before it was released (it expired?)",
+                self.stack
+            );
         }
+        Ok(())
     }
 }
 
 /// The current lock of a stack: its full ARN and holder, if held.
 pub async fn read(aws: &Aws, stack: &str) -> Result<Option<(String, Holder)>> {
     let name = lock_name(stack);
-    match aws.secrets.get_secret_value().secret_id(&name).send().await {
-        Ok(v) => {
+    match aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&name)
+        .send()
+        .await
+        .or_not_found()
+    {
+        Ok(None) => Ok(None),
+        Ok(Some(v)) => {
             let arn = v
                 .arn()
                 .context("GetSecretValue returned no ARN for the lock")?
@@ -257,7 +263,6 @@ pub async fn read(aws: &Aws, stack: &str) -> Result<Option<(String, Holder)>> {
                 });
             Ok(Some((arn, holder)))
         }
-        Err(e) if is_not_found(&e) => Ok(None),
         // A lock secret being deleted right now (real AWS, briefly) reads as InvalidRequest.
         Err(e) if code(&e) == Some("InvalidRequestException") => Ok(None),
         Err(e) => Err(ctx(format!("secretsmanager:GetSecretValue {name}"))(e)),
@@ -272,7 +277,7 @@ pub async fn acquire(
     opts: &LockOptions,
     on_wait: &(dyn Fn(&str) + Sync),
 ) -> Result<StackLock> {
-    crate::config::validate_stack_name(stack)?;
+    crate::names::validate_stack_name(stack)?;
     let name = lock_name(stack);
     let started = std::time::Instant::now();
     let mut told: Option<String> = None;
@@ -329,23 +334,17 @@ pub async fn acquire(
             Some((arn, holder)) => {
                 if let Some(why) = holder.stale_because(&me, SystemTime::now()) {
                     tracing::debug!(stack, %holder, why, "taking over a stale lock");
-                    match aws
-                        .secrets
+                    // Not found: someone else removed it first; just try again.
+                    aws.secrets
                         .delete_secret()
                         .secret_id(&arn)
                         .force_delete_without_recovery(true)
                         .send()
                         .await
-                    {
-                        Ok(_) => {}
-                        // Someone else removed it first: just try again.
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => {
-                            return Err(ctx(format!(
+                        .or_not_found()
+                        .map_err(ctx(format!(
                             "taking over the stale lock ({why}): secretsmanager:DeleteSecret {arn}"
-                        ))(e))
-                        }
-                    }
+                        )))?;
                     took_over = Some((holder, why));
                     continue;
                 }

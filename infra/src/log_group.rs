@@ -1,9 +1,9 @@
 //! The CloudWatch log group `/aws/lambda/<fn>`, created by the toolkit (so the function's
 //! role needs no `logs:CreateLogGroup`) with a retention setting and the stack's tags.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::names::{self, Names};
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,20 +44,22 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()));
     let tags = match &arn {
         None => BTreeMap::new(),
-        Some(arn) => match aws
-            .logs
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-        {
-            Ok(t) => t
-                .tags()
+        Some(arn) => {
+            let Some(t) = aws
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("logs:ListTagsForResource {}", names.log_group)))?
+            else {
+                return Ok(None);
+            };
+            t.tags()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(ctx(format!("logs:ListTagsForResource {}", names.log_group))(e)),
-        },
+                .unwrap_or_default()
+        }
     };
     Ok(Some(State {
         arn,
@@ -153,15 +155,12 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<()> {
-    match aws
-        .logs
+    aws.logs
         .delete_log_group()
         .log_group_name(name)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("logs:DeleteLogGroup {name}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("logs:DeleteLogGroup {name}")))?;
+    Ok(())
 }

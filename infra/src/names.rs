@@ -1,6 +1,7 @@
 //! Deterministic names and tags (ARCHITECTURE.md, "Names and tags"). There is no state file:
 //! every resource is found again by these names or by the `stack` + `managed-by` tags.
 
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -83,6 +84,29 @@ pub fn missing_tags(stack: &str, actual: &BTreeMap<String, String>) -> Vec<Strin
         .collect()
 }
 
+/// Stack names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` without `--`. Every resource name is
+/// built from the stack name, and the strictest of them rules: the ECR repository name
+/// (`claude-proxy-S`, lowercased) must match `[a-z0-9]+(?:[._-][a-z0-9]+)*`, so no
+/// separator may follow another. The longest names (`claude-proxy-S-role` 50, the function
+/// 45) stay within IAM's and Lambda's 64.
+pub fn validate_stack_name(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let ok = (2..=32).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+        && !name.contains("--");
+    if !ok {
+        bail!(
+            "invalid stack name `{name}`: use 2 to 32 characters, lowercase letters, digits and \
+             single `-` between them, starting with a letter and not ending with `-` (e.g. `dev`, \
+             `team-a`; every resource name, the ECR repository's included, must accept it)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +142,25 @@ mod tests {
             missing_tags("dev", &BTreeMap::new()),
             vec!["managed-by=claude-lambda-toolkit", "stack=dev"]
         );
+    }
+
+    #[test]
+    fn stack_names() {
+        for ok in ["ab", "dev", "team-a", "a1", &format!("a{}", "b".repeat(31))] {
+            validate_stack_name(ok).unwrap();
+        }
+        for bad in [
+            "a",
+            "Dev",
+            "1dev",
+            "dev-",
+            "de_v",
+            "a--b",
+            "team--a",
+            "",
+            &format!("a{}", "b".repeat(32)),
+        ] {
+            assert!(validate_stack_name(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,8 +9,8 @@
 //! Statements cannot be edited: a statement that differs is removed and added again.
 //! Only statements whose Sid starts with `claude-proxy-` are the toolkit's.
 
-use crate::aws::{ctx, is_not_found, Aws};
-use crate::plan::{Change, Setting};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, Setting};
 use anyhow::Result;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
 use serde_json::Value;
@@ -49,10 +49,16 @@ impl Statement {
 
 /// The toolkit's statements currently in the function's policy.
 pub async fn read(aws: &Aws, function: &str) -> Result<Vec<Statement>> {
-    let out = match aws.lambda.get_policy().function_name(function).send().await {
-        Ok(o) => o,
-        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(ctx(format!("lambda:GetPolicy {function}"))(e)),
+    let Some(out) = aws
+        .lambda
+        .get_policy()
+        .function_name(function)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("lambda:GetPolicy {function}")))?
+    else {
+        return Ok(Vec::new());
     };
     let doc: Value = serde_json::from_str(out.policy().unwrap_or("{}"))
         .map_err(|e| anyhow::anyhow!("lambda:GetPolicy {function}: policy is not JSON: {e}"))?;
@@ -214,18 +220,15 @@ pub async fn add(aws: &Aws, function: &str, s: &Statement) -> Result<()> {
 }
 
 pub async fn remove(aws: &Aws, function: &str, sid: &str) -> Result<()> {
-    match aws
-        .lambda
+    aws.lambda
         .remove_permission()
         .function_name(function)
         .statement_id(sid)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("lambda:RemovePermission {function} {sid}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("lambda:RemovePermission {function} {sid}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,22 +20,6 @@ impl Progress for Silent {
     fn warn(&self, _: &str) {}
 }
 
-/// One plain line per event on stderr.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Lines;
-
-impl Progress for Lines {
-    fn start(&self, step: &str) {
-        eprintln!("... {step}");
-    }
-    fn finish(&self, step: &str) {
-        eprintln!("ok  {step}");
-    }
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
-    }
-}
-
 /// Collects events (tests, and callers that want a log).
 #[derive(Debug, Default)]
 pub struct Recorder {

@@ -4,9 +4,9 @@
 //! `logs:CreateLogStream` + `logs:PutLogEvents` on the function's own log group.
 //! No managed policies, no `*` action, nothing broader.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::names::{self, Names};
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -65,44 +65,6 @@ pub fn policy_document(secret_arn: &str, log_group_arn: &str) -> Value {
     })
 }
 
-/// Inference-profile prefixes and the Regions each routes requests to. `global` routes
-/// anywhere (see [`add_bedrock_statements`]).
-pub const BEDROCK_PROFILE_REGIONS: &[(&str, &[&str])] = &[
-    ("us", &["us-east-1", "us-east-2", "us-west-1", "us-west-2"]),
-    ("us-gov", &["us-gov-east-1", "us-gov-west-1"]),
-    ("ca", &["ca-central-1", "ca-west-1"]),
-    (
-        "eu",
-        &[
-            "eu-central-1",
-            "eu-central-2",
-            "eu-north-1",
-            "eu-south-1",
-            "eu-south-2",
-            "eu-west-1",
-            "eu-west-2",
-            "eu-west-3",
-        ],
-    ),
-    (
-        "apac",
-        &[
-            "ap-northeast-1",
-            "ap-northeast-2",
-            "ap-northeast-3",
-            "ap-south-1",
-            "ap-south-2",
-            "ap-southeast-1",
-            "ap-southeast-2",
-            "ap-southeast-3",
-            "ap-southeast-4",
-        ],
-    ),
-    ("jp", &["ap-northeast-1", "ap-northeast-3"]),
-    ("au", &["ap-southeast-2", "ap-southeast-4"]),
-    ("global", &[]),
-];
-
 /// What one configured Bedrock id is, for the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BedrockTarget {
@@ -147,7 +109,7 @@ pub fn bedrock_target(id: &str, partition: &str, region: &str, account: &str) ->
         };
     }
     match id.split_once('.') {
-        Some((prefix, model)) if crate::bedrock::is_profile(id) => BedrockTarget::Profile {
+        Some((prefix, model)) if crate::bedrock_facts::is_profile(id) => BedrockTarget::Profile {
             prefix: Some(prefix.to_string()),
             profile_arn: format!(
                 "arn:{partition}:bedrock:{region}:{account}:inference-profile/{id}"
@@ -180,7 +142,7 @@ fn model_of_arn(arn: &str) -> Option<(&str, bool)> {
 ///   of the configured profiles (`bedrock:InferenceProfileArn`): exactly the
 ///   `models[].modelArn` that `bedrock:GetInferenceProfile` returned (`lookups`), or, when
 ///   the lookup was refused or not made, the profile's model in the Regions of its
-///   geography in [`BEDROCK_PROFILE_REGIONS`] (an application profile then gets none);
+///   geography in [`crate::bedrock_facts::PROFILE_REGIONS`] (an application profile then gets none);
 /// - for `global.` profiles (and Region-less routed ARNs) the Region-less foundation-model
 ///   ARN with `aws:RequestedRegion = unspecified`, as global cross-Region inference requires;
 /// - `bedrock:CountTokens` on the configured models in the calling Region.
@@ -237,7 +199,7 @@ pub fn add_bedrock_statements<'a>(
                     _ => {
                         if let Some(model) = &model {
                             count.insert(foundation_model_arn(partition, region, model));
-                            let regions = BEDROCK_PROFILE_REGIONS
+                            let regions = crate::bedrock_facts::PROFILE_REGIONS
                                 .iter()
                                 .find(|(p, _)| Some(*p) == prefix.as_deref())
                                 .map(|(_, r)| *r)
@@ -343,11 +305,19 @@ fn percent_decode(s: &str) -> String {
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
-    let role = match aws.iam.get_role().role_name(&names.role).send().await {
-        Ok(r) => r.role.context("GetRole returned no role")?,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(ctx(format!("iam:GetRole {}", names.role))(e)),
+    let role_name = &names.role;
+    let Some(role) = aws
+        .iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("iam:GetRole {role_name}")))?
+    else {
+        return Ok(None);
     };
+    let role = role.role.context("GetRole returned no role")?;
     let trust_policy = role
         .assume_role_policy_document()
         .map(decode_document)
@@ -355,64 +325,66 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .unwrap_or(Value::Null);
     // IAM is eventually consistent: right after a delete GetRole may still find the role
     // while the next read says NoSuchEntity. Then it is gone.
-    let tags = match aws.iam.list_role_tags().role_name(&names.role).send().await {
-        Ok(t) => t,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(ctx(format!("iam:ListRoleTags {}", names.role))(e)),
-    }
-    .tags()
-    .iter()
-    .map(|t| (t.key().to_string(), t.value().to_string()))
-    .collect();
-    let policy_names = match aws
+    let Some(tags) = aws
+        .iam
+        .list_role_tags()
+        .role_name(role_name)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("iam:ListRoleTags {role_name}")))?
+    else {
+        return Ok(None);
+    };
+    let tags = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    let Some(policy_names) = aws
         .iam
         .list_role_policies()
-        .role_name(&names.role)
+        .role_name(role_name)
         .send()
         .await
-    {
-        Ok(p) => p,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(ctx(format!("iam:ListRolePolicies {}", names.role))(e)),
-    }
-    .policy_names()
-    .to_vec();
+        .or_not_found()
+        .map_err(ctx(format!("iam:ListRolePolicies {role_name}")))?
+    else {
+        return Ok(None);
+    };
     let mut inline_policies = BTreeMap::new();
-    for p in policy_names {
-        let doc = match aws
+    for p in policy_names.policy_names() {
+        // None: deleted between the list and this read.
+        let Some(doc) = aws
             .iam
             .get_role_policy()
-            .role_name(&names.role)
-            .policy_name(&p)
+            .role_name(role_name)
+            .policy_name(p)
             .send()
             .await
-        {
-            Ok(d) => d,
-            // Deleted between the list and this read.
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(ctx(format!("iam:GetRolePolicy {} {p}", names.role))(e)),
+            .or_not_found()
+            .map_err(ctx(format!("iam:GetRolePolicy {role_name} {p}")))?
+        else {
+            continue;
         };
-        inline_policies.insert(p, decode_document(doc.policy_document())?);
+        inline_policies.insert(p.clone(), decode_document(doc.policy_document())?);
     }
-    let attached_policies = match aws
+    let Some(attached) = aws
         .iam
         .list_attached_role_policies()
-        .role_name(&names.role)
+        .role_name(role_name)
         .send()
         .await
-    {
-        Ok(a) => a,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => {
-            return Err(ctx(format!("iam:ListAttachedRolePolicies {}", names.role))(
-                e,
-            ))
-        }
-    }
-    .attached_policies()
-    .iter()
-    .filter_map(|p| p.policy_arn().map(str::to_string))
-    .collect();
+        .or_not_found()
+        .map_err(ctx(format!("iam:ListAttachedRolePolicies {role_name}")))?
+    else {
+        return Ok(None);
+    };
+    let attached_policies = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
     Ok(Some(State {
         arn: role.arn().to_string(),
         trust_policy,
@@ -629,50 +601,46 @@ pub async fn put_policy(aws: &Aws, role: &str, policy_name: &str, policy: &Value
 }
 
 pub async fn delete_policy(aws: &Aws, role: &str, which: PolicyRef, name: &str) -> Result<()> {
-    let result = match which {
-        PolicyRef::Inline => aws
-            .iam
-            .delete_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| {
-                if is_not_found(&e) {
-                    Ok(())
-                } else {
-                    Err(ctx(format!("iam:DeleteRolePolicy {role} {name}"))(e))
-                }
-            }),
-        PolicyRef::Attached => aws
-            .iam
-            .detach_role_policy()
-            .role_name(role)
-            .policy_arn(name)
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| {
-                if is_not_found(&e) {
-                    Ok(())
-                } else {
-                    Err(ctx(format!("iam:DetachRolePolicy {role} {name}"))(e))
-                }
-            }),
-    };
-    result
+    match which {
+        PolicyRef::Inline => {
+            aws.iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("iam:DeleteRolePolicy {role} {name}")))?;
+        }
+        PolicyRef::Attached => {
+            aws.iam
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(name)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("iam:DetachRolePolicy {role} {name}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the role, first removing whatever policies are still on it.
 pub async fn delete(aws: &Aws, role: &str) -> Result<()> {
-    let inline = match aws.iam.list_role_policies().role_name(role).send().await {
-        Ok(o) => o.policy_names().to_vec(),
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(e) => return Err(ctx(format!("iam:ListRolePolicies {role}"))(e)),
+    let Some(inline) = aws
+        .iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("iam:ListRolePolicies {role}")))?
+    else {
+        return Ok(());
     };
-    for p in inline {
-        delete_policy(aws, role, PolicyRef::Inline, &p).await?;
+    for p in inline.policy_names() {
+        delete_policy(aws, role, PolicyRef::Inline, p).await?;
     }
     let attached = aws
         .iam
@@ -686,11 +654,14 @@ pub async fn delete(aws: &Aws, role: &str) -> Result<()> {
             delete_policy(aws, role, PolicyRef::Attached, arn).await?;
         }
     }
-    match aws.iam.delete_role().role_name(role).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("iam:DeleteRole {role}"))(e)),
-    }
+    aws.iam
+        .delete_role()
+        .role_name(role)
+        .send()
+        .await
+        .or_not_found()
+        .map_err(ctx(format!("iam:DeleteRole {role}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

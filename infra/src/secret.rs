@@ -4,9 +4,9 @@
 //! stdin, never argv). A caller token is generated on first deploy and returned once;
 //! redeploys rotate nothing unless asked. Values never appear in plans or `Debug` output.
 
-use crate::aws::{ctx, is_not_found, Aws};
+use crate::aws::{ctx, Aws, OrNotFound};
+use crate::change::{Change, FieldChange, Setting};
 use crate::names::{self, Names};
-use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::types::Tag;
 use base64::Engine;
@@ -111,21 +111,19 @@ pub struct State {
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
-    let d = match aws
+    let Some(d) = aws
         .secrets
         .describe_secret()
         .secret_id(&names.secret)
         .send()
         .await
-    {
-        Ok(d) => d,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => {
-            return Err(ctx(format!(
-                "secretsmanager:DescribeSecret {}",
-                names.secret
-            ))(e))
-        }
+        .or_not_found()
+        .map_err(ctx(format!(
+            "secretsmanager:DescribeSecret {}",
+            names.secret
+        )))?
+    else {
+        return Ok(None);
     };
     let arn = d
         .arn()
@@ -146,18 +144,20 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
     let value = if scheduled_for_deletion {
         None
     } else {
-        match aws.secrets.get_secret_value().secret_id(&arn).send().await {
-            Ok(v) => v
-                .secret_string()
-                .and_then(|s| serde_json::from_str::<SecretValue>(s).ok()),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => {
-                return Err(ctx(format!(
-                    "secretsmanager:GetSecretValue {}",
-                    names.secret
-                ))(e))
-            }
-        }
+        aws.secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!(
+                "secretsmanager:GetSecretValue {}",
+                names.secret
+            )))?
+            .and_then(|v| {
+                v.secret_string()
+                    .and_then(|s| serde_json::from_str::<SecretValue>(s).ok())
+            })
     };
     Ok(Some(State {
         arn,
@@ -415,18 +415,15 @@ pub async fn update(
 
 /// Deletes the secret immediately (no recovery window), so the name is free again.
 pub async fn delete(aws: &Aws, id: &str) -> Result<()> {
-    match aws
-        .secrets
+    aws.secrets
         .delete_secret()
         .secret_id(id)
         .force_delete_without_recovery(true)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(ctx(format!("secretsmanager:DeleteSecret {id}"))(e)),
-    }
+        .or_not_found()
+        .map_err(ctx(format!("secretsmanager:DeleteSecret {id}")))?;
+    Ok(())
 }
 
 #[cfg(test)]
