@@ -118,7 +118,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
 
 /// Reads the stack as [`read_actual`] does, plus what the desired stack depends on in the
 /// account: the Bedrock inference profiles it names (`bedrock:GetInferenceProfile`).
-pub async fn read_for(aws: &Aws, desired: &crate::Desired) -> Result<Actual> {
+pub async fn read_for(aws: &Aws, desired: &crate::desired::Desired) -> Result<Actual> {
     let mut actual = read_actual(aws, &desired.stack).await?;
     if let Some(s) = &desired.spec {
         let p = &s.config.provider;

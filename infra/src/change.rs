@@ -1,9 +1,13 @@
 //! The change vocabulary every resource speaks: what happens to one resource ([`Change`],
 //! with the [`Setting`]s of a creation or the [`FieldChange`]s of an update), the resource
-//! kinds in their one order ([`Kind`]), and the placeholder for values known only once an
-//! earlier step has run. A leaf: it imports nothing from the crate.
+//! kinds in their one order ([`Kind`]), and the values known only once an earlier step has
+//! run: a spec holds such a value as a [`Late`] naming the [`Output`] that produces it, and
+//! apply resolves it from what the earlier steps [`Produced`]. A leaf: it imports nothing
+//! from the crate.
 
+use anyhow::Result;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Stands for values only known once an earlier step has run (e.g. the secret's ARN).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
@@ -120,4 +124,130 @@ impl Kind {
             Kind::Permission => "permission",
         }
     }
+}
+
+/// A value one apply step produces and a later step of the same apply uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Output {
+    /// The secret's ARN (it carries a random suffix).
+    SecretArn,
+    /// The role's ARN.
+    RoleArn,
+    /// The layer version the function runs (`package = "layer"`).
+    LayerVersionArn,
+    /// The ECR repository's URI (`package = "image"`).
+    RepositoryUri,
+    /// `<repository URI>@<digest>` of the pushed image.
+    ImageUri,
+    /// The function's ARN.
+    FunctionArn,
+    /// The function URL's address (`None` once deleted).
+    FunctionUrl,
+    /// The HTTP API's id (`None` once deleted).
+    ApiId,
+    /// The HTTP API's endpoint (`None` once deleted).
+    ApiEndpoint,
+    /// The `SourceArn` a permission for the HTTP API names.
+    ApiSourceArn,
+    /// The reserved concurrency the function has after its step (`None`: none).
+    ReservedConcurrency,
+}
+
+impl Output {
+    pub fn label(self) -> &'static str {
+        match self {
+            Output::SecretArn => "the secret's ARN",
+            Output::RoleArn => "the role's ARN",
+            Output::LayerVersionArn => "the layer version",
+            Output::RepositoryUri => "the repository's URI",
+            Output::ImageUri => "the image's URI",
+            Output::FunctionArn => "the function's ARN",
+            Output::FunctionUrl => "the function URL",
+            Output::ApiId => "the HTTP API's id",
+            Output::ApiEndpoint => "the HTTP API's endpoint",
+            Output::ApiSourceArn => "the HTTP API's source ARN",
+            Output::ReservedConcurrency => "the reserved concurrency",
+        }
+    }
+}
+
+/// A value in a spec: known when the plan is made, or produced by an earlier step of the
+/// apply. The plan shows `planned` (for a secret that does not exist yet,
+/// [`KNOWN_AFTER_APPLY`]); apply uses what the step produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Late {
+    Known(String),
+    After { output: Output, planned: String },
+}
+
+impl Late {
+    /// Known only after apply, shown as [`KNOWN_AFTER_APPLY`].
+    pub fn after(output: Output) -> Late {
+        Late::After {
+            output,
+            planned: KNOWN_AFTER_APPLY.to_string(),
+        }
+    }
+
+    /// The value as planned (shown in the plan, compared by the diff).
+    pub fn planned(&self) -> &str {
+        match self {
+            Late::Known(v) => v,
+            Late::After { planned, .. } => planned,
+        }
+    }
+
+    /// The value to write: as planned, or what the earlier step produced.
+    pub fn resolve(&self, produced: &Produced) -> Result<String> {
+        match self {
+            Late::Known(v) => Ok(v.clone()),
+            Late::After { output, .. } => produced.need(*output),
+        }
+    }
+}
+
+/// What the steps of one apply produced so far.
+#[derive(Debug, Clone, Default)]
+pub struct Produced(BTreeMap<Output, Option<String>>);
+
+impl Produced {
+    pub fn set(&mut self, output: Output, value: Option<String>) {
+        self.0.insert(output, value);
+    }
+
+    /// `None` when no step produced it; `Some(None)` when a step removed it.
+    pub fn get(&self, output: Output) -> Option<Option<&str>> {
+        self.0.get(&output).map(Option::as_deref)
+    }
+
+    /// The value, or an error when no earlier step produced it (a plan out of order).
+    pub fn need(&self, output: Output) -> Result<String> {
+        match self.0.get(&output) {
+            Some(Some(v)) => Ok(v.clone()),
+            _ => anyhow::bail!(
+                "internal: {} is not known when this step runs",
+                output.label()
+            ),
+        }
+    }
+}
+
+/// Where the stack lives and what one resource's spec names of another, as known when the
+/// plan is made (from the account's state); apply resolves the [`Late`] ones.
+#[derive(Debug, Clone)]
+pub struct Refs {
+    pub partition: String,
+    pub region: String,
+    pub account_id: String,
+    pub secret_arn: Late,
+    pub role_arn: Late,
+    pub function_arn: Late,
+    /// The `SourceArn` of the HTTP API's permission.
+    pub api_source_arn: Late,
+    /// The layer version the function uses (`package = "layer"`).
+    pub layer_arn: Late,
+    /// The ECR repository's URI (`package = "image"`).
+    pub repository_uri: Late,
+    /// `<repository URI>@<digest>` (`package = "image"`), when known.
+    pub image_uri: Option<Late>,
 }

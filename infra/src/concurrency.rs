@@ -14,7 +14,8 @@
 //! blocker, so nothing is created.
 
 use crate::aws::{ctx, describe, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Output, Setting};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use serde::Serialize;
 
@@ -178,6 +179,78 @@ pub fn diff(desired: Option<u32>, actual: Option<i32>) -> Option<Change> {
         (Some(d), Some(a)) => Some(Change::Update {
             fields: vec![FieldChange::new("reserved", a.to_string(), d.to_string())],
         }),
+    }
+}
+
+/// The planned change to the function's reservation, with what apply does for it.
+/// `fallback` is what stays reserved when Lambda refuses an `auto` reservation (`optional`).
+pub fn plan(
+    function: &str,
+    decision: &Decision,
+    optional: bool,
+    fallback: Option<u32>,
+    actual: Option<i32>,
+) -> Option<ResourceChange> {
+    let change = diff(decision.reserved, actual)?;
+    let action = match decision.reserved {
+        Some(reserved) => Action::Put {
+            function: function.to_string(),
+            reserved,
+            optional,
+            fallback,
+        },
+        None => Action::Delete(function.to_string()),
+    };
+    Some(ResourceChange::new(
+        Kind::Concurrency,
+        function,
+        change,
+        action,
+    ))
+}
+
+/// What apply does to the reservation.
+#[derive(Debug)]
+pub enum Action {
+    Put {
+        function: String,
+        reserved: u32,
+        optional: bool,
+        fallback: Option<u32>,
+    },
+    Delete(String),
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Put {
+                    function,
+                    reserved,
+                    optional,
+                    fallback,
+                } => {
+                    if let Put::Skipped { floor, message } =
+                        put(cx.aws, function, *reserved, *optional).await?
+                    {
+                        cx.progress.warn(&format!(
+                            "Lambda refused reserving {reserved} for {function} ({message}): this account keeps at least {floor} unreserved executions in {}, so the function runs without a reservation (`auto`). Request a higher \"Concurrent executions\" quota in Service Quotas to reserve",
+                            cx.aws.region
+                        ));
+                        return Ok(Done {
+                            outputs: vec![(
+                                Output::ReservedConcurrency,
+                                fallback.map(|f| f.to_string()),
+                            )],
+                            caller_token: None,
+                        });
+                    }
+                }
+                Action::Delete(function) => delete(cx.aws, function).await?,
+            }
+            Done::nothing()
+        })
     }
 }
 

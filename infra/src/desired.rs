@@ -1,9 +1,11 @@
-//! Desired state: `stack.toml` + flags + the artifact + the secret input, as data.
+//! Desired state: `stack.toml` + flags + the artifact + the secret input, as data. It sits
+//! right above the stack file: each resource module builds its own spec from a
+//! [`StackSpec`], and the plan collects them.
 
 use crate::artifact::Artifact;
 use crate::config::{Overrides, StackConfig, UrlAuth};
+use crate::credentials::SecretInput;
 use crate::names::Names;
-use crate::secret::SecretInput;
 use anyhow::Result;
 use std::collections::BTreeMap;
 

@@ -14,8 +14,11 @@
 //! ones. Teardown deletes the repository with its images (force).
 
 use crate::aws::{ctx, describe, Aws};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Late, Output, Setting};
+use crate::config::Package;
+use crate::desired::StackSpec;
 use crate::names::{self, Names};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{bail, Context, Result};
 use artifacts::registry::{Credentials, Registry};
 use artifacts::Image;
@@ -68,9 +71,93 @@ fn lifecycle_text(p: &Option<serde_json::Value>) -> String {
 }
 
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
+}
+
+/// The repository a desired stack needs (`package = "image"`), else `None`.
+pub fn spec(names: &Names, s: &StackSpec) -> Option<Spec> {
+    (s.config.function.package == Package::Image).then(|| Spec {
+        name: names.ecr_repository.clone(),
+        stack: names.stack.clone(),
+    })
+}
+
+/// The planned changes to the repository and the image in it, with what apply does for
+/// each. `repository_uri` is where the image goes (known once the repository exists).
+pub fn plan(
+    names: &Names,
+    spec: Option<Spec>,
+    image: Option<&Image>,
+    actual: Option<&State>,
+    repository_uri: &Late,
+) -> Vec<ResourceChange> {
+    let mut out = Vec::new();
+    let name = &names.ecr_repository;
+    if let Some(change) = diff_repository(spec.as_ref(), actual) {
+        let action = match (spec, actual) {
+            (Some(spec), None) => Action::Create(spec),
+            (Some(spec), Some(a)) => Action::Update(spec, a.clone()),
+            (None, _) => Action::Delete(name.clone()),
+        };
+        out.push(ResourceChange::new(Kind::Repository, name, change, action));
+    }
+    if let Some(image) = image {
+        if let Some(change) = diff_image(Some(image), actual) {
+            let action = Action::Push {
+                repository: name.clone(),
+                repository_uri: repository_uri.clone(),
+                image: image.clone(),
+            };
+            out.push(ResourceChange::new(
+                Kind::Image,
+                &format!("{name}@{}", image.digest()),
+                change,
+                action,
+            ));
+        }
+    }
+    out
+}
+
+/// What apply does to the repository or its image.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    Update(Spec, State),
+    Delete(String),
+    /// Pushes the image (images go with their repository: nothing deletes one alone).
+    Push {
+        repository: String,
+        repository_uri: Late,
+        image: Image,
+    },
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create(spec) => {
+                    let uri = create(cx.aws, spec, cx.created_at).await?;
+                    return Done::output(Output::RepositoryUri, uri);
+                }
+                Action::Update(spec, a) => update(cx.aws, spec, a, cx.created_at).await?,
+                Action::Delete(name) => delete(cx.aws, name).await?,
+                Action::Push {
+                    repository,
+                    repository_uri,
+                    image,
+                } => {
+                    let uri = repository_uri.resolve(cx.produced)?;
+                    let image_uri = push(cx.aws, repository, &uri, image).await?;
+                    return Done::output(Output::ImageUri, image_uri);
+                }
+            }
+            Done::nothing()
+        })
+    }
 }
 
 /// The URI ECR gives a repository (known before it exists; replaced by the real one once
@@ -204,7 +291,7 @@ pub fn diff_repository(desired: Option<&Spec>, actual: Option<&State>) -> Option
                     lifecycle_text(&Some(lifecycle_policy())),
                 ));
             }
-            let missing = names::missing_tags(d.stack, &a.tags);
+            let missing = names::missing_tags(&d.stack, &a.tags);
             if !missing.is_empty() {
                 fields.push(FieldChange::new("tags", "", missing.join(",")));
             }
@@ -253,27 +340,27 @@ fn sdk_tags(stack: &str, created_at: &str, keep_created_at: bool) -> Vec<Tag> {
 }
 
 /// Creates the repository; returns its URI.
-pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<String> {
+pub async fn create(aws: &Aws, spec: &Spec, created_at: &str) -> Result<String> {
     let out = aws
         .ecr
         .create_repository()
-        .repository_name(spec.name)
+        .repository_name(&spec.name)
         .image_tag_mutability(ImageTagMutability::Mutable)
         .image_scanning_configuration(
             ImageScanningConfiguration::builder()
                 .scan_on_push(false)
                 .build(),
         )
-        .set_tags(Some(sdk_tags(spec.stack, created_at, false)))
+        .set_tags(Some(sdk_tags(&spec.stack, created_at, false)))
         .send()
         .await
-        .map_err(ctx(format!("ecr:CreateRepository {}", spec.name)))?;
+        .map_err(ctx(format!("ecr:CreateRepository {}", &spec.name)))?;
     let uri = out
         .repository()
         .and_then(|r| r.repository_uri())
         .map(str::to_string)
-        .with_context(|| format!("CreateRepository {} returned no URI", spec.name))?;
-    put_lifecycle_policy(aws, spec.name).await?;
+        .with_context(|| format!("CreateRepository {} returned no URI", &spec.name))?;
+    put_lifecycle_policy(aws, &spec.name).await?;
     Ok(uri)
 }
 
@@ -288,11 +375,11 @@ async fn put_lifecycle_policy(aws: &Aws, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) -> Result<()> {
     if actual.scan_on_push {
         aws.ecr
             .put_image_scanning_configuration()
-            .repository_name(spec.name)
+            .repository_name(&spec.name)
             .image_scanning_configuration(
                 ImageScanningConfiguration::builder()
                     .scan_on_push(false)
@@ -302,21 +389,21 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
             .await
             .map_err(ctx(format!(
                 "ecr:PutImageScanningConfiguration {}",
-                spec.name
+                &spec.name
             )))?;
     }
     if actual.lifecycle_policy.as_ref() != Some(&lifecycle_policy()) {
-        put_lifecycle_policy(aws, spec.name).await?;
+        put_lifecycle_policy(aws, &spec.name).await?;
     }
-    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
+    if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
         let keep = actual.tags.contains_key(names::TAG_CREATED_AT);
         aws.ecr
             .tag_resource()
             .resource_arn(&actual.arn)
-            .set_tags(Some(sdk_tags(spec.stack, created_at, keep)))
+            .set_tags(Some(sdk_tags(&spec.stack, created_at, keep)))
             .send()
             .await
-            .map_err(ctx(format!("ecr:TagResource {}", spec.name)))?;
+            .map_err(ctx(format!("ecr:TagResource {}", &spec.name)))?;
     }
     Ok(())
 }
@@ -423,8 +510,8 @@ mod tests {
         assert!(diff_image(Some(&image), Some(&state)).is_none());
         assert!(diff_image(None, Some(&state)).is_none());
         let spec = Spec {
-            name: "claude-proxy-dev",
-            stack: "dev",
+            name: "claude-proxy-dev".into(),
+            stack: "dev".into(),
         };
         assert!(diff_repository(Some(&spec), Some(&state)).is_none());
         assert_eq!(diff_repository(None, Some(&state)), Some(Change::Delete));
@@ -433,8 +520,8 @@ mod tests {
     #[test]
     fn untagged_images_expire() {
         let spec = Spec {
-            name: "claude-proxy-dev",
-            stack: "dev",
+            name: "claude-proxy-dev".into(),
+            stack: "dev".into(),
         };
         let Some(Change::Create { settings }) = diff_repository(Some(&spec), None) else {
             panic!()

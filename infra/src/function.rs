@@ -12,10 +12,13 @@
 //! name the role) are retried with backoff only on the two errors a just-created role gives
 //! while IAM propagates it.
 
+use crate::artifact::Artifact;
 use crate::aws::{ctx, describe, Aws, IamRetry, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Late, Output, Produced, Refs, Setting};
 use crate::config::Package;
+use crate::desired::StackSpec;
 use crate::names::{self, Names};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType, Runtime};
@@ -65,23 +68,144 @@ impl State {
 }
 
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
     pub architecture: &'static str,
     pub memory_mb: u32,
     pub timeout_seconds: u32,
-    pub role_arn: String,
+    pub role_arn: Late,
+    /// The environment as planned; `SECRET_ARN` is [`Spec::secret_arn`] once resolved.
     pub env: BTreeMap<String, String>,
+    pub secret_arn: Late,
     pub package: Package,
     /// The function's zip (zip: `bootstrap`; layer: the note without one). `None` when no
     /// artifact was given (e.g. `plan` without a build): code not compared. Unused for images.
-    pub code: Option<&'a crate::artifact::Artifact>,
+    pub code: Option<Artifact>,
     /// Layer version ARNs (`package = "layer"`: the stack's layer), empty otherwise.
-    pub layers: Vec<String>,
+    pub layers: Vec<Late>,
     /// `<repository URI>@sha256:...` for `package = "image"`; `None` when not known (plan
     /// without a build: not compared).
-    pub image_uri: Option<String>,
+    pub image_uri: Option<Late>,
+}
+
+impl Spec {
+    /// This spec with every reference taken from what earlier steps produced.
+    pub fn resolve(&self, produced: &Produced) -> Result<Spec> {
+        let known = |l: &Late| l.resolve(produced).map(Late::Known);
+        let secret_arn = self.secret_arn.resolve(produced)?;
+        let mut env = self.env.clone();
+        env.insert(SECRET_ARN.into(), secret_arn.clone());
+        Ok(Spec {
+            role_arn: known(&self.role_arn)?,
+            env,
+            secret_arn: Late::Known(secret_arn),
+            layers: self.layers.iter().map(known).collect::<Result<_>>()?,
+            image_uri: self.image_uri.as_ref().map(known).transpose()?,
+            ..self.clone()
+        })
+    }
+
+    fn layer_arns(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .map(|l| l.planned().to_string())
+            .collect()
+    }
+}
+
+/// The environment variable that names the secret.
+pub const SECRET_ARN: &str = "SECRET_ARN";
+
+/// The function a desired stack needs, given the references between resources.
+pub fn spec(names: &Names, s: &StackSpec, refs: &Refs) -> Spec {
+    let f = &s.config.function;
+    let package = f.package;
+    Spec {
+        package,
+        layers: match package {
+            Package::Layer => vec![refs.layer_arn.clone()],
+            _ => Vec::new(),
+        },
+        image_uri: match package {
+            Package::Image => refs.image_uri.clone(),
+            _ => None,
+        },
+        name: names.function.clone(),
+        stack: names.stack.clone(),
+        architecture: f.architecture.as_str(),
+        memory_mb: f.memory_mb,
+        timeout_seconds: f.timeout_seconds,
+        role_arn: refs.role_arn.clone(),
+        env: s.env(refs.secret_arn.planned()),
+        secret_arn: refs.secret_arn.clone(),
+        code: match package {
+            Package::Zip => s.artifact.clone(),
+            Package::Layer => Some(crate::layer::function_zip().clone()),
+            Package::Image => None,
+        },
+    }
+}
+
+/// The planned change to the function, with what apply does for it.
+pub fn plan(
+    names: &Names,
+    spec: Option<Spec>,
+    actual: Option<&State>,
+    blockers: &mut Vec<String>,
+) -> Option<ResourceChange> {
+    let change = diff(spec.as_ref(), actual, blockers)?;
+    let action = match (spec, &change) {
+        (Some(spec), Change::Replace { .. }) => Action::Replace(spec),
+        (Some(spec), _) => match actual {
+            Some(a) => Action::Update(spec, a.clone()),
+            None => Action::Create(spec),
+        },
+        (None, _) => Action::Delete(names.function.clone()),
+    };
+    Some(ResourceChange::new(
+        Kind::Function,
+        &names.function,
+        change,
+        action,
+    ))
+}
+
+/// What apply does to the function.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    /// Delete, then create (Lambda cannot change `PackageType` in place).
+    Replace(Spec),
+    Update(Spec, State),
+    Delete(String),
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let on_retry = |m: &str| cx.progress.warn(m);
+            match self {
+                Action::Create(spec) | Action::Replace(spec) => {
+                    let spec = spec.resolve(cx.produced)?;
+                    if let Action::Replace(_) = self {
+                        delete(cx.aws, &spec.name).await?;
+                    }
+                    let arn = create(cx.aws, &spec, cx.created_at, &on_retry).await?;
+                    Done::output(Output::FunctionArn, arn)
+                }
+                Action::Update(spec, a) => {
+                    let spec = spec.resolve(cx.produced)?;
+                    update(cx.aws, &spec, a, cx.created_at, &on_retry).await?;
+                    Done::nothing()
+                }
+                Action::Delete(name) => {
+                    delete(cx.aws, name).await?;
+                    Done::nothing()
+                }
+            }
+        })
+    }
 }
 
 pub fn function_arn(partition: &str, region: &str, account_id: &str, name: &str) -> String {
@@ -144,7 +268,7 @@ fn config_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
             f.push(FieldChange::new("handler", opt(&a.handler), HANDLER));
         }
     }
-    if a.layers != d.layers {
+    if a.layers != d.layer_arns() {
         let show = |l: &[String]| {
             if l.is_empty() {
                 "(none)".to_string()
@@ -152,7 +276,11 @@ fn config_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
                 l.join(",")
             }
         };
-        f.push(FieldChange::new("layers", show(&a.layers), show(&d.layers)));
+        f.push(FieldChange::new(
+            "layers",
+            show(&a.layers),
+            show(&d.layer_arns()),
+        ));
     }
     if a.memory_mb != Some(d.memory_mb as i32) {
         f.push(FieldChange::new(
@@ -168,11 +296,11 @@ fn config_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
             d.timeout_seconds.to_string(),
         ));
     }
-    if a.role_arn.as_deref() != Some(d.role_arn.as_str()) {
+    if a.role_arn.as_deref() != Some(d.role_arn.planned()) {
         f.push(FieldChange::new(
             "role",
             opt(&a.role_arn),
-            d.role_arn.clone(),
+            d.role_arn.planned(),
         ));
     }
     for (k, v) in &d.env {
@@ -203,15 +331,15 @@ fn code_changes(d: &Spec, a: &State) -> Vec<FieldChange> {
     }
     if d.package == Package::Image {
         if let Some(uri) = &d.image_uri {
-            if a.image_uri.as_deref() != Some(uri.as_str()) {
+            if a.image_uri.as_deref() != Some(uri.planned()) {
                 f.push(FieldChange::new(
                     "image_uri",
                     a.image_uri.clone().unwrap_or_default(),
-                    uri.clone(),
+                    uri.planned(),
                 ));
             }
         }
-    } else if let Some(code) = d.code {
+    } else if let Some(code) = &d.code {
         if a.code_sha256.as_deref() != Some(code.code_sha256.as_str()) {
             f.push(FieldChange::new(
                 "code_sha256",
@@ -236,7 +364,7 @@ pub fn diff(
                 let wanted = d.package.package_type();
                 if a.package_type.as_deref().is_some_and(|p| p != wanted) {
                     if !has_code(d) {
-                        blockers.push(no_artifact(d.name));
+                        blockers.push(no_artifact(&d.name));
                     }
                     return Some(Change::Replace {
                         reason: format!(
@@ -248,7 +376,7 @@ pub fn diff(
                 }
                 let mut fields = config_changes(d, a);
                 fields.extend(code_changes(d, a));
-                let missing = names::missing_tags(d.stack, &a.tags);
+                let missing = names::missing_tags(&d.stack, &a.tags);
                 if !missing.is_empty() {
                     fields.push(FieldChange::new("tags", "", missing.join(",")));
                 }
@@ -263,15 +391,17 @@ pub fn diff(
                 Setting::new("memory_mb", d.memory_mb),
                 Setting::new("timeout_seconds", d.timeout_seconds),
             ]);
-            match (d.package, d.code, &d.image_uri) {
-                (Package::Image, _, Some(uri)) => settings.push(Setting::new("image_uri", uri)),
+            match (d.package, &d.code, &d.image_uri) {
+                (Package::Image, _, Some(uri)) => {
+                    settings.push(Setting::new("image_uri", uri.planned()))
+                }
                 (Package::Zip | Package::Layer, Some(c), _) => {
                     settings.push(Setting::new("code_sha256", &c.code_sha256))
                 }
-                _ => blockers.push(no_artifact(d.name)),
+                _ => blockers.push(no_artifact(&d.name)),
             }
             for l in &d.layers {
-                settings.push(Setting::new("layer", l));
+                settings.push(Setting::new("layer", l.planned()));
             }
             for (k, v) in &d.env {
                 settings.push(Setting::new(format!("env.{k}"), v));
@@ -306,18 +436,18 @@ pub fn is_iam_propagation_error(message: &str) -> bool {
 /// Creates the function and waits until it is Active. Returns its ARN.
 pub async fn create(
     aws: &Aws,
-    spec: &Spec<'_>,
+    spec: &Spec,
     created_at: &str,
     on_retry: &dyn Fn(&str),
 ) -> Result<String> {
-    let tags = names::tags_at_creation(spec.stack, created_at)
+    let tags = names::tags_at_creation(&spec.stack, created_at)
         .into_iter()
         .collect();
     let request = aws
         .lambda
         .create_function()
-        .function_name(spec.name)
-        .role(&spec.role_arn)
+        .function_name(&spec.name)
+        .role(spec.role_arn.planned())
         .architectures(Architecture::from(spec.architecture))
         .memory_size(spec.memory_mb as i32)
         .timeout(spec.timeout_seconds as i32);
@@ -325,12 +455,16 @@ pub async fn create(
         let uri = spec
             .image_uri
             .as_ref()
-            .with_context(|| no_artifact(spec.name))?;
+            .with_context(|| no_artifact(&spec.name))?
+            .planned();
         request
             .package_type(PackageType::Image)
             .code(FunctionCode::builder().image_uri(uri).build())
     } else {
-        let code = spec.code.with_context(|| no_artifact(spec.name))?;
+        let code = spec
+            .code
+            .as_ref()
+            .with_context(|| no_artifact(&spec.name))?;
         request
             .runtime(Runtime::from(RUNTIME))
             .handler(HANDLER)
@@ -340,20 +474,20 @@ pub async fn create(
                     .zip_file(Blob::new(code.zip.clone()))
                     .build(),
             )
-            .set_layers((!spec.layers.is_empty()).then(|| spec.layers.clone()))
+            .set_layers((!spec.layers.is_empty()).then(|| spec.layer_arns()))
     };
     let request = request
         .environment(sdk_env(spec))
         .set_tags(Some(tags))
         .description(format!(
             "Claude proxy for the claude-lambda stack {}",
-            spec.stack
+            &spec.stack
         ));
     let out = retry_iam_propagation(&aws.iam_retry, on_retry, || request.clone().send())
         .await
-        .map_err(|e| anyhow::anyhow!("lambda:CreateFunction {}: {}", spec.name, describe(&e)))?;
+        .map_err(|e| anyhow::anyhow!("lambda:CreateFunction {}: {}", &spec.name, describe(&e)))?;
     let arn = out.function_arn().unwrap_or_default().to_string();
-    wait_active(aws, spec.name).await?;
+    wait_active(aws, &spec.name).await?;
     Ok(arn)
 }
 
@@ -409,7 +543,7 @@ async fn wait_updated(aws: &Aws, name: &str) -> Result<()> {
 /// while a just-created role propagates (`on_retry` hears each retry).
 pub async fn update(
     aws: &Aws,
-    spec: &Spec<'_>,
+    spec: &Spec,
     actual: &State,
     created_at: &str,
     on_retry: &dyn Fn(&str),
@@ -418,8 +552,8 @@ pub async fn update(
         let request = aws
             .lambda
             .update_function_configuration()
-            .function_name(spec.name)
-            .role(&spec.role_arn)
+            .function_name(&spec.name)
+            .role(spec.role_arn.planned())
             .memory_size(spec.memory_mb as i32)
             .timeout(spec.timeout_seconds as i32)
             .environment(sdk_env(spec));
@@ -430,42 +564,44 @@ pub async fn update(
             request
                 .runtime(Runtime::from(RUNTIME))
                 .handler(HANDLER)
-                .set_layers(Some(spec.layers.clone()))
+                .set_layers(Some(spec.layer_arns()))
         };
         retry_iam_propagation(&aws.iam_retry, on_retry, || request.clone().send())
             .await
             .map_err(ctx(format!(
                 "lambda:UpdateFunctionConfiguration {}",
-                spec.name
+                &spec.name
             )))?;
-        wait_updated(aws, spec.name).await?;
+        wait_updated(aws, &spec.name).await?;
     }
     if !code_changes(spec, actual).is_empty() {
         let missing = || {
             format!(
                 "changing the architecture of {} needs the code built for it: {}",
-                spec.name,
-                no_artifact(spec.name)
+                &spec.name,
+                no_artifact(&spec.name)
             )
         };
         let request = aws
             .lambda
             .update_function_code()
-            .function_name(spec.name)
+            .function_name(&spec.name)
             .architectures(Architecture::from(spec.architecture));
         let request = if spec.package == Package::Image {
-            request.image_uri(spec.image_uri.as_ref().with_context(missing)?)
+            request.image_uri(spec.image_uri.as_ref().with_context(missing)?.planned())
         } else {
-            request.zip_file(Blob::new(spec.code.with_context(missing)?.zip.clone()))
+            request.zip_file(Blob::new(
+                spec.code.as_ref().with_context(missing)?.zip.clone(),
+            ))
         };
         request
             .send()
             .await
-            .map_err(ctx(format!("lambda:UpdateFunctionCode {}", spec.name)))?;
-        wait_updated(aws, spec.name).await?;
+            .map_err(ctx(format!("lambda:UpdateFunctionCode {}", &spec.name)))?;
+        wait_updated(aws, &spec.name).await?;
     }
-    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(spec.stack, created_at);
+    if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(&spec.stack, created_at);
         if actual.tags.contains_key(names::TAG_CREATED_AT) {
             tags.remove(names::TAG_CREATED_AT);
         }
@@ -475,7 +611,7 @@ pub async fn update(
             .set_tags(Some(tags.into_iter().collect()))
             .send()
             .await
-            .map_err(ctx(format!("lambda:TagResource {}", spec.name)))?;
+            .map_err(ctx(format!("lambda:TagResource {}", &spec.name)))?;
     }
     Ok(())
 }

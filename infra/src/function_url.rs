@@ -3,8 +3,10 @@
 //! The resource-policy statements a public URL needs live in `permission.rs`.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Output, Setting};
 use crate::config::CorsSection;
+use crate::desired::StackSpec;
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType, InvokeMode};
 
@@ -22,6 +24,73 @@ pub struct Spec {
     pub invoke_mode: &'static str,
     pub auth: &'static str,
     pub cors: Option<CorsSection>,
+}
+
+/// The URL a desired stack needs, else `None`.
+pub fn spec(s: &StackSpec) -> Option<Spec> {
+    let u = &s.config.function_url;
+    u.enabled.then(|| Spec {
+        invoke_mode: u.invoke_mode.as_str(),
+        auth: u.auth.as_str(),
+        cors: (!u.cors.allow_origins.is_empty()).then(|| u.cors.clone()),
+    })
+}
+
+/// The planned change to the function's URL, with what apply does for it.
+pub fn plan(function: &str, spec: Option<Spec>, actual: Option<&State>) -> Option<ResourceChange> {
+    let change = diff(spec.as_ref(), actual)?;
+    let function = function.to_string();
+    let action = match (spec, actual) {
+        (Some(spec), None) => Action::Create { function, spec },
+        (Some(spec), Some(_)) => Action::Update { function, spec },
+        (None, _) => Action::Delete(function),
+    };
+    Some(ResourceChange::new(
+        Kind::FunctionUrl,
+        &function_name(&action),
+        change,
+        action,
+    ))
+}
+
+fn function_name(a: &Action) -> String {
+    match a {
+        Action::Create { function, .. }
+        | Action::Update { function, .. }
+        | Action::Delete(function) => function.clone(),
+    }
+}
+
+/// What apply does to the URL.
+#[derive(Debug)]
+pub enum Action {
+    Create { function: String, spec: Spec },
+    Update { function: String, spec: Spec },
+    Delete(String),
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create { function, spec } => {
+                    let url = create(cx.aws, function, spec).await?;
+                    Done::output(Output::FunctionUrl, url)
+                }
+                Action::Update { function, spec } => {
+                    update(cx.aws, function, spec).await?;
+                    Done::nothing()
+                }
+                Action::Delete(function) => {
+                    delete(cx.aws, function).await?;
+                    Ok(Done {
+                        outputs: vec![(Output::FunctionUrl, None)],
+                        caller_token: None,
+                    })
+                }
+            }
+        })
+    }
 }
 
 pub async fn read(aws: &Aws, function: &str) -> Result<Option<State>> {

@@ -9,8 +9,10 @@
 //! copies (e.g. from a deploy interrupted between CreateApi and its read-back) are deleted.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Late, Output, Produced, Refs, Setting};
+use crate::desired::StackSpec;
 use crate::names;
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use aws_sdk_apigatewayv2::types::{IntegrationType, ProtocolType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,10 +61,111 @@ pub struct State {
 }
 
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
-    pub function_arn: String,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
+    /// The integration's target (known once the function exists).
+    pub function_arn: Late,
+}
+
+impl Spec {
+    fn resolve(&self, produced: &Produced) -> Result<Spec> {
+        Ok(Spec {
+            function_arn: Late::Known(self.function_arn.resolve(produced)?),
+            ..self.clone()
+        })
+    }
+}
+
+/// The HTTP API a desired stack needs, else `None`.
+pub fn spec(names: &names::Names, s: &StackSpec, refs: &Refs) -> Option<Spec> {
+    s.config.http_api.enabled.then(|| Spec {
+        name: names.http_api.clone(),
+        stack: names.stack.clone(),
+        function_arn: refs.function_arn.clone(),
+    })
+}
+
+/// The planned changes to the stack's HTTP APIs (the first is kept, others deleted), with
+/// what apply does for each. Deleting the first one (`actual[0]`) removes the stack's API
+/// from the outputs.
+pub fn plan(names: &names::Names, spec: Option<Spec>, actual: &[State]) -> Vec<ResourceChange> {
+    let current = actual.first().map(|a| a.id.clone());
+    diff(spec.as_ref(), actual)
+        .into_iter()
+        .map(|(id, change)| {
+            let action = match (&change, &spec, &id) {
+                (Change::Delete, _, Some(id)) | (_, None, Some(id)) => Action::Delete {
+                    id: id.clone(),
+                    current: current.as_ref() == Some(id),
+                },
+                (_, Some(spec), Some(id)) => Action::Update(
+                    spec.clone(),
+                    actual
+                        .iter()
+                        .find(|a| &a.id == id)
+                        .cloned()
+                        .expect("the diff names an API it was given"),
+                ),
+                (_, Some(spec), None) => Action::Create(spec.clone()),
+                (_, None, None) => unreachable!("the diff deletes only APIs with an id"),
+            };
+            ResourceChange::new(Kind::HttpApi, &names.http_api, change, action).with_id(id)
+        })
+        .collect()
+}
+
+/// What apply does to an HTTP API.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    Update(Spec, State),
+    Delete { id: String, current: bool },
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create(spec) => {
+                    let spec = spec.resolve(cx.produced)?;
+                    let (id, endpoint) = create(cx.aws, &spec, cx.created_at).await?;
+                    let aws = cx.aws;
+                    let source = crate::permission::api_source_arn(
+                        &aws.partition,
+                        &aws.region,
+                        &aws.account_id,
+                        &id,
+                    );
+                    Ok(Done {
+                        outputs: vec![
+                            (Output::ApiId, Some(id)),
+                            (Output::ApiEndpoint, Some(endpoint)),
+                            (Output::ApiSourceArn, Some(source)),
+                        ],
+                        caller_token: None,
+                    })
+                }
+                Action::Update(spec, a) => {
+                    let spec = spec.resolve(cx.produced)?;
+                    reconcile(cx.aws, &spec, a, cx.created_at).await?;
+                    Done::nothing()
+                }
+                Action::Delete { id, current } => {
+                    delete(cx.aws, id).await?;
+                    let outputs = if *current {
+                        vec![(Output::ApiId, None), (Output::ApiEndpoint, None)]
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(Done {
+                        outputs,
+                        caller_token: None,
+                    })
+                }
+            }
+        })
+    }
 }
 
 /// Every HTTP API in the account and region (all pages of GetApis), with their tags.
@@ -196,7 +299,7 @@ fn good_integration<'a>(spec: &Spec, a: &'a State) -> Option<&'a Integration> {
     a.integrations.iter().find(|i| {
         i.integration_type == "AWS_PROXY"
             && i.payload_format_version == PAYLOAD_FORMAT
-            && i.uri == spec.function_arn
+            && i.uri == spec.function_arn.planned()
             && i.timeout_ms.is_none_or(|t| t == INTEGRATION_TIMEOUT_MS)
     })
 }
@@ -220,7 +323,10 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
                 .map(integration_text)
                 .collect::<Vec<_>>()
                 .join("; "),
-            format!("AWS_PROXY {PAYLOAD_FORMAT} -> {}", spec.function_arn),
+            format!(
+                "AWS_PROXY {PAYLOAD_FORMAT} -> {}",
+                spec.function_arn.planned()
+            ),
         ));
     }
     let target = integration.map(|i| format!("integrations/{}", i.id));
@@ -255,7 +361,7 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
             format!("{STAGE} (auto_deploy=true)"),
         ));
     }
-    let missing = names::missing_tags(spec.stack, &a.tags);
+    let missing = names::missing_tags(&spec.stack, &a.tags);
     if !missing.is_empty() {
         f.push(FieldChange::new("tags", "", missing.join(",")));
     }
@@ -297,24 +403,24 @@ pub fn diff(desired: Option<&Spec>, actual: &[State]) -> Vec<(Option<String>, Ch
 }
 
 /// Creates the API with its integration, routes and stage. Returns (id, endpoint).
-pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(String, String)> {
+pub async fn create(aws: &Aws, spec: &Spec, created_at: &str) -> Result<(String, String)> {
     let out = aws
         .apigw
         .create_api()
-        .name(spec.name)
+        .name(&spec.name)
         .protocol_type(ProtocolType::Http)
         .description(format!(
             "Claude proxy for the claude-lambda stack {}",
-            spec.stack
+            &spec.stack
         ))
         .set_tags(Some(
-            names::tags_at_creation(spec.stack, created_at)
+            names::tags_at_creation(&spec.stack, created_at)
                 .into_iter()
                 .collect(),
         ))
         .send()
         .await
-        .map_err(ctx(format!("apigateway:CreateApi {}", spec.name)))?;
+        .map_err(ctx(format!("apigateway:CreateApi {}", &spec.name)))?;
     let id = out
         .api_id()
         .context("CreateApi returned no id")?
@@ -322,9 +428,9 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(Str
     let endpoint = out.api_endpoint().unwrap_or_default().to_string();
     let state = State {
         id: id.clone(),
-        name: spec.name.to_string(),
+        name: spec.name.clone(),
         endpoint: Some(endpoint.clone()),
-        tags: names::tags_at_creation(spec.stack, created_at),
+        tags: names::tags_at_creation(&spec.stack, created_at),
         integrations: Vec::new(),
         routes: Vec::new(),
         stages: Vec::new(),
@@ -334,7 +440,7 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<(Str
 }
 
 /// Brings integration, routes, stage and tags of an existing API to the spec.
-pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) -> Result<()> {
+pub async fn reconcile(aws: &Aws, spec: &Spec, a: &State, created_at: &str) -> Result<()> {
     let id = &a.id;
     // Integration: keep a matching one, else fix the first, else create.
     let integration_id = match good_integration(spec, a) {
@@ -346,7 +452,7 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
                     .api_id(id)
                     .integration_id(&i.id)
                     .integration_type(IntegrationType::AwsProxy)
-                    .integration_uri(&spec.function_arn)
+                    .integration_uri(spec.function_arn.planned())
                     .payload_format_version(PAYLOAD_FORMAT)
                     .timeout_in_millis(INTEGRATION_TIMEOUT_MS)
                     .send()
@@ -359,7 +465,7 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
                 .create_integration()
                 .api_id(id)
                 .integration_type(IntegrationType::AwsProxy)
-                .integration_uri(&spec.function_arn)
+                .integration_uri(spec.function_arn.planned())
                 .payload_format_version(PAYLOAD_FORMAT)
                 .timeout_in_millis(INTEGRATION_TIMEOUT_MS)
                 .send()
@@ -438,7 +544,7 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
                 .stage_name(STAGE)
                 .auto_deploy(true)
                 .set_tags(Some(
-                    names::tags_at_creation(spec.stack, created_at)
+                    names::tags_at_creation(&spec.stack, created_at)
                         .into_iter()
                         .collect(),
                 ))
@@ -458,8 +564,8 @@ pub async fn reconcile(aws: &Aws, spec: &Spec<'_>, a: &State, created_at: &str) 
         }
         Some(_) => {}
     }
-    if !names::missing_tags(spec.stack, &a.tags).is_empty() {
-        let mut tags = names::tags_at_creation(spec.stack, created_at);
+    if !names::missing_tags(&spec.stack, &a.tags).is_empty() {
+        let mut tags = names::tags_at_creation(&spec.stack, created_at);
         if a.tags.contains_key(names::TAG_CREATED_AT) {
             tags.remove(names::TAG_CREATED_AT);
         }

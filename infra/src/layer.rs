@@ -14,8 +14,11 @@
 
 use crate::artifact::{code_sha256, Artifact};
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, Setting};
+use crate::change::{Change, Kind, Output, Setting};
+use crate::config::Package;
+use crate::desired::StackSpec;
 use crate::names::Names;
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, LayerVersionContentInput, Runtime};
@@ -66,13 +69,75 @@ pub struct Version {
 
 /// What the layer should hold.
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
     pub architecture: &'static str,
     pub runtime: &'static str,
     /// The zip with `bootstrap` at its root; `None` when planning without a build (the
     /// content is then not compared).
-    pub content: Option<&'a Artifact>,
+    pub content: Option<Artifact>,
+}
+
+/// The layer a desired stack needs (`package = "layer"`), else `None`.
+pub fn spec(names: &Names, s: &StackSpec) -> Option<Spec> {
+    (s.config.function.package == Package::Layer).then(|| Spec {
+        name: names.layer.clone(),
+        stack: names.stack.clone(),
+        architecture: s.config.function.architecture.as_str(),
+        runtime: crate::function::RUNTIME,
+        content: s.artifact.clone(),
+    })
+}
+
+/// The planned changes to the layer's versions, with what apply does for each.
+pub fn plan(
+    names: &Names,
+    spec: Option<&Spec>,
+    versions: &[Version],
+    blockers: &mut Vec<String>,
+) -> Vec<ResourceChange> {
+    diff(spec, &names.layer, versions, blockers)
+        .into_iter()
+        .map(|(name, change)| {
+            let action = match (&change, spec) {
+                (Change::Delete, _) | (_, None) => Action::DeleteVersion {
+                    layer: names.layer.clone(),
+                    version: versions
+                        .iter()
+                        .find(|v| version_name(&names.layer, v.version) == name)
+                        .map(|v| v.version)
+                        .unwrap_or_default(),
+                },
+                (_, Some(spec)) => Action::Publish(spec.clone()),
+            };
+            ResourceChange::new(Kind::Layer, &name, change, action)
+        })
+        .collect()
+}
+
+/// What apply does to the layer.
+#[derive(Debug)]
+pub enum Action {
+    Publish(Spec),
+    DeleteVersion { layer: String, version: i64 },
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Publish(spec) => {
+                    let arn = publish(cx.aws, spec).await?;
+                    Done::output(Output::LayerVersionArn, arn)
+                }
+                Action::DeleteVersion { layer, version } => {
+                    delete_version(cx.aws, layer, *version).await?;
+                    Done::nothing()
+                }
+            }
+        })
+    }
 }
 
 /// Which version the function should use.
@@ -147,7 +212,7 @@ pub fn target(spec: &Spec, versions: &[Version]) -> Target {
     let Some(newest) = versions.first() else {
         return Target::Publish;
     };
-    let Some(content) = spec.content else {
+    let Some(content) = &spec.content else {
         // Planning without a build: keep what is there.
         return Target::Existing(newest.arn.clone());
     };
@@ -181,7 +246,7 @@ pub fn diff(
             Target::Existing(arn) => Some(arn),
             Target::Publish => {
                 let mut settings = Vec::new();
-                match s.content {
+                match &s.content {
                     Some(c) => {
                         settings.push(Setting::new("code_sha256", &c.code_sha256));
                         settings.push(Setting::new("content", "bootstrap (lands at /opt/bootstrap)"));
@@ -206,17 +271,18 @@ pub fn diff(
 }
 
 /// Publishes a new version; returns its ARN.
-pub async fn publish(aws: &Aws, spec: &Spec<'_>, stack: &str) -> Result<String> {
-    let content = spec.content.with_context(|| {
+pub async fn publish(aws: &Aws, spec: &Spec) -> Result<String> {
+    let stack = &spec.stack;
+    let content = spec.content.as_ref().with_context(|| {
         format!(
             "the layer {} needs code: build it with `cargo xtask build`",
-            spec.name
+            &spec.name
         )
     })?;
     let out = aws
         .lambda
         .publish_layer_version()
-        .layer_name(spec.name)
+        .layer_name(&spec.name)
         .description(format!(
             "bootstrap of the Claude proxy, claude-lambda stack {stack} (CodeSha256 {})",
             content.code_sha256
@@ -230,10 +296,10 @@ pub async fn publish(aws: &Aws, spec: &Spec<'_>, stack: &str) -> Result<String> 
         .compatible_runtimes(Runtime::from(spec.runtime))
         .send()
         .await
-        .map_err(ctx(format!("lambda:PublishLayerVersion {}", spec.name)))?;
+        .map_err(ctx(format!("lambda:PublishLayerVersion {}", &spec.name)))?;
     out.layer_version_arn()
         .map(str::to_string)
-        .with_context(|| format!("PublishLayerVersion {} returned no ARN", spec.name))
+        .with_context(|| format!("PublishLayerVersion {} returned no ARN", &spec.name))
 }
 
 /// Deletes one version (gone already is fine).
@@ -283,10 +349,11 @@ mod tests {
     fn publishes_only_when_something_differs() {
         let content = Artifact::from_bootstrap_bytes(b"v1").unwrap();
         let spec = Spec {
-            name: "l",
+            name: "l".into(),
+            stack: "dev".into(),
             architecture: "x86_64",
             runtime: "provided.al2023",
-            content: Some(&content),
+            content: Some(content.clone()),
         };
         assert_eq!(target(&spec, &[]), Target::Publish);
         let same = [version(2, Some(&content.code_sha256)), version(1, None)];

@@ -17,6 +17,7 @@ pub mod bedrock_facts;
 pub mod change;
 pub mod concurrency;
 pub mod config;
+pub mod credentials;
 pub mod desired;
 pub mod discover;
 pub mod ecr;
@@ -32,6 +33,7 @@ pub mod plan;
 pub mod progress;
 pub mod role;
 pub mod secret;
+pub mod step;
 pub mod teardown;
 
 pub use actual::{read_actual, read_for, Actual};

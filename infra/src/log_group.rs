@@ -2,8 +2,10 @@
 //! role needs no `logs:CreateLogGroup`) with a retention setting and the stack's tags.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Setting};
+use crate::desired::StackSpec;
 use crate::names::{self, Names};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,10 +18,56 @@ pub struct State {
 }
 
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
     pub retention_days: u32,
+}
+
+/// The log group a desired stack needs.
+pub fn spec(names: &Names, s: &StackSpec) -> Spec {
+    Spec {
+        name: names.log_group.clone(),
+        stack: names.stack.clone(),
+        retention_days: s.config.function.log_retention_days,
+    }
+}
+
+/// The planned change to the log group, with what apply does for it.
+pub fn plan(names: &Names, spec: Option<Spec>, actual: Option<&State>) -> Option<ResourceChange> {
+    let change = diff(spec.as_ref(), actual)?;
+    let action = match (spec, actual) {
+        (Some(spec), None) => Action::Create(spec),
+        (Some(spec), Some(a)) => Action::Update(spec, a.clone()),
+        (None, _) => Action::Delete(names.log_group.clone()),
+    };
+    Some(ResourceChange::new(
+        Kind::LogGroup,
+        &names.log_group,
+        change,
+        action,
+    ))
+}
+
+/// What apply does to the log group.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    Update(Spec, State),
+    Delete(String),
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create(spec) => create(cx.aws, spec, cx.created_at).await?,
+                Action::Update(spec, a) => update(cx.aws, spec, a, cx.created_at).await?,
+                Action::Delete(name) => delete(cx.aws, name).await?,
+            }
+            Done::nothing()
+        })
+    }
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
@@ -86,7 +134,7 @@ pub fn diff(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
                     d.retention_days.to_string(),
                 ));
             }
-            let missing = names::missing_tags(d.stack, &a.tags);
+            let missing = names::missing_tags(&d.stack, &a.tags);
             if !missing.is_empty() {
                 fields.push(FieldChange::new("tags", "", missing.join(",")));
             }
@@ -95,14 +143,14 @@ pub fn diff(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
     }
 }
 
-pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<()> {
-    let tags: HashMap<String, String> = names::tags_at_creation(spec.stack, created_at)
+pub async fn create(aws: &Aws, spec: &Spec, created_at: &str) -> Result<()> {
+    let tags: HashMap<String, String> = names::tags_at_creation(&spec.stack, created_at)
         .into_iter()
         .collect();
     match aws
         .logs
         .create_log_group()
-        .log_group_name(spec.name)
+        .log_group_name(&spec.name)
         .set_tags(Some(tags))
         .send()
         .await
@@ -112,33 +160,33 @@ pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<()> 
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-        Err(e) => return Err(ctx(format!("logs:CreateLogGroup {}", spec.name))(e)),
+        Err(e) => return Err(ctx(format!("logs:CreateLogGroup {}", &spec.name))(e)),
     }
     put_retention(aws, spec).await
 }
 
-async fn put_retention(aws: &Aws, spec: &Spec<'_>) -> Result<()> {
+async fn put_retention(aws: &Aws, spec: &Spec) -> Result<()> {
     aws.logs
         .put_retention_policy()
-        .log_group_name(spec.name)
+        .log_group_name(&spec.name)
         .retention_in_days(spec.retention_days as i32)
         .send()
         .await
-        .map_err(ctx(format!("logs:PutRetentionPolicy {}", spec.name)))?;
+        .map_err(ctx(format!("logs:PutRetentionPolicy {}", &spec.name)))?;
     Ok(())
 }
 
-pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) -> Result<()> {
     if actual.retention_days != Some(spec.retention_days as i32) {
         put_retention(aws, spec).await?;
     }
-    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(spec.stack, created_at);
+    if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(&spec.stack, created_at);
         if actual.tags.contains_key(names::TAG_CREATED_AT) {
             tags.remove(names::TAG_CREATED_AT);
         }
         let arn = actual.arn.clone().unwrap_or_else(|| {
-            names::Names::new(spec.stack)
+            names::Names::new(&spec.stack)
                 .log_group_arn(&aws.partition, &aws.region, &aws.account_id)
                 .trim_end_matches(":*")
                 .to_string()
@@ -149,7 +197,7 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
             .set_tags(Some(tags.into_iter().collect()))
             .send()
             .await
-            .map_err(ctx(format!("logs:TagResource {}", spec.name)))?;
+            .map_err(ctx(format!("logs:TagResource {}", &spec.name)))?;
     }
     Ok(())
 }

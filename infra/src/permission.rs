@@ -10,7 +10,10 @@
 //! Only statements whose Sid starts with `claude-proxy-` are the toolkit's.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, Setting};
+use crate::change::{Change, Kind, Late, Produced, Refs, Setting};
+use crate::config::UrlAuth;
+use crate::desired::StackSpec;
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
 use serde_json::Value;
@@ -156,6 +159,103 @@ pub fn api_statement(api_source_arn: &str) -> Statement {
 
 pub fn api_source_arn(partition: &str, region: &str, account_id: &str, api_id: &str) -> String {
     format!("arn:{partition}:execute-api:{region}:{account_id}:{api_id}/*/*")
+}
+
+/// A statement the stack wants. The HTTP API's names the API, known once it exists
+/// (`source_arn`); the statement holds it as planned.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub statement: Statement,
+    pub source_arn: Option<Late>,
+}
+
+impl Wanted {
+    fn resolve(&self, produced: &Produced) -> Result<Statement> {
+        let mut s = self.statement.clone();
+        if let Some(l) = &self.source_arn {
+            s.source_arn = Some(l.resolve(produced)?);
+        }
+        Ok(s)
+    }
+}
+
+/// The statements a desired stack needs: a public URL's two, and the HTTP API's.
+pub fn specs(s: &StackSpec, refs: &Refs) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    let u = &s.config.function_url;
+    if u.enabled && u.auth == UrlAuth::None {
+        out.extend(public_url_statements().map(|statement| Wanted {
+            statement,
+            source_arn: None,
+        }));
+    }
+    if s.config.http_api.enabled {
+        out.push(Wanted {
+            statement: api_statement(refs.api_source_arn.planned()),
+            source_arn: Some(refs.api_source_arn.clone()),
+        });
+    }
+    out
+}
+
+/// The planned changes to the function's resource policy, with what apply does for each.
+pub fn plan(function: &str, wanted: &[Wanted], actual: &[Statement]) -> Vec<ResourceChange> {
+    let desired: Vec<Statement> = wanted.iter().map(|w| w.statement.clone()).collect();
+    diff(&desired, actual)
+        .into_iter()
+        .map(|(sid, change)| {
+            let function = function.to_string();
+            let action = match (&change, wanted.iter().find(|w| w.statement.sid == sid)) {
+                (Change::Delete, _) | (_, None) => Action::Remove {
+                    function,
+                    sid: sid.clone(),
+                },
+                (change, Some(w)) => Action::Add {
+                    function,
+                    wanted: w.clone(),
+                    replace: matches!(change, Change::Replace { .. }),
+                },
+            };
+            ResourceChange::new(Kind::Permission, &sid, change, action)
+        })
+        .collect()
+}
+
+/// What apply does to one statement.
+#[derive(Debug)]
+pub enum Action {
+    /// Adds the statement (removing the old one first when it is replaced).
+    Add {
+        function: String,
+        wanted: Wanted,
+        replace: bool,
+    },
+    Remove {
+        function: String,
+        sid: String,
+    },
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Add {
+                    function,
+                    wanted,
+                    replace,
+                } => {
+                    let statement = wanted.resolve(cx.produced)?;
+                    if *replace {
+                        remove(cx.aws, function, &statement.sid).await?;
+                    }
+                    add(cx.aws, function, &statement).await?;
+                }
+                Action::Remove { function, sid } => remove(cx.aws, function, sid).await?,
+            }
+            Done::nothing()
+        })
+    }
 }
 
 /// One change per statement id, desired order.

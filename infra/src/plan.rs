@@ -3,27 +3,16 @@
 
 use crate::actual::Actual;
 pub use crate::change::{Change, FieldChange, Kind, Setting, KNOWN_AFTER_APPLY};
-use crate::config::Package;
-use crate::desired::{Desired, StackSpec};
+use crate::change::{Late, Output, Refs};
+use crate::config::{ConcurrencySetting, Package, ProviderKind, UrlAuth};
+use crate::desired::Desired;
 use crate::names::Names;
+pub use crate::step::ResourceChange;
 use crate::{
     concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
 };
 use serde::Serialize;
 use std::fmt;
-
-/// A change to one resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceChange {
-    pub kind: Kind,
-    /// The resource's name (policy or statement id for policies and permissions).
-    pub name: String,
-    /// The service id when the name is not unique (HTTP APIs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(flatten)]
-    pub change: Change,
-}
 
 /// The whole plan for a stack.
 #[derive(Debug, Clone, Serialize)]
@@ -40,9 +29,13 @@ pub struct Plan {
     /// The reserved concurrency the function will have after apply (`None`: none), as
     /// decided against the account's settings (`concurrency::decide`).
     pub reserved_concurrency: Option<u32>,
-    /// The state this plan was computed from (apply needs its ids).
+    /// The state this plan was computed from.
     #[serde(skip)]
     pub actual: Actual,
+    /// The references between resources as planned (apply reports the ones no step
+    /// produced from here).
+    #[serde(skip)]
+    pub refs: Refs,
 }
 
 impl Plan {
@@ -56,306 +49,148 @@ impl Plan {
     }
 }
 
-/// Values other resources refer to, known from the actual state or placeholders.
-#[derive(Debug, Clone)]
-pub(crate) struct Refs {
-    pub secret_arn: String,
-    pub role_arn: String,
-    pub function_arn: String,
-    pub api_id: Option<String>,
-    /// The layer version the function uses (`package = "layer"`).
-    pub layer_arn: String,
-    /// The ECR repository's URI (`package = "image"`).
-    pub repository_uri: String,
-    /// `<repository URI>@<digest>` (`package = "image"`), when known.
-    pub image_uri: Option<String>,
-}
-
-impl Refs {
-    /// The references for deploying `spec` onto `actual`.
-    pub fn resolve(names: &Names, spec: Option<&StackSpec>, actual: &Actual) -> Refs {
-        let mut refs = Refs::from_actual(names, actual);
-        let Some(s) = spec else { return refs };
-        if let Some(l) = layer_spec(names, s) {
-            if let layer::Target::Existing(arn) = layer::target(&l, &actual.layer_versions) {
-                refs.layer_arn = arn;
-            }
-        }
-        if s.config.function.package == Package::Image {
-            refs.image_uri = match &s.image {
-                Some(image) => Some(ecr::image_uri(&refs.repository_uri, image.digest())),
-                // Planning without a build: keep the function's image.
-                None => actual.function.as_ref().and_then(|f| f.image_uri.clone()),
-            };
-        }
-        refs
-    }
-
-    pub fn from_actual(names: &Names, actual: &Actual) -> Refs {
-        Refs {
-            layer_arn: KNOWN_AFTER_APPLY.into(),
-            repository_uri: actual
-                .repository
-                .as_ref()
-                .map(|r| r.uri.clone())
-                .unwrap_or_else(|| {
-                    ecr::repository_uri(&actual.account_id, &actual.region, &names.ecr_repository)
-                }),
-            image_uri: None,
-            secret_arn: actual
-                .secret
-                .as_ref()
-                .map(|s| s.arn.clone())
-                .unwrap_or_else(|| KNOWN_AFTER_APPLY.into()),
-            role_arn: role::role_arn(&actual.partition, &actual.account_id, &names.role),
-            function_arn: function::function_arn(
-                &actual.partition,
-                &actual.region,
-                &actual.account_id,
-                &names.function,
-            ),
-            api_id: actual.http_apis.first().map(|a| a.id.clone()),
-        }
-    }
-}
-
-// The specs of each resource for a desired stack, given the references. Shared by `plan`
-// and `apply` so what is applied is what was planned.
-pub(crate) fn secret_spec<'a>(names: &'a Names, s: &'a StackSpec) -> secret::Spec<'a> {
-    secret::Spec {
-        name: &names.secret,
-        stack: &names.stack,
-        input: &s.secret,
-        key_required: s.config.provider.kind == crate::config::ProviderKind::Anthropic,
-    }
-}
-
-pub(crate) fn log_group_spec<'a>(names: &'a Names, s: &StackSpec) -> log_group::Spec<'a> {
-    log_group::Spec {
-        name: &names.log_group,
-        stack: &names.stack,
-        retention_days: s.config.function.log_retention_days,
-    }
-}
-
-pub(crate) fn role_spec<'a>(
-    names: &'a Names,
-    s: &StackSpec,
-    refs: &Refs,
-    actual: &Actual,
-) -> role::Spec<'a> {
-    let (partition, account, region) = (
+/// The references for deploying onto `actual`, as far as the account's state tells them.
+fn refs_from_actual(names: &Names, actual: &Actual) -> Refs {
+    let (partition, region, account) = (
         actual.partition.as_str(),
-        actual.account_id.as_str(),
         actual.region.as_str(),
+        actual.account_id.as_str(),
     );
-    let mut policy = role::policy_document(
-        &refs.secret_arn,
-        &names.log_group_arn(partition, region, account),
-    );
-    let p = &s.config.provider;
-    if p.kind == crate::config::ProviderKind::Bedrock {
-        let bedrock_region = p.bedrock_region.as_deref().unwrap_or(region);
-        role::add_bedrock_statements(
-            &mut policy,
+    Refs {
+        partition: partition.to_string(),
+        region: region.to_string(),
+        account_id: account.to_string(),
+        secret_arn: match &actual.secret {
+            Some(s) => Late::Known(s.arn.clone()),
+            None => Late::after(Output::SecretArn),
+        },
+        role_arn: Late::Known(role::role_arn(partition, account, &names.role)),
+        function_arn: Late::Known(function::function_arn(
             partition,
-            bedrock_region,
+            region,
             account,
-            p.bedrock_models.values(),
-            &actual.bedrock_profiles,
-        );
-    }
-    role::Spec {
-        name: &names.role,
-        stack: &names.stack,
-        policy_name: &names.role_policy,
-        policy,
-    }
-}
-
-pub(crate) fn layer_spec<'a>(names: &'a Names, s: &'a StackSpec) -> Option<layer::Spec<'a>> {
-    (s.config.function.package == Package::Layer).then(|| layer::Spec {
-        name: &names.layer,
-        architecture: s.config.function.architecture.as_str(),
-        runtime: function::RUNTIME,
-        content: s.artifact.as_ref(),
-    })
-}
-
-pub(crate) fn repository_spec<'a>(names: &'a Names, s: &StackSpec) -> Option<ecr::Spec<'a>> {
-    (s.config.function.package == Package::Image).then(|| ecr::Spec {
-        name: &names.ecr_repository,
-        stack: &names.stack,
-    })
-}
-
-pub(crate) fn function_spec<'a>(
-    names: &'a Names,
-    s: &'a StackSpec,
-    refs: &Refs,
-) -> function::Spec<'a> {
-    let f = &s.config.function;
-    let package = f.package;
-    function::Spec {
-        package,
-        layers: match package {
-            Package::Layer => vec![refs.layer_arn.clone()],
-            _ => Vec::new(),
+            &names.function,
+        )),
+        api_source_arn: match actual.http_apis.first() {
+            Some(a) => Late::Known(permission::api_source_arn(
+                partition, region, account, &a.id,
+            )),
+            None => Late::after(Output::ApiSourceArn),
         },
-        image_uri: match package {
-            Package::Image => refs.image_uri.clone(),
-            _ => None,
+        layer_arn: Late::after(Output::LayerVersionArn),
+        repository_uri: match &actual.repository {
+            Some(r) => Late::Known(r.uri.clone()),
+            None => Late::After {
+                output: Output::RepositoryUri,
+                planned: ecr::repository_uri(account, region, &names.ecr_repository),
+            },
         },
-        name: &names.function,
-        stack: &names.stack,
-        architecture: f.architecture.as_str(),
-        memory_mb: f.memory_mb,
-        timeout_seconds: f.timeout_seconds,
-        role_arn: refs.role_arn.clone(),
-        env: s.env(&refs.secret_arn),
-        code: match package {
-            Package::Zip => s.artifact.as_ref(),
-            Package::Layer => Some(layer::function_zip()),
-            Package::Image => None,
-        },
+        image_uri: None,
     }
 }
 
-pub(crate) fn url_spec(s: &StackSpec) -> Option<function_url::Spec> {
-    let u = &s.config.function_url;
-    u.enabled.then(|| function_url::Spec {
-        invoke_mode: u.invoke_mode.as_str(),
-        auth: u.auth.as_str(),
-        cors: (!u.cors.allow_origins.is_empty()).then(|| u.cors.clone()),
+/// Once a step of this plan (re)creates what `late` names, the value is the one that step
+/// produces; the plan keeps showing what it expects.
+fn produced_by(late: &Late, output: Output) -> Late {
+    Late::After {
+        output,
+        planned: late.planned().to_string(),
+    }
+}
+
+fn creates(changes: &[ResourceChange], kind: Kind) -> bool {
+    changes.iter().any(|c| {
+        c.kind == kind && matches!(c.change, Change::Create { .. } | Change::Replace { .. })
     })
 }
 
-pub(crate) fn api_spec<'a>(
-    names: &'a Names,
-    s: &StackSpec,
-    refs: &Refs,
-) -> Option<http_api::Spec<'a>> {
-    s.config.http_api.enabled.then(|| http_api::Spec {
-        name: &names.http_api,
-        stack: &names.stack,
-        function_arn: refs.function_arn.clone(),
-    })
-}
-
-pub(crate) fn permission_specs(
-    s: &StackSpec,
-    refs: &Refs,
-    actual: &Actual,
-) -> Vec<permission::Statement> {
-    let mut out = Vec::new();
-    let u = &s.config.function_url;
-    if u.enabled && u.auth == crate::config::UrlAuth::None {
-        out.extend(permission::public_url_statements());
-    }
-    if s.config.http_api.enabled {
-        let arn = match &refs.api_id {
-            Some(id) => permission::api_source_arn(
-                &actual.partition,
-                &actual.region,
-                &actual.account_id,
-                id,
-            ),
-            None => KNOWN_AFTER_APPLY.to_string(),
-        };
-        out.push(permission::api_statement(&arn));
-    }
-    out
-}
-
-/// The plan: what to do so that `actual` becomes `desired`. Pure.
+/// The plan: what to do so that `actual` becomes `desired`. Pure. Each resource module
+/// decides its own changes and the steps that carry them out; this is their order (the
+/// order of [`Kind`]) and what one resource's spec takes from another's.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let names = &desired.names;
     let spec = desired.spec.as_ref();
-    let refs = Refs::resolve(names, spec, actual);
+    let mut refs = refs_from_actual(names, actual);
     let region = actual.region.as_str();
-    let mut changes = Vec::new();
+    let mut changes: Vec<ResourceChange> = Vec::new();
     let mut blockers = Vec::new();
-    let mut push = |kind: Kind, name: &str, id: Option<String>, change: Option<Change>| {
-        if let Some(change) = change {
-            changes.push(ResourceChange {
-                kind,
-                name: name.to_string(),
-                id,
-                change,
-            });
-        }
-    };
 
-    let s = spec.map(|s| secret_spec(names, s));
-    push(
-        Kind::Secret,
-        &names.secret,
-        None,
-        secret::diff(s.as_ref(), actual.secret.as_ref(), &mut blockers),
-    );
+    let s = spec.map(|s| secret::spec(names, s));
+    changes.extend(secret::plan(
+        names,
+        s,
+        actual.secret.as_ref(),
+        &mut blockers,
+    ));
 
-    let lg = spec.map(|s| log_group_spec(names, s));
-    push(
-        Kind::LogGroup,
-        &names.log_group,
-        None,
-        log_group::diff(lg.as_ref(), actual.log_group.as_ref()),
-    );
+    let lg = spec.map(|s| log_group::spec(names, s));
+    changes.extend(log_group::plan(names, lg, actual.log_group.as_ref()));
 
-    let r = spec.map(|s| role_spec(names, s, &refs, actual));
-    push(
-        Kind::Role,
-        &names.role,
-        None,
-        role::diff_role(r.as_ref(), actual.role.as_ref()),
-    );
-    for (which, name, change) in role::diff_policies(r.as_ref(), actual.role.as_ref()) {
-        let kind = match which {
-            role::PolicyRef::Inline => Kind::RolePolicy,
-            role::PolicyRef::Attached => Kind::AttachedPolicy,
-        };
-        push(kind, &name, None, Some(change));
+    let r = spec.map(|s| role::spec(names, s, &refs, &actual.bedrock_profiles));
+    changes.extend(role::plan(names, r, actual.role.as_ref()));
+    if creates(&changes, Kind::Role) {
+        refs.role_arn = produced_by(&refs.role_arn, Output::RoleArn);
     }
 
-    let l = spec.and_then(|s| layer_spec(names, s));
-    for (name, change) in layer::diff(
+    let l = spec.and_then(|s| layer::spec(names, s));
+    if let Some(l) = &l {
+        if let layer::Target::Existing(arn) = layer::target(l, &actual.layer_versions) {
+            refs.layer_arn = Late::Known(arn);
+        }
+    }
+    changes.extend(layer::plan(
+        names,
         l.as_ref(),
-        &names.layer,
         &actual.layer_versions,
         &mut blockers,
-    ) {
-        push(Kind::Layer, &name, None, Some(change));
-    }
-    let repo = spec.and_then(|s| repository_spec(names, s));
-    push(
-        Kind::Repository,
-        &names.ecr_repository,
-        None,
-        ecr::diff_repository(repo.as_ref(), actual.repository.as_ref()),
-    );
+    ));
+
     let image = spec
         .filter(|s| s.config.function.package == Package::Image)
         .and_then(|s| s.image.as_ref());
-    if let Some(i) = image {
-        push(
-            Kind::Image,
-            &format!("{}@{}", names.ecr_repository, i.digest()),
-            None,
-            ecr::diff_image(Some(i), actual.repository.as_ref()),
-        );
-    }
-
-    let f = spec.map(|s| function_spec(names, s, &refs));
-    let function_change = function::diff(f.as_ref(), actual.function.as_ref(), &mut blockers);
-    // A function that is (re)created starts without URL, concurrency or permissions.
-    let fresh_function = matches!(
-        function_change,
-        Some(Change::Create { .. }) | Some(Change::Replace { .. })
+    let repo = spec.and_then(|s| ecr::spec(names, s));
+    let ecr_changes = ecr::plan(
+        names,
+        repo,
+        image,
+        actual.repository.as_ref(),
+        &refs.repository_uri,
     );
-    let replaced_with_url = matches!(function_change, Some(Change::Replace { .. }))
+    if spec.is_some_and(|s| s.config.function.package == Package::Image) {
+        refs.image_uri = match image {
+            Some(i) => {
+                let uri = Late::Known(ecr::image_uri(refs.repository_uri.planned(), i.digest()));
+                Some(if creates(&ecr_changes, Kind::Image) {
+                    produced_by(&uri, Output::ImageUri)
+                } else {
+                    uri
+                })
+            }
+            // Planning without a build: keep the function's image.
+            None => actual
+                .function
+                .as_ref()
+                .and_then(|f| f.image_uri.clone())
+                .map(Late::Known),
+        };
+    }
+    changes.extend(ecr_changes);
+
+    let f = spec.map(|s| function::spec(names, s, &refs));
+    let function_change = function::plan(names, f, actual.function.as_ref(), &mut blockers);
+    // A function that is (re)created starts without URL, concurrency or permissions.
+    let fresh_function = function_change
+        .as_ref()
+        .is_some_and(|c| matches!(c.change, Change::Create { .. } | Change::Replace { .. }));
+    let replaced_with_url = function_change
+        .as_ref()
+        .is_some_and(|c| matches!(c.change, Change::Replace { .. }))
         && actual.function_url.is_some()
         && spec.is_some_and(|s| s.config.function_url.enabled);
-    push(Kind::Function, &names.function, None, function_change);
+    changes.extend(function_change);
+    if fresh_function {
+        refs.function_arn = produced_by(&refs.function_arn, Output::FunctionArn);
+    }
 
     let (a_conc, a_url, a_perms) = if fresh_function {
         (None, None, &[][..])
@@ -366,44 +201,40 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             &actual.permissions[..],
         )
     };
+    let auto = spec.is_some_and(|s| s.config.concurrency.reserved == ConcurrencySetting::Auto);
     let reservation = spec
         .map(|s| {
             concurrency::decide(
                 &names.function,
                 region,
                 s.reserved_concurrency,
-                s.config.concurrency.reserved == crate::config::ConcurrencySetting::Auto,
+                auto,
                 a_conc,
                 actual.account_concurrency.as_ref(),
             )
         })
         .unwrap_or_default();
     blockers.extend(reservation.blocker.clone());
-    push(
-        Kind::Concurrency,
+    // What stays reserved when Lambda refuses an `auto` reservation.
+    let fallback = a_conc.map(|c| c.max(0) as u32);
+    changes.extend(concurrency::plan(
         &names.function,
-        None,
-        concurrency::diff(reservation.reserved, a_conc),
-    );
-    let u = spec.and_then(url_spec);
-    push(
-        Kind::FunctionUrl,
-        &names.function,
-        None,
-        function_url::diff(u.as_ref(), a_url),
-    );
+        &reservation,
+        auto,
+        fallback,
+        a_conc,
+    ));
 
-    let api = spec.and_then(|s| api_spec(names, s, &refs));
-    for (id, change) in http_api::diff(api.as_ref(), &actual.http_apis) {
-        push(Kind::HttpApi, &names.http_api, id, Some(change));
-    }
+    let u = spec.and_then(function_url::spec);
+    changes.extend(function_url::plan(&names.function, u, a_url));
 
-    let perms = spec
-        .map(|s| permission_specs(s, &refs, actual))
+    let api = spec.and_then(|s| http_api::spec(names, s, &refs));
+    changes.extend(http_api::plan(names, api, &actual.http_apis));
+
+    let wanted = spec
+        .map(|s| permission::specs(s, &refs))
         .unwrap_or_default();
-    for (sid, change) in permission::diff(&perms, a_perms) {
-        push(Kind::Permission, &sid, None, Some(change));
-    }
+    changes.extend(permission::plan(&names.function, &wanted, a_perms));
 
     // Execution order: deletions (teardown order), then the rest (creation order). Old layer
     // versions of a stack that stays go last, once the function has switched off them (a
@@ -434,9 +265,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 s.config.limits.gateway_deadline_ms
             ));
         }
-        if s.config.function_url.enabled
-            && s.config.function_url.auth == crate::config::UrlAuth::AwsIam
-        {
+        if s.config.function_url.enabled && s.config.function_url.auth == UrlAuth::AwsIam {
             notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold both lambda:InvokeFunctionUrl and lambda:InvokeFunction on the function in their own IAM policy (AWS asks for both since October 2025)".into());
         }
         // Where the function (re)gets its model allowlist from the default, say which it is.
@@ -457,7 +286,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             ));
         }
         let p = &s.config.provider;
-        if p.kind == crate::config::ProviderKind::Bedrock {
+        if p.kind == ProviderKind::Bedrock {
             let (profile_notes, profile_blockers) = crate::bedrock::notes_and_blockers(
                 p.bedrock_region.as_deref().unwrap_or(region),
                 p.bedrock_models.values(),
@@ -481,6 +310,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         blockers,
         reserved_concurrency: reservation.reserved,
         actual: actual.clone(),
+        refs,
     }
 }
 

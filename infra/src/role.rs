@@ -5,8 +5,11 @@
 //! No managed policies, no `*` action, nothing broader.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Late, Output, Refs, Setting};
+use crate::config::ProviderKind;
+use crate::desired::StackSpec;
 use crate::names::{self, Names};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -24,12 +27,150 @@ pub struct State {
 }
 
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
-    pub policy_name: &'a str,
-    /// The inline policy document (see [`policy_document`]).
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
+    /// The role's ARN as the plan expects it (IAM's answer to `CreateRole` wins).
+    pub arn: String,
+    pub policy_name: String,
+    /// The secret the policy grants: its ARN is known only once the secret exists.
+    pub secret_arn: Late,
+    pub log_group_arn: String,
+    /// Statements after the secret's and the log group's (Bedrock's).
+    pub more_statements: Vec<Value>,
+    /// The inline policy document as planned (see [`Spec::policy_for`]).
     pub policy: Value,
+}
+
+impl Spec {
+    /// The inline policy naming this secret ARN.
+    pub fn policy_for(&self, secret_arn: &str) -> Value {
+        let mut policy = policy_document(secret_arn, &self.log_group_arn);
+        if let Some(Value::Array(list)) = policy.get_mut("Statement") {
+            list.extend(self.more_statements.iter().cloned());
+        }
+        policy
+    }
+}
+
+/// The role a desired stack needs: its policy names the stack's secret and log group, and
+/// with the Bedrock provider exactly the configured models (`bedrock_profiles`: what
+/// `GetInferenceProfile` said about them).
+pub fn spec(
+    names: &Names,
+    s: &StackSpec,
+    refs: &Refs,
+    bedrock_profiles: &crate::bedrock::ProfileLookups,
+) -> Spec {
+    let (partition, account, region) = (
+        refs.partition.as_str(),
+        refs.account_id.as_str(),
+        refs.region.as_str(),
+    );
+    let mut bedrock = json!({"Statement": []});
+    let p = &s.config.provider;
+    if p.kind == ProviderKind::Bedrock {
+        let bedrock_region = p.bedrock_region.as_deref().unwrap_or(region);
+        add_bedrock_statements(
+            &mut bedrock,
+            partition,
+            bedrock_region,
+            account,
+            p.bedrock_models.values(),
+            bedrock_profiles,
+        );
+    }
+    let more_statements = match bedrock.get_mut("Statement").map(Value::take) {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
+    let mut spec = Spec {
+        name: names.role.clone(),
+        stack: names.stack.clone(),
+        arn: role_arn(partition, account, &names.role),
+        policy_name: names.role_policy.clone(),
+        secret_arn: refs.secret_arn.clone(),
+        log_group_arn: names.log_group_arn(partition, region, account),
+        more_statements,
+        policy: Value::Null,
+    };
+    spec.policy = spec.policy_for(spec.secret_arn.planned());
+    spec
+}
+
+/// The planned changes to the role and to the policies on it, with what apply does for each.
+pub fn plan(names: &Names, spec: Option<Spec>, actual: Option<&State>) -> Vec<ResourceChange> {
+    let mut out = Vec::new();
+    if let Some(change) = diff_role(spec.as_ref(), actual) {
+        let action = match (&spec, actual) {
+            (Some(spec), None) => Action::Create(spec.clone()),
+            (Some(spec), Some(a)) => Action::Update(spec.clone(), a.clone()),
+            (None, _) => Action::Delete(names.role.clone()),
+        };
+        out.push(ResourceChange::new(Kind::Role, &names.role, change, action));
+    }
+    for (which, name, change) in diff_policies(spec.as_ref(), actual) {
+        let kind = match which {
+            PolicyRef::Inline => Kind::RolePolicy,
+            PolicyRef::Attached => Kind::AttachedPolicy,
+        };
+        let action = match (&change, &spec) {
+            (
+                Change::Create { .. } | Change::Update { .. } | Change::Replace { .. },
+                Some(spec),
+            ) if which == PolicyRef::Inline => Action::PutPolicy(spec.clone()),
+            _ => Action::DeletePolicy {
+                role: names.role.clone(),
+                which,
+                name: name.clone(),
+            },
+        };
+        out.push(ResourceChange::new(kind, &name, change, action));
+    }
+    out
+}
+
+/// What apply does to the role or a policy on it.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    Update(Spec, State),
+    Delete(String),
+    /// Writes the inline policy, naming the secret's ARN as resolved.
+    PutPolicy(Spec),
+    DeletePolicy {
+        role: String,
+        which: PolicyRef,
+        name: String,
+    },
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create(spec) => {
+                    let arn = create(cx.aws, spec, cx.created_at).await?;
+                    let arn = if arn.is_empty() {
+                        spec.arn.clone()
+                    } else {
+                        arn
+                    };
+                    return Done::output(Output::RoleArn, arn);
+                }
+                Action::Update(spec, a) => update(cx.aws, spec, a, cx.created_at).await?,
+                Action::Delete(name) => delete(cx.aws, name).await?,
+                Action::PutPolicy(spec) => {
+                    let policy = spec.policy_for(&spec.secret_arn.resolve(cx.produced)?);
+                    put_policy(cx.aws, &spec.name, &spec.policy_name, &policy).await?
+                }
+                Action::DeletePolicy { role, which, name } => {
+                    delete_policy(cx.aws, role, *which, name).await?
+                }
+            }
+            Done::nothing()
+        })
+    }
 }
 
 /// The trust policy: only Lambda may assume the role.
@@ -411,7 +552,7 @@ pub fn diff_role(desired: Option<&Spec>, actual: Option<&State>) -> Option<Chang
                     trust_policy().to_string(),
                 ));
             }
-            let missing = names::missing_tags(d.stack, &a.tags);
+            let missing = names::missing_tags(&d.stack, &a.tags);
             if !missing.is_empty() {
                 fields.push(FieldChange::new("tags", "", missing.join(",")));
             }
@@ -436,7 +577,7 @@ pub fn diff_policies(
     let empty = BTreeMap::new();
     let inline = actual.map(|a| &a.inline_policies).unwrap_or(&empty);
     if let Some(d) = desired {
-        match inline.get(d.policy_name) {
+        match inline.get(&d.policy_name) {
             None => out.push((
                 PolicyRef::Inline,
                 d.policy_name.to_string(),
@@ -483,7 +624,7 @@ pub fn diff_policies(
         }
     }
     for name in inline.keys() {
-        if desired.map(|d| d.policy_name) != Some(name.as_str()) {
+        if desired.map(|d| d.policy_name.as_str()) != Some(name.as_str()) {
             out.push((PolicyRef::Inline, name.clone(), Change::Delete));
         }
     }
@@ -536,39 +677,39 @@ fn policy_summary(doc: &Value) -> Vec<Setting> {
         .collect()
 }
 
-pub async fn create(aws: &Aws, spec: &Spec<'_>, created_at: &str) -> Result<String> {
-    let tags: Vec<Tag> = names::tags_at_creation(spec.stack, created_at)
+pub async fn create(aws: &Aws, spec: &Spec, created_at: &str) -> Result<String> {
+    let tags: Vec<Tag> = names::tags_at_creation(&spec.stack, created_at)
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<_, _>>()?;
     let out = aws
         .iam
         .create_role()
-        .role_name(spec.name)
+        .role_name(&spec.name)
         .description(format!(
             "Execution role of the claude-lambda stack {}",
-            spec.stack
+            &spec.stack
         ))
         .assume_role_policy_document(trust_policy().to_string())
         .set_tags(Some(tags))
         .send()
         .await
-        .map_err(ctx(format!("iam:CreateRole {}", spec.name)))?;
+        .map_err(ctx(format!("iam:CreateRole {}", &spec.name)))?;
     Ok(out.role.map(|r| r.arn).unwrap_or_default())
 }
 
-pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str) -> Result<()> {
+pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) -> Result<()> {
     if actual.trust_policy != trust_policy() {
         aws.iam
             .update_assume_role_policy()
-            .role_name(spec.name)
+            .role_name(&spec.name)
             .policy_document(trust_policy().to_string())
             .send()
             .await
-            .map_err(ctx(format!("iam:UpdateAssumeRolePolicy {}", spec.name)))?;
+            .map_err(ctx(format!("iam:UpdateAssumeRolePolicy {}", &spec.name)))?;
     }
-    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(spec.stack, created_at);
+    if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
+        let mut tags = names::tags_at_creation(&spec.stack, created_at);
         if actual.tags.contains_key(names::TAG_CREATED_AT) {
             tags.remove(names::TAG_CREATED_AT);
         }
@@ -578,11 +719,11 @@ pub async fn update(aws: &Aws, spec: &Spec<'_>, actual: &State, created_at: &str
             .collect::<Result<_, _>>()?;
         aws.iam
             .tag_role()
-            .role_name(spec.name)
+            .role_name(&spec.name)
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(ctx(format!("iam:TagRole {}", spec.name)))?;
+            .map_err(ctx(format!("iam:TagRole {}", &spec.name)))?;
     }
     Ok(())
 }

@@ -5,89 +5,16 @@
 //! redeploys rotate nothing unless asked. Values never appear in plans or `Debug` output.
 
 use crate::aws::{ctx, Aws, OrNotFound};
-use crate::change::{Change, FieldChange, Setting};
+use crate::change::{Change, FieldChange, Kind, Output, Setting};
+use crate::config::ProviderKind;
+pub use crate::credentials::{ApiKey, CallerToken, SecretInput};
+use crate::desired::StackSpec;
 use crate::names::{self, Names};
+use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::types::Tag;
-use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// The Anthropic API key. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> ApiKey {
-        ApiKey(key.into().trim().to_string())
-    }
-    /// The key itself, for writing it into the secret.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for ApiKey {
-    fn from(s: String) -> Self {
-        ApiKey::new(s)
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A caller token (bearer token callers send to the function). `Debug`/`Display` redact.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CallerToken(String);
-
-impl CallerToken {
-    /// 32 random bytes, URL-safe base64 without padding, with a recognisable prefix.
-    pub fn generate() -> CallerToken {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        CallerToken(format!(
-            "clp_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        ))
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CallerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CallerToken(<redacted>)")
-    }
-}
-
-impl fmt::Display for CallerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// What the deploying user gives for the secret.
-#[derive(Debug, Clone, Default)]
-pub struct SecretInput {
-    /// From `ANTHROPIC_API_KEY` or `--api-key-stdin`. Required on the first deploy.
-    pub anthropic_api_key: Option<ApiKey>,
-    /// Replace the caller tokens with one new token (`--rotate-token`).
-    pub rotate_token: bool,
-}
 
 /// The secret's JSON value (the handler reads the same shape). With the Bedrock provider
 /// it holds only the caller tokens.
@@ -186,12 +113,80 @@ pub fn is_name_scheduled_for_deletion(code: &str, message: &str) -> bool {
 
 /// What the secret should be.
 #[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub name: &'a str,
-    pub stack: &'a str,
-    pub input: &'a SecretInput,
+pub struct Spec {
+    pub name: String,
+    pub stack: String,
+    pub input: SecretInput,
     /// The Anthropic provider needs the key in the secret; Bedrock does not.
     pub key_required: bool,
+}
+
+/// The secret a desired stack needs.
+pub fn spec(names: &Names, s: &StackSpec) -> Spec {
+    Spec {
+        name: names.secret.clone(),
+        stack: names.stack.clone(),
+        input: s.secret.clone(),
+        key_required: s.config.provider.kind == ProviderKind::Anthropic,
+    }
+}
+
+/// The planned change to the secret, with what apply does for it.
+pub fn plan(
+    names: &Names,
+    spec: Option<Spec>,
+    actual: Option<&State>,
+    blockers: &mut Vec<String>,
+) -> Option<ResourceChange> {
+    let change = diff(spec.as_ref(), actual, blockers)?;
+    let action = match (spec, actual) {
+        (Some(spec), None) => Action::Create(spec),
+        (Some(spec), Some(a)) => Action::Update(spec, a.clone()),
+        (None, a) => Action::Delete(
+            a.map(|a| a.arn.clone())
+                .unwrap_or_else(|| names.secret.clone()),
+        ),
+    };
+    Some(ResourceChange::new(
+        Kind::Secret,
+        &names.secret,
+        change,
+        action,
+    ))
+}
+
+/// What apply does to the secret.
+#[derive(Debug)]
+pub enum Action {
+    Create(Spec),
+    Update(Spec, State),
+    /// By ARN (or name).
+    Delete(String),
+}
+
+impl Step for Action {
+    fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            match self {
+                Action::Create(spec) => {
+                    let on_retry = |m: &str| cx.progress.warn(m);
+                    let (arn, token) = create(cx.aws, spec, cx.created_at, &on_retry).await?;
+                    Ok(Done {
+                        outputs: vec![(Output::SecretArn, Some(arn))],
+                        caller_token: Some(token),
+                    })
+                }
+                Action::Update(spec, actual) => Ok(Done {
+                    outputs: Vec::new(),
+                    caller_token: update(cx.aws, spec, actual, cx.created_at).await?,
+                }),
+                Action::Delete(id) => {
+                    delete(cx.aws, id).await?;
+                    Done::nothing()
+                }
+            }
+        })
+    }
 }
 
 /// The change to the secret; `blockers` receives reasons the plan cannot be applied.
@@ -207,7 +202,7 @@ pub fn diff(
             let mut settings = Vec::new();
             if d.key_required {
                 if d.input.anthropic_api_key.is_none() {
-                    blockers.push(no_key_message(d.name));
+                    blockers.push(no_key_message(&d.name));
                 }
                 settings.push(Setting::new("anthropic_api_key", "(given, hidden)"));
             }
@@ -221,7 +216,7 @@ pub fn diff(
             let mut fields = Vec::new();
             if a.scheduled_for_deletion {
                 if d.key_required && d.input.anthropic_api_key.is_none() {
-                    blockers.push(no_key_message(d.name));
+                    blockers.push(no_key_message(&d.name));
                 }
                 return Some(Change::Replace {
                     reason: "the secret is scheduled for deletion: it is restored and its value rewritten".into(),
@@ -236,15 +231,15 @@ pub fn diff(
                 (Some(v), None) if d.key_required && v.anthropic_api_key.is_none() => {
                     blockers.push(format!(
                         "secret {} holds no Anthropic API key (it was deployed for Bedrock): {}",
-                        d.name,
-                        no_key_message(d.name)
+                        &d.name,
+                        no_key_message(&d.name)
                     ));
                 }
                 (None, None) => {
                     blockers.push(format!(
                         "secret {} holds no readable value: {}",
-                        d.name,
-                        no_key_message(d.name)
+                        &d.name,
+                        no_key_message(&d.name)
                     ));
                 }
                 (None, Some(_)) => fields.push(FieldChange::new(
@@ -281,7 +276,7 @@ pub fn diff(
                     "1 new token (shown once after deploy)".to_string(),
                 ));
             }
-            let missing = names::missing_tags(d.stack, &a.tags);
+            let missing = names::missing_tags(&d.stack, &a.tags);
             if !missing.is_empty() {
                 fields.push(FieldChange::new("tags", "", missing.join(",")));
             }
@@ -308,14 +303,14 @@ fn sdk_tags(stack: &str, created_at: &str) -> Vec<Tag> {
 /// deletion"): that is retried with backoff until AWS frees it (`on_retry` hears each retry).
 pub async fn create(
     aws: &Aws,
-    spec: &Spec<'_>,
+    spec: &Spec,
     created_at: &str,
     on_retry: &dyn Fn(&str),
 ) -> Result<(String, CallerToken)> {
     let key = match &spec.input.anthropic_api_key {
         Some(k) => Some(k.clone()),
         None if !spec.key_required => None,
-        None => anyhow::bail!(no_key_message(spec.name)),
+        None => anyhow::bail!(no_key_message(&spec.name)),
     };
     let token = CallerToken::generate();
     let value = SecretValue {
@@ -325,22 +320,25 @@ pub async fn create(
     let request = aws
         .secrets
         .create_secret()
-        .name(spec.name)
+        .name(&spec.name)
         .description(format!(
             "Caller tokens (and the Anthropic API key, if any) for claude-lambda stack {}",
-            spec.stack
+            &spec.stack
         ))
         .secret_string(serde_json::to_string(&value)?)
-        .set_tags(Some(sdk_tags(spec.stack, created_at)));
+        .set_tags(Some(sdk_tags(&spec.stack, created_at)));
     let out = crate::aws::retry_while(
         &aws.iam_retry,
-        &format!("the name {} is still held by its deleted secret", spec.name),
+        &format!(
+            "the name {} is still held by its deleted secret",
+            &spec.name
+        ),
         is_name_scheduled_for_deletion,
         on_retry,
         || request.clone().send(),
     )
     .await
-    .map_err(ctx(format!("secretsmanager:CreateSecret {}", spec.name)))?;
+    .map_err(ctx(format!("secretsmanager:CreateSecret {}", &spec.name)))?;
     let arn = out
         .arn()
         .context("CreateSecret returned no ARN")?
@@ -351,7 +349,7 @@ pub async fn create(
 /// Brings an existing secret to the spec. Returns a caller token when one was made.
 pub async fn update(
     aws: &Aws,
-    spec: &Spec<'_>,
+    spec: &Spec,
     actual: &State,
     created_at: &str,
 ) -> Result<Option<CallerToken>> {
@@ -361,7 +359,7 @@ pub async fn update(
             .secret_id(&actual.arn)
             .send()
             .await
-            .map_err(ctx(format!("secretsmanager:RestoreSecret {}", spec.name)))?;
+            .map_err(ctx(format!("secretsmanager:RestoreSecret {}", &spec.name)))?;
     }
     let mut value = match (&actual.value, &spec.input.anthropic_api_key) {
         (Some(v), Some(k)) => SecretValue {
@@ -377,10 +375,10 @@ pub async fn update(
             anthropic_api_key: None,
             caller_tokens: Vec::new(),
         },
-        (None, None) => anyhow::bail!(no_key_message(spec.name)),
+        (None, None) => anyhow::bail!(no_key_message(&spec.name)),
     };
     if spec.key_required && value.anthropic_api_key.is_none() {
-        anyhow::bail!(no_key_message(spec.name));
+        anyhow::bail!(no_key_message(&spec.name));
     }
     let mut new_token = None;
     if spec.input.rotate_token || value.caller_tokens.is_empty() {
@@ -395,10 +393,10 @@ pub async fn update(
             .secret_string(serde_json::to_string(&value)?)
             .send()
             .await
-            .map_err(ctx(format!("secretsmanager:PutSecretValue {}", spec.name)))?;
+            .map_err(ctx(format!("secretsmanager:PutSecretValue {}", &spec.name)))?;
     }
-    if !names::missing_tags(spec.stack, &actual.tags).is_empty() {
-        let mut tags = sdk_tags(spec.stack, created_at);
+    if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
+        let mut tags = sdk_tags(&spec.stack, created_at);
         if actual.tags.contains_key(names::TAG_CREATED_AT) {
             tags.retain(|t| t.key() != Some(names::TAG_CREATED_AT));
         }
@@ -408,7 +406,7 @@ pub async fn update(
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(ctx(format!("secretsmanager:TagResource {}", spec.name)))?;
+            .map_err(ctx(format!("secretsmanager:TagResource {}", &spec.name)))?;
     }
     Ok(new_token)
 }
@@ -459,7 +457,7 @@ mod tests {
     fn value_json_shape() {
         let v = SecretValue {
             anthropic_api_key: Some(ApiKey::new("k")),
-            caller_tokens: vec![CallerToken("t".into())],
+            caller_tokens: vec![serde_json::from_str::<CallerToken>("\"t\"").unwrap()],
         };
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
@@ -468,7 +466,7 @@ mod tests {
         // Bedrock: caller tokens only, and it reads back.
         let v = SecretValue {
             anthropic_api_key: None,
-            caller_tokens: vec![CallerToken("t".into())],
+            caller_tokens: vec![serde_json::from_str::<CallerToken>("\"t\"").unwrap()],
         };
         let text = serde_json::to_string(&v).unwrap();
         assert_eq!(text, r#"{"caller_tokens":["t"]}"#);
