@@ -6,6 +6,7 @@
 pub use crate::bedrock_facts::DEFAULT_BEDROCK_MODELS;
 use crate::names::validate_stack_name;
 use anyhow::{bail, Context, Result};
+pub use artifacts::Arch;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -38,40 +39,6 @@ impl Default for StackSection {
         StackSection {
             name: "dev".into(),
             region: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Architecture {
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "arm64")]
-    Arm64,
-}
-
-impl Architecture {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Architecture::X86_64 => "x86_64",
-            Architecture::Arm64 => "arm64",
-        }
-    }
-}
-
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Architecture {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "x86_64" | "x86-64" | "amd64" => Ok(Architecture::X86_64),
-            "arm64" | "aarch64" => Ok(Architecture::Arm64),
-            other => bail!("unknown architecture `{other}`: use `x86_64` or `arm64`"),
         }
     }
 }
@@ -130,7 +97,8 @@ impl FromStr for Package {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FunctionSection {
-    pub architecture: Architecture,
+    /// `x86_64` or `arm64` (the one architecture type of the workspace, `artifacts::Arch`).
+    pub architecture: Arch,
     /// `zip`, `layer` or `image`.
     pub package: Package,
     pub memory_mb: u32,
@@ -141,7 +109,7 @@ pub struct FunctionSection {
 impl Default for FunctionSection {
     fn default() -> Self {
         FunctionSection {
-            architecture: Architecture::X86_64,
+            architecture: Arch::X86_64,
             package: Package::Zip,
             memory_mb: 256,
             timeout_seconds: 120,
@@ -584,7 +552,7 @@ pub struct Overrides {
     pub region: Option<String>,
     pub memory_mb: Option<u32>,
     pub timeout_seconds: Option<u32>,
-    pub architecture: Option<Architecture>,
+    pub architecture: Option<Arch>,
     pub package: Option<Package>,
     pub concurrency: Option<ConcurrencySetting>,
     pub requests_per_minute: Option<u32>,
@@ -692,11 +660,6 @@ impl StackConfig {
         }
         c.validate()?;
         Ok(c)
-    }
-
-    /// The region to use: `--region`, else `stack.region` (the SDK's own chain comes after).
-    pub fn region(&self, o: &Overrides) -> Option<String> {
-        o.region.clone().or_else(|| self.stack.region.clone())
     }
 
     /// Checks every value; the error names the key and what to do.

@@ -3,7 +3,7 @@
 //! [`StackSpec`], and the plan collects them.
 
 use crate::artifact::Artifact;
-use crate::config::{Overrides, StackConfig, UrlAuth};
+use crate::config::{StackConfig, UrlAuth};
 use crate::credentials::SecretInput;
 use crate::names::Names;
 use anyhow::Result;
@@ -34,13 +34,14 @@ pub struct StackSpec {
 }
 
 impl Desired {
+    /// The stack `config` describes (stack.toml with the flags already merged in, once:
+    /// `StackConfig::with_overrides`), deploying `artifact` with `secret`.
     pub fn new(
-        config: &StackConfig,
-        overrides: &Overrides,
+        config: StackConfig,
         artifact: Option<&Artifact>,
         secret: SecretInput,
     ) -> Result<Desired> {
-        let config = config.with_overrides(overrides)?;
+        config.validate()?;
         let stack = config.stack.name.clone();
         Ok(Desired {
             names: Names::new(&stack),

@@ -133,7 +133,7 @@ pub fn spec(names: &Names, s: &StackSpec, refs: &Refs) -> Spec {
         },
         name: names.function.clone(),
         stack: names.stack.clone(),
-        architecture: f.architecture.as_str(),
+        architecture: f.architecture.lambda_name(),
         memory_mb: f.memory_mb,
         timeout_seconds: f.timeout_seconds,
         role_arn: refs.role_arn.clone(),

@@ -84,7 +84,7 @@ pub fn spec(names: &Names, s: &StackSpec) -> Option<Spec> {
     (s.config.function.package == Package::Layer).then(|| Spec {
         name: names.layer.clone(),
         stack: names.stack.clone(),
-        architecture: s.config.function.architecture.as_str(),
+        architecture: s.config.function.architecture.lambda_name(),
         runtime: crate::function::RUNTIME,
         content: s.artifact.clone(),
     })

@@ -20,8 +20,7 @@ fn artifact() -> Artifact {
 
 fn desired_with(o: Overrides, key: Option<&str>) -> Desired {
     Desired::new(
-        &StackConfig::default(),
-        &o,
+        StackConfig::default().with_overrides(&o).unwrap(),
         Some(&artifact()),
         SecretInput {
             anthropic_api_key: key.map(ApiKey::new),
@@ -82,7 +81,7 @@ fn deployed(d: &Desired) -> Actual {
     a.function = Some(function::State {
         arn: function::function_arn("aws", REGION, ACCOUNT, &n.function),
         runtime: Some("provided.al2023".into()),
-        architecture: Some(f.architecture.as_str().into()),
+        architecture: Some(f.architecture.lambda_name().into()),
         memory_mb: Some(f.memory_mb as i32),
         timeout_seconds: Some(f.timeout_seconds as i32),
         handler: Some("bootstrap".into()),
@@ -190,13 +189,7 @@ fn deployed_stack_has_no_changes() {
         assert!(p.to_string().contains("no changes"), "{p}");
     }
     // Without a key or an artifact (plain `plan`), a deployed stack still has no changes.
-    let d = Desired::new(
-        &StackConfig::default(),
-        &Overrides::default(),
-        None,
-        SecretInput::default(),
-    )
-    .unwrap();
+    let d = Desired::new(StackConfig::default(), None, SecretInput::default()).unwrap();
     let p = plan(&d, &deployed(&desired()));
     assert!(p.is_empty() && p.blockers.is_empty(), "{p}");
 }
@@ -501,8 +494,7 @@ allowed_service_tiers = ["auto"]
     )
     .unwrap();
     let open = Desired::new(
-        &config,
-        &Overrides::default(),
+        config.clone(),
         Some(&artifact()),
         SecretInput {
             anthropic_api_key: Some(ApiKey::new(KEY)),

@@ -86,8 +86,7 @@ pub fn overrides(stack: &str) -> Overrides {
 
 pub fn desired(o: &Overrides, key: Option<&str>) -> Desired {
     Desired::new(
-        &StackConfig::default(),
-        o,
+        StackConfig::default().with_overrides(o).unwrap(),
         Some(&artifact()),
         SecretInput {
             anthropic_api_key: key.map(infra::ApiKey::new),
@@ -751,11 +750,12 @@ impl Cli {
     /// What the CLI deploys for `stack`, as the in-process API sees it (same package).
     pub fn desired(&self, stack: &str) -> Desired {
         Desired::new(
-            &StackConfig::default(),
-            &Overrides {
-                region: Some(REGION.into()),
-                ..overrides(stack)
-            },
+            StackConfig::default()
+                .with_overrides(&Overrides {
+                    region: Some(REGION.into()),
+                    ..overrides(stack)
+                })
+                .unwrap(),
             Some(&Artifact::from_bootstrap(&self.bootstrap).unwrap()),
             SecretInput {
                 anthropic_api_key: Some(infra::ApiKey::new(KEY)),

@@ -36,8 +36,7 @@ fn desired_with(stack: &str, provider_toml: &str, key: Option<&str>) -> Desired 
     let file =
         StackConfig::parse(&format!("[stack]\nname = \"{stack}\"\n{provider_toml}")).unwrap();
     Desired::new(
-        &file,
-        &Default::default(),
+        file.clone(),
         Some(&artifact()),
         SecretInput {
             anthropic_api_key: key.map(infra::ApiKey::new),

@@ -108,8 +108,7 @@ async fn a_bedrock_stack_in_aws_us_gov_grants_aws_us_gov_arns() {
     ))
     .unwrap();
     let d = infra::Desired::new(
-        &file,
-        &Default::default(),
+        file.clone(),
         Some(&artifact()),
         infra::SecretInput {
             anthropic_api_key: None,

@@ -400,8 +400,7 @@ async fn deployer_policy_covers_every_call() {
         ..overrides("perm")
     };
     let mut d = Desired::new(
-        &StackConfig::default(),
-        &o,
+        StackConfig::default().with_overrides(&o).unwrap(),
         Some(&Artifact::from_bootstrap_bytes(b"another build").unwrap()),
         SecretInput {
             anthropic_api_key: Some(infra::ApiKey::new("sk-ant-another")),

@@ -163,10 +163,10 @@ fn host_triple() -> Result<&'static str> {
 }
 
 /// The Lambda architecture of this machine (for the stack deployed to moto).
-pub(crate) fn host_architecture() -> Result<infra::config::Architecture> {
+pub(crate) fn host_architecture() -> Result<artifacts::Arch> {
     Ok(match host_triple()? {
-        "x86_64-unknown-linux-gnu" => infra::config::Architecture::X86_64,
-        _ => infra::config::Architecture::Arm64,
+        "x86_64-unknown-linux-gnu" => artifacts::Arch::X86_64,
+        _ => artifacts::Arch::Arm64,
     })
 }
 

@@ -32,12 +32,11 @@ impl flags::Build {
 pub fn resolve_arch(flag: Option<Arch>, common: &Common) -> Result<Arch> {
     Ok(match flag {
         Some(a) => a,
-        None => crate::stack::arch(
-            crate::stack::load_config(common, &crate::stack::base_overrides(common))?
-                .1
+        None => {
+            crate::stack::load_config(common, None)?
                 .function
-                .architecture,
-        ),
+                .architecture
+        }
     })
 }
 

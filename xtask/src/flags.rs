@@ -251,12 +251,12 @@ pub struct StackArgs {
     /// Average request duration (for --concurrency auto), e.g. 8s, 1.5s, 500ms
     #[arg(long, value_name = "DURATION", value_parser = parse_seconds, help_heading = "Stack settings")]
     pub expected_duration: Option<f64>,
-    /// Function URL invoke mode
-    #[arg(long, value_enum, help_heading = "Stack settings")]
-    pub invoke_mode: Option<InvokeMode>,
+    /// Function URL invoke mode: stream (RESPONSE_STREAM) or buffered (BUFFERED)
+    #[arg(long, value_name = "stream|buffered", help_heading = "Stack settings")]
+    pub invoke_mode: Option<infra::config::InvokeMode>,
     /// Function URL auth: none (caller tokens) or aws-iam (SigV4)
-    #[arg(long, value_enum, help_heading = "Stack settings")]
-    pub url_auth: Option<UrlAuth>,
+    #[arg(long, value_name = "none|aws-iam", help_heading = "Stack settings")]
+    pub url_auth: Option<infra::config::UrlAuth>,
     /// Also create an API Gateway HTTP API (buffered, 30 s limit)
     #[arg(long, overrides_with = "no_http_api", help_heading = "Stack settings")]
     pub http_api: bool,
@@ -290,22 +290,6 @@ pub struct StackArgs {
         help_heading = "Stack settings"
     )]
     pub provider: Option<infra::config::ProviderKind>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InvokeMode {
-    #[value(name = "stream", alias = "RESPONSE_STREAM", alias = "response-stream")]
-    Stream,
-    #[value(name = "buffered", alias = "BUFFERED")]
-    Buffered,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum UrlAuth {
-    #[value(name = "none", alias = "NONE")]
-    None,
-    #[value(name = "aws-iam", alias = "AWS_IAM", alias = "iam")]
-    AwsIam,
 }
 
 #[derive(Debug, Args)]

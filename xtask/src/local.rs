@@ -79,21 +79,20 @@ pub async fn deploy_local(
 
     let aws = local_aws(&endpoint).await?;
     let mut overrides = stack::overrides(common, &args.stack);
-    overrides.architecture = Some(stack::architecture(host));
+    overrides.architecture = Some(host);
     overrides.region = Some(LOCAL_REGION.into());
     if base_url.is_some() {
         overrides.anthropic_base_url = base_url;
     }
-    let (file, mut config) = stack::load_config(common, &overrides)?;
+    let mut config = stack::merge(common, &overrides)?;
     if config.function.package == infra::config::Package::Image {
         // moto has no registry to push an image to; the local emulator runs `bootstrap` itself.
         progress.note(
             "package = \"image\" is deployed as a zip locally (moto has no container registry)",
         );
-        overrides.package = Some(infra::config::Package::Zip);
         config.function.package = infra::config::Package::Zip;
     }
-    let ctx = StackContext::from_parts(file, config, overrides, aws, Some(endpoint.clone()));
+    let ctx = StackContext::from_parts(config, aws, Some(endpoint.clone()));
 
     let artifact = package::artifact(&args.code, host, progress).await?;
     progress.step(format!("reading stack `{}` from moto", ctx.stack));
@@ -101,7 +100,7 @@ pub async fn deploy_local(
         anthropic_api_key: Some(key),
         rotate_token: args.rotate_token,
     };
-    let desired = Desired::new(&ctx.file, &ctx.overrides, Some(&artifact), secret)?;
+    let desired = Desired::new(ctx.config.clone(), Some(&artifact), secret)?;
     let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
     let plan = infra::plan::plan(&desired, &actual);
     progress.finish();

@@ -4,7 +4,7 @@
 use crate::flags::{self, CodeArgs, Common, OutputFormat};
 use crate::package;
 use crate::progress::Progress;
-use crate::stack::{self, StackContext};
+use crate::stack::StackContext;
 use anyhow::Result;
 use infra::desired::Desired;
 use infra::plan::Plan;
@@ -51,7 +51,7 @@ pub async fn compute(
     secret: SecretInput,
     progress: &Progress,
 ) -> Result<(Desired, Plan)> {
-    let arch = stack::arch(ctx.config.function.architecture);
+    let arch = ctx.config.function.architecture;
     if code.builder == crate::flags::Builder::Docker
         && ctx.config.function.package != infra::config::Package::Image
     {
@@ -70,7 +70,7 @@ pub async fn compute(
         ctx.stack,
         ctx.where_()
     ));
-    let mut desired = Desired::new(&ctx.file, &ctx.overrides, artifact.as_ref(), secret)?;
+    let mut desired = Desired::new(ctx.config.clone(), artifact.as_ref(), secret)?;
     if let Some(image) = image {
         desired = desired.with_image(image);
     }

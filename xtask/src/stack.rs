@@ -1,20 +1,18 @@
 //! What every stack command starts from: stack.toml + flags resolved into a configuration,
 //! the stack's names, and one AWS connection.
 
-use crate::flags::{Arch, Common, InvokeMode, StackArgs, UrlAuth};
+use crate::flags::{Common, StackArgs};
 use anyhow::{Context, Result};
 use infra::aws::{Aws, AwsOptions};
-use infra::config::{Architecture, Overrides, StackConfig};
+use infra::config::{Overrides, StackConfig};
 use infra::names::Names;
 
 pub struct StackContext {
     pub stack: String,
     pub names: Names,
-    /// stack.toml as written.
-    pub file: StackConfig,
-    /// stack.toml with the flags applied.
+    /// stack.toml with the flags merged in, once ([`load_config`]): the one configuration
+    /// every later step reads.
     pub config: StackConfig,
-    pub overrides: Overrides,
     pub aws: Aws,
     endpoint_url: Option<String>,
 }
@@ -22,40 +20,32 @@ pub struct StackContext {
 impl StackContext {
     /// For commands that only need the stack's name and AWS (invoke, logs, teardown).
     pub async fn new(common: &Common) -> Result<StackContext> {
-        Self::with_overrides(common, base_overrides(common)).await
+        Self::connect(common, load_config(common, None)?).await
     }
 
     /// For plan and deploy: the stack settings flags are applied too.
     pub async fn with_stack_args(common: &Common, args: &StackArgs) -> Result<StackContext> {
-        Self::with_overrides(common, overrides(common, args)).await
+        Self::connect(common, load_config(common, Some(args))?).await
     }
 
-    pub async fn with_overrides(common: &Common, overrides: Overrides) -> Result<StackContext> {
-        let (file, config) = load_config(common, &overrides)?;
+    async fn connect(common: &Common, config: StackConfig) -> Result<StackContext> {
         let endpoint_url = common.endpoint_url.clone().filter(|e| !e.is_empty());
         let opts = AwsOptions {
             profile: common.profile.clone(),
-            region: file.region(&overrides),
+            // `--region`, else stack.region (merged above); the SDK's own chain comes after.
+            region: config.stack.region.clone(),
             endpoint_url: endpoint_url.clone(),
             ecr_registry_url: None,
         };
         let aws = Aws::connect(&opts).await?;
-        Ok(Self::from_parts(file, config, overrides, aws, endpoint_url))
+        Ok(Self::from_parts(config, aws, endpoint_url))
     }
 
-    pub fn from_parts(
-        file: StackConfig,
-        config: StackConfig,
-        overrides: Overrides,
-        aws: Aws,
-        endpoint_url: Option<String>,
-    ) -> StackContext {
+    pub fn from_parts(config: StackConfig, aws: Aws, endpoint_url: Option<String>) -> StackContext {
         StackContext {
             stack: config.stack.name.clone(),
             names: Names::new(&config.stack.name),
-            file,
             config,
-            overrides,
             aws,
             endpoint_url,
         }
@@ -85,16 +75,26 @@ impl StackContext {
     }
 }
 
-/// stack.toml (`--config`) with the overrides applied.
-pub fn load_config(common: &Common, overrides: &Overrides) -> Result<(StackConfig, StackConfig)> {
-    let file = StackConfig::load(&common.config)?;
-    let config = file.with_overrides(overrides).with_context(|| {
-        format!(
-            "applying the command-line flags to {}",
-            common.config.display()
-        )
-    })?;
-    Ok((file, config))
+/// stack.toml (`--config`) with the flags merged in: `--stack` and `--region` always, the
+/// stack settings when `args` is given. The one place a flag meets the file.
+pub fn load_config(common: &Common, args: Option<&StackArgs>) -> Result<StackConfig> {
+    let overrides = match args {
+        Some(a) => overrides(common, a),
+        None => base_overrides(common),
+    };
+    merge(common, &overrides)
+}
+
+/// stack.toml (`--config`) with these overrides merged in.
+pub fn merge(common: &Common, overrides: &Overrides) -> Result<StackConfig> {
+    StackConfig::load(&common.config)?
+        .with_overrides(overrides)
+        .with_context(|| {
+            format!(
+                "applying the command-line flags to {}",
+                common.config.display()
+            )
+        })
 }
 
 /// The overrides every command has: `--stack` and `--region`.
@@ -110,19 +110,13 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
     Overrides {
         memory_mb: a.memory,
         timeout_seconds: a.timeout,
-        architecture: a.arch.map(architecture),
+        architecture: a.arch,
         package: a.package,
         concurrency: a.concurrency,
         requests_per_minute: a.requests_per_minute,
         expected_duration_seconds: a.expected_duration,
-        invoke_mode: a.invoke_mode.map(|m| match m {
-            InvokeMode::Stream => infra::config::InvokeMode::ResponseStream,
-            InvokeMode::Buffered => infra::config::InvokeMode::Buffered,
-        }),
-        url_auth: a.url_auth.map(|u| match u {
-            UrlAuth::None => infra::config::UrlAuth::None,
-            UrlAuth::AwsIam => infra::config::UrlAuth::AwsIam,
-        }),
+        invoke_mode: a.invoke_mode,
+        url_auth: a.url_auth,
         function_url: a.no_function_url.then_some(false),
         http_api: if a.http_api {
             Some(true)
@@ -144,19 +138,5 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         log_retention_days: a.log_retention_days,
         provider: a.provider,
         ..base_overrides(common)
-    }
-}
-
-pub fn architecture(a: Arch) -> Architecture {
-    match a {
-        Arch::X86_64 => Architecture::X86_64,
-        Arch::Arm64 => Architecture::Arm64,
-    }
-}
-
-pub fn arch(a: Architecture) -> Arch {
-    match a {
-        Architecture::X86_64 => Arch::X86_64,
-        Architecture::Arm64 => Arch::Arm64,
     }
 }

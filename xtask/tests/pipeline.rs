@@ -349,11 +349,12 @@ async fn exit_codes_and_the_deploy_lock_body() {
 /// `function_gone`, its function was deleted since, leaving the role and the rest.
 async fn old_stack(aws: &infra::aws::Aws, stack: &str, created: SystemTime, function_gone: bool) {
     let desired = infra::Desired::new(
-        &infra::config::StackConfig::default(),
-        &infra::config::Overrides {
-            stack: Some(stack.into()),
-            ..Default::default()
-        },
+        infra::config::StackConfig::default()
+            .with_overrides(&infra::config::Overrides {
+                stack: Some(stack.into()),
+                ..Default::default()
+            })
+            .unwrap(),
         Some(&infra::artifact::Artifact::from_bootstrap_bytes(b"old build").unwrap()),
         infra::SecretInput {
             anthropic_api_key: Some(infra::ApiKey::new(KEY)),

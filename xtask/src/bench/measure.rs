@@ -856,8 +856,7 @@ pub async fn deploy(bootstrap: &Path, code: CliCode, counts: Counts) -> Result<S
         let start = Instant::now();
         let actual = infra::read_actual(&aws, &stack).await?;
         let desired = Desired::new(
-            &file,
-            &ov,
+            file.with_overrides(&ov)?,
             Some(&artifact),
             SecretInput {
                 anthropic_api_key: Some(ApiKey::new(UPSTREAM_KEY)),
@@ -881,8 +880,7 @@ pub async fn deploy(bootstrap: &Path, code: CliCode, counts: Counts) -> Result<S
         let start = Instant::now();
         let actual = infra::read_actual(&aws, &stack).await?;
         let desired = Desired::new(
-            &file,
-            &ov,
+            file.with_overrides(&ov)?,
             Some(&artifact),
             SecretInput {
                 anthropic_api_key: None,
@@ -1068,10 +1066,7 @@ async fn cli_deploys(
     endpoint: &str,
     rounds: usize,
 ) -> Result<CliTimes> {
-    let arch = match super::host_architecture()? {
-        infra::config::Architecture::X86_64 => "x86_64",
-        infra::config::Architecture::Arm64 => "arm64",
-    };
+    let arch = super::host_architecture()?.lambda_name();
     let root = crate::build::project_root();
     // Untimed: `cargo xtask` as this process was built may not be what `cargo run -p xtask`
     // builds (a test harness builds it with dev-dependency features), so let cargo bring the
