@@ -4,9 +4,11 @@
 //! errors: a typo must not silently fall back to a default.
 
 pub use crate::bedrock_facts::DEFAULT_BEDROCK_MODELS;
-use crate::names::validate_stack_name;
 use anyhow::{bail, Context, Result};
 pub use artifacts::Arch;
+pub use validate::LOG_RETENTION_DAYS;
+
+mod validate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -294,56 +296,6 @@ pub struct CorsSection {
     pub max_age_seconds: Option<u32>,
 }
 
-impl CorsSection {
-    /// Lambda's limits on a Function URL's CORS: at most 6 methods of at most 6 characters
-    /// each, origins of at most 253 characters (at most 100 of them), headers of at most
-    /// 1024 characters (at most 100), `MaxAge` 0 to 86400 seconds.
-    pub fn validate(&self) -> Result<()> {
-        if self.allow_methods.len() > 6 {
-            bail!(
-                "function_url.cors.allow_methods has {} entries: Lambda accepts at most 6",
-                self.allow_methods.len()
-            );
-        }
-        if let Some(m) = self
-            .allow_methods
-            .iter()
-            .find(|m| m.is_empty() || m.len() > 6)
-        {
-            bail!("function_url.cors.allow_methods: `{m}` is not a method of 1 to 6 characters (e.g. \"GET\", \"POST\", \"*\")");
-        }
-        if self.allow_origins.len() > 100 {
-            bail!(
-                "function_url.cors.allow_origins has {} entries: Lambda accepts at most 100",
-                self.allow_origins.len()
-            );
-        }
-        if let Some(o) = self
-            .allow_origins
-            .iter()
-            .find(|o| o.is_empty() || o.len() > 253)
-        {
-            bail!(
-                "function_url.cors.allow_origins: an origin must be 1 to 253 characters (this one has {}: `{o}`)",
-                o.len()
-            );
-        }
-        if self.allow_headers.len() > 100 {
-            bail!(
-                "function_url.cors.allow_headers has {} entries: Lambda accepts at most 100",
-                self.allow_headers.len()
-            );
-        }
-        if let Some(h) = self.allow_headers.iter().find(|h| h.len() > 1024) {
-            bail!("function_url.cors.allow_headers: `{h}` is longer than Lambda's 1024 characters");
-        }
-        if let Some(m) = self.max_age_seconds.filter(|m| *m > 86400) {
-            bail!("function_url.cors.max_age_seconds = {m}: Lambda accepts 0 to 86400 (seconds)");
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FunctionUrlSection {
@@ -486,63 +438,6 @@ impl ProviderSection {
             .collect::<Vec<_>>()
             .join(",")
     }
-
-    fn validate(&self, limits: &LimitsSection) -> Result<()> {
-        if let Some(r) = &self.bedrock_region {
-            let ok = r.len() >= 9
-                && r.split('-').count() >= 3
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                bail!("provider.bedrock_region = \"{r}\" is not a Region name like \"us-east-1\"");
-            }
-        }
-        for (name, id) in &self.bedrock_models {
-            if name.trim().is_empty() || name.contains([',', '=']) {
-                bail!("provider.bedrock_models: the name `{name}` must be non-empty without `,` or `=`");
-            }
-            if let Some((prefix, _)) = id.split_once(".anthropic.") {
-                let known = crate::bedrock_facts::PROFILE_REGIONS
-                    .iter()
-                    .any(|(p, _)| *p == prefix);
-                if !id.starts_with("arn:") && !known {
-                    bail!(
-                        "provider.bedrock_models.\"{name}\" = \"{id}\": unknown inference-profile prefix `{prefix}` \
-                         (known: {})",
-                        crate::bedrock_facts::PROFILE_REGIONS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
-            let looks_like_id = id.starts_with("arn:") || id.contains("anthropic.");
-            if !looks_like_id || id.contains([',', '=', ' ', '*']) {
-                bail!(
-                    "provider.bedrock_models.\"{name}\" = \"{id}\": give a Bedrock model id \
-                     (anthropic.claude-...), an inference-profile id (global./us./eu./apac.anthropic.claude-...) \
-                     or an ARN"
-                );
-            }
-        }
-        if self.kind == ProviderKind::Bedrock {
-            if self.bedrock_models.is_empty() {
-                bail!("provider.kind = \"bedrock\" needs at least one entry in [provider.bedrock_models]");
-            }
-            let known = |m: &String| {
-                m.starts_with("arn:")
-                    || m.contains("anthropic.")
-                    || self.bedrock_models.contains_key(m)
-            };
-            for m in std::iter::once(&limits.default_model).chain(&limits.allowed_models) {
-                if m != "*" && !known(m) {
-                    bail!(
-                        "model `{m}` (limits) has no Bedrock id: add it to [provider.bedrock_models] \
-                         (configured: {})",
-                        self.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Values given on the command line; each one replaces the `stack.toml` value.
@@ -568,12 +463,6 @@ pub struct Overrides {
     pub log_retention_days: Option<u32>,
     pub provider: Option<ProviderKind>,
 }
-
-/// Retention values CloudWatch Logs accepts.
-pub const LOG_RETENTION_DAYS: &[u32] = &[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-];
 
 impl StackConfig {
     /// Reads `stack.toml`; a missing file means all defaults.
@@ -662,93 +551,6 @@ impl StackConfig {
         Ok(c)
     }
 
-    /// Checks every value; the error names the key and what to do.
-    pub fn validate(&self) -> Result<()> {
-        validate_stack_name(&self.stack.name)?;
-        let f = &self.function;
-        if !(128..=10240).contains(&f.memory_mb) {
-            bail!(
-                "function.memory_mb = {}: Lambda accepts 128 to 10240 (MB)",
-                f.memory_mb
-            );
-        }
-        if !(1..=900).contains(&f.timeout_seconds) {
-            bail!(
-                "function.timeout_seconds = {}: Lambda accepts 1 to 900 (seconds)",
-                f.timeout_seconds
-            );
-        }
-        if !LOG_RETENTION_DAYS.contains(&f.log_retention_days) {
-            bail!(
-                "function.log_retention_days = {}: CloudWatch Logs accepts one of {:?}",
-                f.log_retention_days,
-                LOG_RETENTION_DAYS
-            );
-        }
-        let c = &self.concurrency;
-        if c.reserved == ConcurrencySetting::Auto {
-            if c.requests_per_minute == 0 {
-                bail!("concurrency.requests_per_minute must be > 0 when concurrency.reserved = \"auto\"");
-            }
-            if !(c.expected_duration_seconds > 0.0 && c.expected_duration_seconds.is_finite()) {
-                bail!("concurrency.expected_duration_seconds must be a positive number of seconds when concurrency.reserved = \"auto\"");
-            }
-        }
-        if !self.function_url.enabled && !self.http_api.enabled {
-            bail!("no endpoint: enable function_url.enabled or http_api.enabled (or both)");
-        }
-        self.function_url.cors.validate()?;
-        let l = &self.limits;
-        if l.max_tokens_cap == 0 {
-            bail!("limits.max_tokens_cap must be at least 1");
-        }
-        if l.default_model.trim().is_empty() {
-            bail!("limits.default_model must name a model, e.g. \"claude-haiku-4-5\"");
-        }
-        if let Some(bad) = l
-            .allowed_models
-            .iter()
-            .find(|m| m.trim().is_empty() || m.contains(','))
-        {
-            bail!("limits.allowed_models contains `{bad}`: give model ids without commas, e.g. [\"claude-haiku-4-5\"]");
-        }
-        for (key, list) in [
-            ("allowed_betas", &l.allowed_betas),
-            ("allowed_tool_types", &l.allowed_tool_types),
-            ("allowed_service_tiers", &l.allowed_service_tiers),
-        ] {
-            if let Some(bad) = list
-                .iter()
-                .find(|m| m.trim().is_empty() || m.contains(',') || !m.is_ascii())
-            {
-                bail!("limits.{key} contains `{bad}`: give names without commas, e.g. [\"web_search\"]");
-            }
-        }
-        if !l.allowed_models.is_empty()
-            && !l.allowed_models.iter().any(|m| m == "*")
-            && !l.allowed_models.contains(&l.default_model)
-        {
-            bail!(
-                "limits.default_model `{}` is not in limits.allowed_models: add it or pick one of {:?}",
-                l.default_model,
-                l.allowed_models
-            );
-        }
-        if let Some(url) = &l.anthropic_base_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                bail!("limits.anthropic_base_url `{url}` must start with https:// (or http:// for a local stand-in)");
-            }
-        }
-        self.provider.validate(l)?;
-        if l.gateway_deadline_ms == 0 || l.gateway_deadline_ms >= 29_000 {
-            bail!(
-                "limits.gateway_deadline_ms = {}: must be between 1 and 28999 so API Gateway (30 s) never times out first",
-                l.gateway_deadline_ms
-            );
-        }
-        Ok(())
-    }
-
     /// Warnings worth printing before a deploy (valid but probably unintended settings).
     /// The models callers may use when `limits.allowed_models` is empty: the default model,
     /// and with Bedrock every name in `[provider.bedrock_models]`.
@@ -815,187 +617,4 @@ impl StackConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        StackConfig::default().validate().unwrap();
-    }
-
-    #[test]
-    fn root_stack_toml_matches_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack.toml");
-        let c = StackConfig::load(&path).unwrap();
-        assert_eq!(
-            c,
-            StackConfig::default(),
-            "stack.toml documents the defaults"
-        );
-    }
-
-    #[test]
-    fn missing_file_is_defaults() {
-        let c = StackConfig::load(Path::new("/nonexistent/stack.toml")).unwrap();
-        assert_eq!(c, StackConfig::default());
-    }
-
-    #[test]
-    fn unknown_key_is_an_error_naming_it() {
-        let e = StackConfig::parse("[function]\nmemory = 512\n").unwrap_err();
-        let msg = format!("{e:#}");
-        assert!(msg.contains("memory"), "{msg}");
-        assert!(msg.contains("unknown field"), "{msg}");
-    }
-
-    #[test]
-    fn ranges_are_checked() {
-        let e = StackConfig::parse("[function]\nmemory_mb = 64\n").unwrap_err();
-        assert!(e.to_string().contains("function.memory_mb"), "{e}");
-        let e = StackConfig::parse("[function]\ntimeout_seconds = 901\n").unwrap_err();
-        assert!(e.to_string().contains("function.timeout_seconds"), "{e}");
-        let e = StackConfig::parse("[concurrency]\nreserved = -1\n").unwrap_err();
-        assert!(format!("{e:#}").contains("concurrency"), "{e:#}");
-        let e = StackConfig::parse("[function]\nlog_retention_days = 2\n").unwrap_err();
-        assert!(e.to_string().contains("log_retention_days"), "{e}");
-    }
-
-    #[test]
-    fn cors_limits_are_checked_before_any_call() {
-        let ok = "[function_url.cors]\nallow_origins = [\"https://example.com\"]\nallow_methods = [\"GET\", \"POST\"]\nmax_age_seconds = 86400\n";
-        StackConfig::parse(ok).unwrap();
-        for (bad, what) in [
-            ("allow_methods = [\"GET\", \"POST\", \"PUT\", \"PATCH\", \"DELETE\", \"HEAD\", \"OPTIONS\"]", "at most 6"),
-            ("allow_methods = [\"OPTIONS\"]", "1 to 6 characters"),
-            ("max_age_seconds = 86401", "0 to 86400"),
-            ("max_age_seconds = 4294967295", "0 to 86400"),
-        ] {
-            let text = format!("[function_url.cors]\nallow_origins = [\"https://example.com\"]\n{bad}\n");
-            let e = StackConfig::parse(&text).unwrap_err();
-            assert!(format!("{e:#}").contains(what), "{bad}: {e:#}");
-        }
-        let long = format!("https://{}.com", "a".repeat(250));
-        let text = format!("[function_url.cors]\nallow_origins = [\"{long}\"]\n");
-        let e = StackConfig::parse(&text).unwrap_err();
-        assert!(format!("{e:#}").contains("1 to 253 characters"), "{e:#}");
-    }
-
-    #[test]
-    fn package_kinds() {
-        assert_eq!(StackConfig::default().function.package, Package::Zip);
-        for (text, want) in [
-            ("zip", Package::Zip),
-            ("layer", Package::Layer),
-            ("image", Package::Image),
-        ] {
-            let c = StackConfig::parse(&format!("[function]\npackage = \"{text}\"\n")).unwrap();
-            assert_eq!(c.function.package, want);
-            assert_eq!(want.to_string(), text);
-            assert_eq!(text.parse::<Package>().unwrap(), want);
-        }
-        assert_eq!(Package::Layer.package_type(), "Zip");
-        assert_eq!(Package::Image.package_type(), "Image");
-        let e = StackConfig::parse("[function]\npackage = \"docker\"\n").unwrap_err();
-        let msg = format!("{e:#}");
-        assert!(msg.contains("package") && msg.contains("zip"), "{msg}");
-        let c = StackConfig::default()
-            .with_overrides(&Overrides {
-                package: Some(Package::Image),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(c.function.package, Package::Image);
-    }
-
-    #[test]
-    fn provider_section() {
-        let c = StackConfig::default();
-        assert_eq!(c.provider.kind, ProviderKind::Anthropic);
-        let c = StackConfig::parse(
-            "[provider]\nkind = \"bedrock\"\nbedrock_region = \"eu-west-1\"\n\
-             [provider.bedrock_models]\nclaude-haiku-4-5 = \"eu.anthropic.claude-haiku-4-5-20251001-v1:0\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.provider.kind, ProviderKind::Bedrock);
-        assert_eq!(
-            c.provider.model_map_env(),
-            "claude-haiku-4-5=eu.anthropic.claude-haiku-4-5-20251001-v1:0"
-        );
-        // The default model must have an id.
-        let e = StackConfig::parse(
-            "[provider]\nkind = \"bedrock\"\n[provider.bedrock_models]\nclaude-sonnet-4-5 = \"global.anthropic.claude-sonnet-4-5-20250929-v1:0\"\n",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("claude-haiku-4-5"), "{e}");
-        let e = StackConfig::parse("[provider.bedrock_models]\nx = \"gpt-4\"\n").unwrap_err();
-        assert!(e.to_string().contains("provider.bedrock_models"), "{e}");
-        let e = StackConfig::parse("[provider]\nkind = \"openai\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("kind"), "{e:#}");
-        let c = StackConfig::default()
-            .with_overrides(&Overrides {
-                provider: Some(ProviderKind::Bedrock),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(c.provider.kind, ProviderKind::Bedrock);
-        assert_eq!(
-            "Bedrock".parse::<ProviderKind>().unwrap(),
-            ProviderKind::Bedrock
-        );
-    }
-
-    #[test]
-    fn concurrency_forms() {
-        let c = StackConfig::parse("[concurrency]\nreserved = 7\n").unwrap();
-        assert_eq!(c.concurrency.resolve(), Some(7));
-        let c = StackConfig::parse("[concurrency]\nreserved = \"none\"\n").unwrap();
-        assert_eq!(c.concurrency.resolve(), None);
-        let c = StackConfig::parse(
-            "[concurrency]\nreserved = \"auto\"\nrequests_per_minute = 50\nexpected_duration_seconds = 20\n",
-        )
-        .unwrap();
-        // 50 / 60 × 20 = 16.67 → 17
-        assert_eq!(c.concurrency.resolve(), Some(17));
-        assert_eq!(auto_concurrency(4000, 30.0), 2000);
-        assert_eq!(auto_concurrency(1, 0.5), 1);
-        assert!("lots".parse::<ConcurrencySetting>().is_err());
-    }
-
-    #[test]
-    fn zero_concurrency_warns() {
-        let c = StackConfig::default()
-            .with_overrides(&Overrides {
-                concurrency: Some(ConcurrencySetting::Reserved(0)),
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(c
-            .warnings()
-            .iter()
-            .any(|w| w.contains("stops the function")));
-    }
-
-    #[test]
-    fn overrides_replace_values_and_are_validated() {
-        let o = Overrides {
-            stack: Some("prod".into()),
-            memory_mb: Some(1024),
-            http_api: Some(true),
-            ..Default::default()
-        };
-        let c = StackConfig::default().with_overrides(&o).unwrap();
-        assert_eq!(c.stack.name, "prod");
-        assert_eq!(c.function.memory_mb, 1024);
-        assert!(c.http_api.enabled);
-        let bad = Overrides {
-            memory_mb: Some(20_000),
-            ..Default::default()
-        };
-        assert!(StackConfig::default().with_overrides(&bad).is_err());
-        let none = Overrides {
-            function_url: Some(false),
-            ..Default::default()
-        };
-        assert!(StackConfig::default().with_overrides(&none).is_err());
-    }
-}
+mod tests;

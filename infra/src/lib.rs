@@ -32,6 +32,7 @@ pub mod permission;
 pub mod plan;
 pub mod progress;
 pub mod role;
+mod role_bedrock;
 pub mod secret;
 pub mod step;
 pub mod teardown;

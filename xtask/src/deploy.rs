@@ -23,6 +23,11 @@ impl flags::Deploy {
         let ctx = StackContext::with_stack_args(common, &self.stack).await?;
         let (desired, plan) = compute(&ctx, &self.code, secret, progress).await?;
 
+        if plan.is_empty() && self.dry_run {
+            progress.finish();
+            show_plan(common, &plan);
+            return Ok(ExitCode::SUCCESS);
+        }
         if plan.is_empty() {
             // Nothing to change: apply makes no mutating call and reports the outputs.
             let outputs = infra::apply(&ctx.aws, &plan, &desired, progress).await?;
@@ -36,6 +41,9 @@ impl flags::Deploy {
                 "the plan cannot be applied:\n  - {}",
                 plan.blockers.join("\n  - ")
             );
+        }
+        if self.dry_run {
+            return dry_run(common, &ctx, &plan, &desired).await;
         }
         confirm(
             common,
@@ -90,6 +98,54 @@ impl flags::Deploy {
         } else {
             ExitCode::SUCCESS
         })
+    }
+}
+
+/// `deploy --dry-run`: the plan's steps through the writer in dry-run mode, which runs none
+/// of them; each one it would run is printed ("would create function ..."). Exit 2: there
+/// are changes to apply.
+async fn dry_run(
+    common: &Common,
+    ctx: &StackContext,
+    plan: &infra::plan::Plan,
+    desired: &infra::Desired,
+) -> Result<ExitCode> {
+    let lines = WouldRun(common.output);
+    infra::apply_with(
+        &ctx.aws,
+        plan,
+        desired,
+        &lines,
+        infra::ApplyOptions { dry_run: true },
+    )
+    .await?;
+    let done = format!(
+        "dry run: {} step(s) would run against stack `{}` in {}; nothing was changed",
+        plan.changes.len(),
+        ctx.stack,
+        ctx.where_()
+    );
+    match common.output {
+        OutputFormat::Text => println!("{done}"),
+        OutputFormat::Json => eprintln!("{done}"),
+    }
+    Ok(ExitCode::from(crate::plan::EXIT_CHANGES))
+}
+
+/// Prints each step a dry run would run, one line each (stdout, or stderr when stdout
+/// carries JSON, like the plan).
+struct WouldRun(OutputFormat);
+
+impl infra::Progress for WouldRun {
+    fn start(&self, step: &str) {
+        match self.0 {
+            OutputFormat::Text => println!("{step}"),
+            OutputFormat::Json => eprintln!("{step}"),
+        }
+    }
+    fn finish(&self, _: &str) {}
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
     }
 }
 

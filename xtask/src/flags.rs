@@ -107,7 +107,7 @@ pub enum Command {
         after_help = "The Anthropic API key comes from ANTHROPIC_API_KEY or --api-key-stdin, never from an argument.\n\
         It is needed when the stack's secret is created; later deploys keep the stored key unless one is given.\n\n\
         Exit codes: 0 changes applied, 3 nothing to do (already up to date), 4 the stack's deploy lock\n\
-        is held by another run, 1 error."
+        is held by another run, 1 error; with --dry-run: 0 nothing would change, 2 something would."
     )]
     Deploy(Deploy),
     /// Send a real request to the deployed endpoint and stream the answer (smoke test)
@@ -319,6 +319,10 @@ pub struct Deploy {
     /// With --local: port of the local Function URL (default: a free port)
     #[arg(long, requires = "local")]
     pub port: Option<u16>,
+    /// Show the plan and every step the deploy would run, run none of them: no
+    /// confirmation, no lock, no call that changes the account
+    #[arg(long, conflicts_with = "local")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }

@@ -462,6 +462,26 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     assert_eq!(r.code, Some(1), "{r}");
     assert!(r.stderr.contains("--yes"), "{r}");
 
+    // --dry-run: the plan and every step the deploy would run; no confirmation needed,
+    // nothing changes in the account.
+    let dry = with(&["deploy", "--bootstrap", b, "--dry-run"]);
+    let r = env.run_with_key(&args(&dry));
+    r.assert_no_key();
+    assert_eq!(r.code, Some(2), "{r}");
+    for what in [
+        "(dry run) would create secret claude-proxy/cli-test",
+        "(dry run) would create function claude-proxy-cli-test",
+        "nothing was changed",
+    ] {
+        assert!(r.stdout.contains(what), "dry run lacks `{what}`:\n{r}");
+    }
+    let after = env.run_with_key(&args(&plan_args));
+    assert_eq!(after.code, Some(2), "{after}");
+    assert_eq!(
+        after.stdout, plan.stdout,
+        "the dry run changed the account:\n{after}"
+    );
+
     // Deploy with the key on stdin, JSON outputs.
     let json_args = with(&[
         "deploy",
