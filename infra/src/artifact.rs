@@ -6,6 +6,9 @@ use base64::Engine;
 use std::io::Write;
 use std::path::Path;
 
+/// The OS-only runtime `bootstrap` is built for and the function and the layer declare.
+pub const RUNTIME: &str = "provided.al2023";
+
 /// Lambda's limit for a zip uploaded directly (larger packages go through S3).
 pub const MAX_DIRECT_UPLOAD_BYTES: usize = 50 * 1024 * 1024;
 

@@ -25,7 +25,7 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const RUNTIME: &str = "provided.al2023";
+pub use crate::artifact::RUNTIME;
 pub const HANDLER: &str = "bootstrap";
 /// How long the waiters wait for Lambda before giving up.
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -158,7 +158,7 @@ pub fn plan(
     let action = match (spec, &change) {
         (Some(spec), Change::Replace { .. }) => Action::Replace(spec),
         (Some(spec), _) => match actual {
-            Some(a) => Action::Update(spec, a.clone()),
+            Some(a) => Action::Update(spec, Box::new(a.clone())),
             None => Action::Create(spec),
         },
         (None, _) => Action::Delete(names.function.clone()),
@@ -177,7 +177,7 @@ pub enum Action {
     Create(Spec),
     /// Delete, then create (Lambda cannot change `PackageType` in place).
     Replace(Spec),
-    Update(Spec, State),
+    Update(Spec, Box<State>),
     Delete(String),
 }
 

@@ -85,7 +85,7 @@ pub fn spec(names: &Names, s: &StackSpec) -> Option<Spec> {
         name: names.layer.clone(),
         stack: names.stack.clone(),
         architecture: s.config.function.architecture.lambda_name(),
-        runtime: crate::function::RUNTIME,
+        runtime: crate::artifact::RUNTIME,
         content: s.artifact.clone(),
     })
 }

@@ -3,10 +3,13 @@
 //! an empty desired state. No local state file: resources carry deterministic names and
 //! the `stack` / `managed-by` tags (see `names`).
 //!
-//! One module per resource kind owns that resource's whole lifecycle (read, diff, create,
-//! update, delete): `secret`, `log_group`, `role`, `function`, `concurrency`,
-//! `function_url`, `permission`, `http_api`, `layer` and `ecr` (`package = "layer"` /
-//! `"image"`).
+//! Floors (ARCHITECTURE.md, "Inside `infra`"), each importing only those below: the leaves
+//! (`aws`, `names`, `change`, `bedrock_facts`, `credentials`, `artifact`, `progress`) → the
+//! stack file (`config`) and the `step` trait → `desired` → one module per resource kind,
+//! each owning that resource's whole lifecycle (spec, read, diff, plan, and the step that
+//! creates, updates or deletes it): `secret`, `log_group`, `role`, `layer`, `ecr`,
+//! `function`, `concurrency`, `function_url`, `http_api`, `permission` → `actual` → `plan`
+//! → `apply` → `teardown`.
 
 pub mod actual;
 pub mod apply;
