@@ -8,7 +8,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success: `deploy` applied changes, `teardown` deleted something, `plan` found no changes
   1  error
-  2  `plan` (and `teardown --dry-run`): there are changes
+  2  `plan` (and `deploy --dry-run`, `teardown --dry-run`): there are changes
   3  nothing to do: `deploy` found the stack up to date, `teardown` found nothing to delete
   4  the stack's deploy lock is held by another run (waited --lock-timeout)";
 
