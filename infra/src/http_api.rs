@@ -168,7 +168,8 @@ impl Step for Action {
     }
 }
 
-/// Every HTTP API in the account and region (all pages of GetApis), with their tags.
+/// Every HTTP API in the account and region (all pages of GetApis), with their tags. The
+/// SDK models no paginator for GetApis, so the pages are followed here.
 pub async fn list_apis(aws: &Aws) -> Result<Vec<aws_sdk_apigatewayv2::types::Api>> {
     let mut apis = Vec::new();
     let mut next: Option<String> = None;
