@@ -116,25 +116,15 @@ pub async fn deploy(aws: &Aws, stack: &str) -> (Plan, Outputs) {
         .unwrap()
 }
 
+/// A policy document as IAM returns it (URL-encoded) or as moto sometimes does (plain JSON).
 pub fn percent_decode(s: &str) -> String {
     if s.trim_start().starts_with('{') {
         return s.to_string();
     }
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(x) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .expect("a URL-encoded document in UTF-8")
+        .into_owned()
 }
 
 pub fn as_strings(v: &Value) -> Vec<String> {
@@ -306,9 +296,10 @@ pub async fn check_deployed_code(
     // The stack's Region and partition as moto itself wrote them (the secret's ARN), not as
     // the toolkit computes them.
     let partition = secret_arn.split(':').nth(1).unwrap_or("aws").to_string();
-    let region = direct.region().map_or(REGION.to_string(), |r| r.to_string());
-    let log_arn =
-        format!("arn:{partition}:logs:{region}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
+    let region = direct
+        .region()
+        .map_or(REGION.to_string(), |r| r.to_string());
+    let log_arn = format!("arn:{partition}:logs:{region}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
     assert_eq!(resources, BTreeSet::from([secret_arn.clone(), log_arn]));
     assert_eq!(
         resources
