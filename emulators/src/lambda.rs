@@ -24,6 +24,7 @@ mod options;
 mod pool;
 mod response;
 mod runtime_api;
+mod slot;
 
 use crate::http::Server;
 use anyhow::Result;

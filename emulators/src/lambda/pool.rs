@@ -2,9 +2,10 @@
 //! while fewer than `max_instances` run, else waiting for one to free up (or throttling).
 
 use super::config::Config;
-use super::instance::{ColdStart, Instance, Invocation};
+use super::instance::{ColdStart, Instance};
 use super::invocation::{collect_stream, FunctionError, InvokeError, Outcome, MAX_PAYLOAD};
 use super::runtime_api;
+use super::slot::Invocation;
 use crate::http::lock;
 use anyhow::Result;
 use bytes::Bytes;

@@ -2,9 +2,10 @@
 //! port: `invocation/next` long-polls, `invocation/{id}/response` takes buffered and streamed
 //! answers, `invocation/{id}/error` and `init/error` report failures.
 
-use super::instance::{Instance, ReplyError};
+use super::instance::Instance;
 use super::invocation::MAX_PAYLOAD;
 use super::invocation::{exit_error, timeout_error, FunctionError, Outcome, StreamEvent};
+use super::slot::ReplyError;
 use crate::http::{full, read_limited, Body, ReadError, Server};
 use anyhow::{Context, Result};
 use base64::Engine as _;
