@@ -325,113 +325,15 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     }
 
     let fault = state.faults.lock().unwrap().pop_front();
-    let (mut drop_after, mut error_after) = (None, None);
-    let received_key = key.unwrap_or("").to_string();
-    match fault {
-        Some(Fault::Redirect { status, location }) => {
-            let mut headers = headers;
-            headers.insert(
-                "location",
-                HeaderValue::from_str(&location).expect("a valid Location"),
-            );
-            let mut r = Response::new(full(Bytes::new()));
-            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
-            *r.headers_mut() = headers;
-            return r;
-        }
-        Some(Fault::QuoteKey { status }) => {
-            return error_response(
-                status,
-                &format!("invalid x-api-key: {received_key}"),
-                headers,
-                &request_id,
-            );
-        }
-        Some(Fault::Html { status }) => {
-            let mut headers = headers;
-            headers.insert(
-                "content-type",
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            let mut r = Response::new(full(
-                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
-            ));
-            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
-            *r.headers_mut() = headers;
-            return r;
-        }
-        Some(Fault::ShouldRetry { status }) => {
-            let mut headers = headers;
-            headers.insert("x-should-retry", HeaderValue::from_static("true"));
-            return error_response(
-                status,
-                "Bad request (marked retryable)",
-                headers,
-                &request_id,
-            );
-        }
-        Some(Fault::Unterminated { bytes }) => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
-            tokio::spawn(async move {
-                let start = json!({"type": "message_start", "message": {"id": "msg_unterminated",
-                    "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
-                    "usage": {"input_tokens": 1, "output_tokens": 1}}});
-                if tx
-                    .send(Ok(Frame::data(sse("message_start", &start))))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let head = Bytes::from_static(b"event: content_block_delta\ndata: ");
-                if tx.send(Ok(Frame::data(head))).await.is_err() {
-                    return;
-                }
-                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-                let mut sent = 0;
-                while sent < bytes {
-                    let n = chunk.len().min(bytes - sent);
-                    if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
-                        return;
-                    }
-                    sent += n;
-                }
-            });
-            return sse_response(headers, rx);
-        }
-        Some(Fault::StreamErrorQuotingKey) => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-            let err = json!({"type": "error", "error": {"type": "authentication_error",
-                "message": format!("invalid x-api-key: {received_key}")}});
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
-            });
-            return sse_response(headers, rx);
-        }
-        Some(Fault::Error {
-            status,
-            retry_after,
-            retry_after_ms,
-        }) => {
-            let mut headers = headers;
-            if let Some(v) = retry_after {
-                headers.insert("retry-after", HeaderValue::from_str(&v).unwrap());
+    let breaks = match plan_fault(fault, &headers, &request_id, key.unwrap_or("")) {
+        FaultPlan::Answer(r) => return r,
+        FaultPlan::Serve { delay, breaks } => {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
             }
-            if let Some(v) = retry_after_ms {
-                headers.insert("retry-after-ms", HeaderValue::from_str(&v).unwrap());
-            }
-            let message = match status {
-                429 => "Number of request tokens has exceeded your per-minute rate limit",
-                529 => "Overloaded",
-                _ => "Internal server error",
-            };
-            return error_response(status, message, headers, &request_id);
+            breaks
         }
-        Some(Fault::DelayFirstByte(d)) => tokio::time::sleep(d).await,
-        Some(Fault::DropMidStream { after_events }) => drop_after = Some(after_events),
-        Some(Fault::StreamError { after_events }) => error_after = Some(after_events),
-        None => {}
-    }
+    };
 
     let Ok(req_json) = serde_json::from_slice::<Value>(&body) else {
         return error_response(400, "invalid JSON body", headers, &request_id);
@@ -467,8 +369,164 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         *r.headers_mut() = h;
         return r;
     }
-    let events = answer.events;
+    stream_events(&state, headers, answer.events, breaks)
+}
 
+/// What a programmed fault makes of a request.
+enum FaultPlan {
+    /// This answer instead of the normal one.
+    Answer(Response<Body>),
+    /// The normal answer, after `delay`, its stream broken as `breaks` says.
+    Serve {
+        delay: Option<Duration>,
+        breaks: StreamBreak,
+    },
+}
+
+/// Where a normal event stream is cut short.
+#[derive(Default, Clone, Copy)]
+struct StreamBreak {
+    /// The connection breaks before this event.
+    drop_after: Option<usize>,
+    /// An `error` event (overloaded) replaces this event and ends the stream.
+    error_after: Option<usize>,
+}
+
+/// What `fault` (the next programmed one, if any) makes of this request.
+fn plan_fault(
+    fault: Option<Fault>,
+    headers: &HeaderMap,
+    request_id: &str,
+    received_key: &str,
+) -> FaultPlan {
+    let mut headers = headers.clone();
+    match fault {
+        Some(Fault::Redirect { status, location }) => {
+            headers.insert(
+                "location",
+                HeaderValue::from_str(&location).expect("a valid Location"),
+            );
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
+            *r.headers_mut() = headers;
+            FaultPlan::Answer(r)
+        }
+        Some(Fault::QuoteKey { status }) => FaultPlan::Answer(error_response(
+            status,
+            &format!("invalid x-api-key: {received_key}"),
+            headers,
+            request_id,
+        )),
+        Some(Fault::Html { status }) => {
+            headers.insert(
+                "content-type",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            let mut r = Response::new(full(
+                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+            ));
+            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
+            *r.headers_mut() = headers;
+            FaultPlan::Answer(r)
+        }
+        Some(Fault::ShouldRetry { status }) => {
+            headers.insert("x-should-retry", HeaderValue::from_static("true"));
+            FaultPlan::Answer(error_response(
+                status,
+                "Bad request (marked retryable)",
+                headers,
+                request_id,
+            ))
+        }
+        Some(Fault::Unterminated { bytes }) => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+            tokio::spawn(async move {
+                let start = json!({"type": "message_start", "message": {"id": "msg_unterminated",
+                    "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
+                    "usage": {"input_tokens": 1, "output_tokens": 1}}});
+                if tx
+                    .send(Ok(Frame::data(sse("message_start", &start))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let head = Bytes::from_static(b"event: content_block_delta\ndata: ");
+                if tx.send(Ok(Frame::data(head))).await.is_err() {
+                    return;
+                }
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let mut sent = 0;
+                while sent < bytes {
+                    let n = chunk.len().min(bytes - sent);
+                    if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+            });
+            FaultPlan::Answer(sse_response(headers, rx))
+        }
+        Some(Fault::StreamErrorQuotingKey) => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+            let err = json!({"type": "error", "error": {"type": "authentication_error",
+                "message": format!("invalid x-api-key: {received_key}")}});
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
+            });
+            FaultPlan::Answer(sse_response(headers, rx))
+        }
+        Some(Fault::Error {
+            status,
+            retry_after,
+            retry_after_ms,
+        }) => {
+            if let Some(v) = retry_after {
+                headers.insert("retry-after", HeaderValue::from_str(&v).unwrap());
+            }
+            if let Some(v) = retry_after_ms {
+                headers.insert("retry-after-ms", HeaderValue::from_str(&v).unwrap());
+            }
+            let message = match status {
+                429 => "Number of request tokens has exceeded your per-minute rate limit",
+                529 => "Overloaded",
+                _ => "Internal server error",
+            };
+            FaultPlan::Answer(error_response(status, message, headers, request_id))
+        }
+        Some(Fault::DelayFirstByte(d)) => FaultPlan::Serve {
+            delay: Some(d),
+            breaks: StreamBreak::default(),
+        },
+        Some(Fault::DropMidStream { after_events }) => FaultPlan::Serve {
+            delay: None,
+            breaks: StreamBreak {
+                drop_after: Some(after_events),
+                error_after: None,
+            },
+        },
+        Some(Fault::StreamError { after_events }) => FaultPlan::Serve {
+            delay: None,
+            breaks: StreamBreak {
+                drop_after: None,
+                error_after: Some(after_events),
+            },
+        },
+        None => FaultPlan::Serve {
+            delay: None,
+            breaks: StreamBreak::default(),
+        },
+    }
+}
+
+/// The events as a 200 event stream, each held by the gate when one is enabled, cut short
+/// as `breaks` says.
+fn stream_events(
+    state: &Arc<State>,
+    headers: HeaderMap,
+    events: Vec<(&'static str, Value)>,
+    breaks: StreamBreak,
+) -> Response<Body> {
     let gate = state.gate.lock().unwrap().clone();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     let st = state.clone();
@@ -476,13 +534,13 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     tokio::spawn(async move {
         let _open = open;
         for (i, (name, data)) in events.into_iter().enumerate() {
-            if drop_after == Some(i) {
+            if breaks.drop_after == Some(i) {
                 let _ = tx
                     .send(Err(BoxError::from("fake upstream dropped the connection")))
                     .await;
                 return;
             }
-            if error_after == Some(i) {
+            if breaks.error_after == Some(i) {
                 let err = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
                 let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
                 return;
