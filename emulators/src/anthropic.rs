@@ -384,7 +384,7 @@ enum FaultPlan {
 }
 
 /// Where a normal event stream is cut short.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct StreamBreak {
     /// The connection breaks before this event.
     drop_after: Option<usize>,
@@ -400,6 +400,13 @@ fn plan_fault(
     received_key: &str,
 ) -> FaultPlan {
     let mut headers = headers.clone();
+    let serve = |delay, drop_after, error_after| FaultPlan::Serve {
+        delay,
+        breaks: StreamBreak {
+            drop_after,
+            error_after,
+        },
+    };
     match fault {
         Some(Fault::Redirect { status, location }) => {
             headers.insert(
@@ -494,28 +501,10 @@ fn plan_fault(
             };
             FaultPlan::Answer(error_response(status, message, headers, request_id))
         }
-        Some(Fault::DelayFirstByte(d)) => FaultPlan::Serve {
-            delay: Some(d),
-            breaks: StreamBreak::default(),
-        },
-        Some(Fault::DropMidStream { after_events }) => FaultPlan::Serve {
-            delay: None,
-            breaks: StreamBreak {
-                drop_after: Some(after_events),
-                error_after: None,
-            },
-        },
-        Some(Fault::StreamError { after_events }) => FaultPlan::Serve {
-            delay: None,
-            breaks: StreamBreak {
-                drop_after: None,
-                error_after: Some(after_events),
-            },
-        },
-        None => FaultPlan::Serve {
-            delay: None,
-            breaks: StreamBreak::default(),
-        },
+        Some(Fault::DelayFirstByte(d)) => serve(Some(d), None, None),
+        Some(Fault::DropMidStream { after_events }) => serve(None, Some(after_events), None),
+        Some(Fault::StreamError { after_events }) => serve(None, None, Some(after_events)),
+        None => serve(None, None, None),
     }
 }
 

@@ -309,54 +309,10 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         None => {}
     }
 
-    // The InvokeModel body (inside the count-tokens envelope for count-tokens).
-    let req_json: Option<Value> = if operation == "count-tokens" {
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/input/invokeModel/body")?
-                    .as_str()
-                    .map(String::from)
-            })
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-    } else {
-        serde_json::from_slice(&body).ok()
+    let req_json = match invoke_model_body(&operation, &body) {
+        Ok(v) => v,
+        Err(why) => return error_response(400, "ValidationException", &why, n),
     };
-    let Some(req_json) = req_json.filter(Value::is_object) else {
-        return error_response(400, "ValidationException", "Malformed input request", n);
-    };
-    if req_json.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
-        return error_response(
-            400,
-            "ValidationException",
-            "Malformed input request: anthropic_version must be bedrock-2023-05-31",
-            n,
-        );
-    }
-    for key in ["model", "stream"] {
-        if req_json.get(key).is_some() {
-            return error_response(
-                400,
-                "ValidationException",
-                &format!("Malformed input request: extraneous key [{key}] is not permitted"),
-                n,
-            );
-        }
-    }
-    if req_json
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-        == 0
-    {
-        return error_response(
-            400,
-            "ValidationException",
-            "Malformed input request: required key [max_tokens] not found",
-            n,
-        );
-    }
 
     if operation == "count-tokens" {
         let mut r = Response::new(full(
@@ -387,6 +343,56 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         return r;
     }
 
+    event_stream(answer, stream_exception, n)
+}
+
+/// The InvokeModel body of a request (inside the count-tokens envelope for count-tokens),
+/// checked as Bedrock checks it; else the `ValidationException` message.
+fn invoke_model_body(operation: &str, body: &[u8]) -> Result<Value, String> {
+    let req_json: Option<Value> = if operation == "count-tokens" {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/input/invokeModel/body")?
+                    .as_str()
+                    .map(String::from)
+            })
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+    } else {
+        serde_json::from_slice(body).ok()
+    };
+    let Some(req_json) = req_json.filter(Value::is_object) else {
+        return Err("Malformed input request".into());
+    };
+    if req_json.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+        return Err("Malformed input request: anthropic_version must be bedrock-2023-05-31".into());
+    }
+    for key in ["model", "stream"] {
+        if req_json.get(key).is_some() {
+            return Err(format!(
+                "Malformed input request: extraneous key [{key}] is not permitted"
+            ));
+        }
+    }
+    if req_json
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        == 0
+    {
+        return Err("Malformed input request: required key [max_tokens] not found".into());
+    }
+    Ok(req_json)
+}
+
+/// The answer's events as an `invoke-with-response-stream` body, broken by an exception
+/// after `after` events when `stream_exception` is `Some((after, code))`.
+fn event_stream(
+    answer: Answer,
+    stream_exception: Option<(usize, String)>,
+    n: usize,
+) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     tokio::spawn(async move {
         for (i, (_, data)) in answer.events.into_iter().enumerate() {
@@ -452,6 +458,31 @@ mod tests {
         let (model, op) = model_operation("/model/a%2Fb%/count-tokens").unwrap();
         assert_eq!((model.as_str(), op.as_str()), ("a/b%", "count-tokens"));
         assert_eq!(model_operation("/models"), None);
+    }
+
+    #[test]
+    fn bodies_are_checked_as_bedrock_checks_them() {
+        let ok =
+            json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []});
+        assert_eq!(
+            invoke_model_body("invoke", ok.to_string().as_bytes()).unwrap(),
+            ok
+        );
+        let envelope = json!({"input": {"invokeModel": {
+            "body": base64::engine::general_purpose::STANDARD.encode(ok.to_string())}}});
+        assert_eq!(
+            invoke_model_body("count-tokens", envelope.to_string().as_bytes()).unwrap(),
+            ok
+        );
+        let refusal = |v: Value| invoke_model_body("invoke", v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(refusal(json!([1])), "Malformed input request");
+        assert!(refusal(json!({"max_tokens": 5})).contains("anthropic_version"));
+        let mut with_model = ok.clone();
+        with_model["model"] = "claude".into();
+        assert!(refusal(with_model).contains("extraneous key [model]"));
+        let mut no_max = ok;
+        no_max["max_tokens"] = 0.into();
+        assert!(refusal(no_max).contains("[max_tokens]"));
     }
 
     #[test]
