@@ -31,6 +31,7 @@ pub mod progress;
 pub mod role;
 pub mod secret;
 pub mod teardown;
+pub mod tls;
 
 pub use actual::{read_actual, read_for, Actual, FixedState, StateReader};
 pub use apply::{apply, apply_with, ApplyOptions, Outputs, SpendBound};

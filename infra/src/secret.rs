@@ -10,7 +10,6 @@ use crate::plan::{Change, FieldChange, Setting};
 use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::types::Tag;
 use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,7 +56,7 @@ impl CallerToken {
     /// 32 random bytes, URL-safe base64 without padding, with a recognisable prefix.
     pub fn generate() -> CallerToken {
         let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
+        rand::fill(&mut bytes);
         CallerToken(format!(
             "clp_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -402,7 +402,7 @@ fn build_arm64_without_the_tools_says_how_to_install_them() {
 }
 
 async fn moto_config(moto: &MotoServer) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    infra::tls::sdk_defaults()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(moto.endpoint_url())
         .credentials_provider(aws_credential_types::Credentials::new(

@@ -1042,7 +1042,7 @@ impl infra::Progress for StepTimer {
 }
 
 async fn local_aws(endpoint: &str) -> Result<infra::aws::Aws> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = infra::tls::sdk_defaults()
         .region(aws_config::Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
@@ -1072,7 +1072,7 @@ async fn cli_deploys(
         infra::config::Architecture::X86_64 => "x86_64",
         infra::config::Architecture::Arm64 => "arm64",
     };
-    let root = crate::build::project_root();
+    let root = crate::paths::project_root();
     // Untimed: `cargo xtask` as this process was built may not be what `cargo run -p xtask`
     // builds (a test harness builds it with dev-dependency features), so let cargo bring the
     // CLI up to date first; a user's deploy does not include compiling the CLI.
@@ -1170,7 +1170,7 @@ async fn cargo_lambda_deploys(
             bin.display()
         );
     }
-    let manifest = crate::build::project_root().join("handler/Cargo.toml");
+    let manifest = crate::paths::project_root().join("handler/Cargo.toml");
     let (mut first, mut again) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let name = format!("bench-cargo-lambda-{round}");
