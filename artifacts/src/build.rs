@@ -788,7 +788,11 @@ mod tests {
     fn cargo_zigbuild_found_in_the_venv_goes_on_cargos_path() {
         let mut tc = toolchain();
         let inv = plan(&opts(Arch::Arm64, false), &tc).unwrap();
-        assert_eq!(env(&inv, "PATH"), None, "on PATH already: PATH is left alone");
+        assert_eq!(
+            env(&inv, "PATH"),
+            None,
+            "on PATH already: PATH is left alone"
+        );
         tc.cargo_zigbuild_dir = Some("/venv/bin".into());
         let inv = plan(&opts(Arch::Arm64, false), &tc).unwrap();
         let path = env(&inv, "PATH").expect("PATH set for cargo");

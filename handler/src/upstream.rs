@@ -297,11 +297,9 @@ impl AnthropicProvider {
                         && can_retry
                         && RetryPolicy::should_retry(status, resp.headers())
                     {
-                        let delay = self.retry.delay(
-                            Some(resp.headers()),
-                            retries_done,
-                            fastrand::f64(),
-                        );
+                        let delay =
+                            self.retry
+                                .delay(Some(resp.headers()), retries_done, fastrand::f64());
                         if Instant::now() + delay < deadline {
                             tracing::info!(
                                 attempt,

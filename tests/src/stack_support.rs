@@ -306,9 +306,10 @@ pub async fn check_deployed_code(
     // The stack's Region and partition as moto itself wrote them (the secret's ARN), not as
     // the toolkit computes them.
     let partition = secret_arn.split(':').nth(1).unwrap_or("aws").to_string();
-    let region = direct.region().map_or(REGION.to_string(), |r| r.to_string());
-    let log_arn =
-        format!("arn:{partition}:logs:{region}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
+    let region = direct
+        .region()
+        .map_or(REGION.to_string(), |r| r.to_string());
+    let log_arn = format!("arn:{partition}:logs:{region}:{ACCOUNT}:log-group:/aws/lambda/{f}:*");
     assert_eq!(resources, BTreeSet::from([secret_arn.clone(), log_arn]));
     assert_eq!(
         resources

@@ -600,7 +600,8 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // the notes below the changes are a bulleted list of their own.
     let changes = r.stdout.split("\nNotes:").next().unwrap_or_default();
     assert!(
-        r.stdout.contains(" to create, 0 to update, 0 to replace, 0 to delete")
+        r.stdout
+            .contains(" to create, 0 to update, 0 to replace, 0 to delete")
             && !changes.contains("~ ")
             && !changes.contains("- "),
         "leftovers after teardown:\n{r}"
