@@ -81,21 +81,7 @@ pub async fn artifact(code: &CodeArgs, arch: Arch, progress: &Progress) -> Resul
         }
         return read_zip(&path, arch, runtime);
     }
-    let bootstrap = match &code.bootstrap {
-        Some(path) => {
-            check_given(path, arch, runtime, false)?;
-            path.clone()
-        }
-        None => {
-            let target = TargetArgs {
-                static_: false,
-                runtime,
-            };
-            bootstrap::build(arch, &target, &code.build, progress)
-                .await?
-                .path
-        }
-    };
+    let bootstrap = bootstrap_binary(code, arch, runtime, false, progress).await?;
     progress.step("packaging bootstrap");
     zip_bootstrap(&bootstrap, &default_zip_path(arch).await?)
 }
@@ -111,21 +97,7 @@ pub async fn image(code: &CodeArgs, arch: Arch, progress: &Progress) -> Result<a
         );
     }
     let runtime = bootstrap::deployed_runtime()?;
-    let bootstrap = match &code.bootstrap {
-        Some(path) => {
-            check_given(path, arch, runtime, true)?;
-            path.clone()
-        }
-        None => {
-            let target = TargetArgs {
-                static_: true,
-                runtime,
-            };
-            bootstrap::build(arch, &target, &code.build, progress)
-                .await?
-                .path
-        }
-    };
+    let bootstrap = bootstrap_binary(code, arch, runtime, true, progress).await?;
     progress.step("building the container image (single manifest, no daemon)");
     let bytes =
         std::fs::read(&bootstrap).with_context(|| format!("reading {}", bootstrap.display()))?;
@@ -136,6 +108,25 @@ pub async fn image(code: &CodeArgs, arch: Arch, progress: &Progress) -> Result<a
         image.layer.bytes.len() + image.config.bytes.len()
     ));
     Ok(image)
+}
+
+/// `--bootstrap PATH` (checked for `arch`, `runtime` and, with `static_`, static linking), or
+/// a fresh build of it.
+async fn bootstrap_binary(
+    code: &CodeArgs,
+    arch: Arch,
+    runtime: Runtime,
+    static_: bool,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    if let Some(path) = &code.bootstrap {
+        check_given(path, arch, runtime, static_)?;
+        return Ok(path.clone());
+    }
+    let target = TargetArgs { static_, runtime };
+    Ok(bootstrap::build(arch, &target, &code.build, progress)
+        .await?
+        .path)
 }
 
 /// A zip made elsewhere: checked to hold an executable `bootstrap` at its root that `arch`

@@ -699,8 +699,8 @@ pub async fn artifact(bootstrap: &Path) -> Result<Section> {
     if zr > 0.25 || ur > 0.25 {
         s.notes.push(format!(
             "Target missed for `{}`. What the binary carries that the Python layer does not: the \
-             AWS SDK for Secrets Manager with its Smithy runtime, a TLS implementation (rustls, \
-             built with both the aws-lc-rs and ring crypto providers), hyper, tokio and the Lambda \
+             AWS SDK for Secrets Manager with its Smithy runtime, a TLS implementation (rustls \
+             with the ring crypto provider) with compiled-in root certificates, hyper, tokio and the Lambda \
              runtime; a debug or unstripped build is larger still. The Python layer relies on the \
              runtime's interpreter and its OpenSSL, which are not counted in the baseline.",
             bootstrap.display()
