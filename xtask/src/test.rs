@@ -87,17 +87,10 @@ async fn install_debian_packages() -> Result<()> {
         .await
         .is_ok_and(|uid| uid.trim() == "0");
     let sudo = !root && cmd("sudo", ["-n", "true"]).read().await.is_ok();
-    if !root && !sudo {
-        bail!(
-            "the tests need the Debian packages {}: install them with `sudo apt-get update && sudo {install}` \
-             (this command installs them itself when run as root or with passwordless sudo), \
-             then run it again",
-            missing.join(", ")
-        );
-    }
+    let access = apt_access(&missing, root, sudo)?;
     let apt = |args: Vec<&str>| {
         let mut line = Vec::new();
-        if sudo {
+        if access == Apt::Sudo {
             line.extend(["sudo", "-n", "DEBIAN_FRONTEND=noninteractive"]);
         }
         line.push("apt-get");
@@ -116,6 +109,28 @@ async fn install_debian_packages() -> Result<()> {
         .await
         .with_context(|| format!("installing the Debian packages the tests need: {install}"))?;
     Ok(())
+}
+
+/// How apt-get may run here.
+#[derive(Debug, PartialEq, Eq)]
+enum Apt {
+    Root,
+    Sudo,
+}
+
+/// As root, else through passwordless sudo; else an error naming the command to run.
+fn apt_access(missing: &[&str], root: bool, passwordless_sudo: bool) -> Result<Apt> {
+    match (root, passwordless_sudo) {
+        (true, _) => Ok(Apt::Root),
+        (false, true) => Ok(Apt::Sudo),
+        (false, false) => bail!(
+            "the tests need the Debian packages {}: install them with \
+             `sudo apt-get update && sudo apt-get install -y {}` (this command installs them \
+             itself when run as root or with passwordless sudo), then run it again",
+            missing.join(", "),
+            missing.join(" ")
+        ),
+    }
 }
 
 /// Adds `target`'s standard library with rustup unless the toolchain has it.
@@ -182,4 +197,18 @@ fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_runs_as_root_or_through_sudo_else_the_command_is_named() {
+        let missing = ["skopeo", "unzip"];
+        assert_eq!(apt_access(&missing, true, false).unwrap(), Apt::Root);
+        assert_eq!(apt_access(&missing, false, true).unwrap(), Apt::Sudo);
+        let e = apt_access(&missing, false, false).unwrap_err().to_string();
+        assert!(e.contains("sudo apt-get install -y skopeo unzip"), "{e}");
+    }
 }
