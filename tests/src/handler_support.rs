@@ -134,7 +134,7 @@ pub fn cargo_lambda_bin() -> Result<PathBuf> {
         }
     }
     bail!(
-        "cargo-lambda not found. Install it with `bash .ci/run --setup-only` or `{v}/bin/pip install cargo-lambda==1.9.2` \
+        "cargo-lambda not found. Install it with `cargo xtask test --setup-only` or `{v}/bin/pip install cargo-lambda==1.9.2` \
          (venv: python3 -m venv {v})",
         v = emulators::moto::venv_dir().display()
     )

@@ -760,7 +760,7 @@ async fn deploy_local_serves_the_deployed_function() {
     // deploy --local starts its own moto; make sure the test fails clearly when it is missing.
     assert!(
         emulators::moto::find_moto_server().is_some(),
-        "moto server is not installed: run `bash .ci/run --setup-only`"
+        "moto server is not installed: run `cargo xtask test --setup-only`"
     );
     let bootstrap = handler_bootstrap();
     let env = Env::new();

@@ -188,7 +188,7 @@ pub async fn cold_start(bootstrap: &Path, counts: Counts) -> Result<Section> {
     let python = emulators::moto::venv_dir().join("bin/python");
     if !python.is_file() {
         bail!(
-            "{} not found: install the stand-ins with `cargo xtask test` (or `bash .ci/run --setup-only`)",
+            "{} not found: install the stand-ins with `cargo xtask test --setup-only`",
             python.display()
         );
     }
