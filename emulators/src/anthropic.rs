@@ -13,23 +13,20 @@
 //! limits: redirects, key-quoting 401s, HTML error pages, `x-should-retry` on a 400 and
 //! events that never end.
 
-use anyhow::{Context, Result};
+use crate::answer::{input_tokens, Answer};
+use crate::http::{channel_body, full, Body, BoxError, Server};
+use anyhow::Result;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::AbortHandle;
-
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// One programmed misbehaviour, applied to one request (faults are used in push order, one
 /// per authenticated request).
@@ -131,32 +128,17 @@ struct State {
     counter: AtomicUsize,
     streams_open: AtomicUsize,
     max_streams_open: AtomicUsize,
-    connections: Mutex<Vec<AbortHandle>>,
 }
 
 /// The running fake. Stopped when dropped.
 pub struct FakeAnthropic {
-    addr: std::net::SocketAddr,
+    server: Server,
     state: Arc<State>,
-    accept: AbortHandle,
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for c in self.state.connections.lock().unwrap().drain(..) {
-            c.abort();
-        }
-    }
 }
 
 impl FakeAnthropic {
     /// Starts on 127.0.0.1 on a free port; requests must carry `x-api-key: expected_key`.
     pub async fn start(expected_key: &str) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Messages API to a loopback port")?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             expected_key: expected_key.to_string(),
             faults: Mutex::new(VecDeque::new()),
@@ -166,46 +148,24 @@ impl FakeAnthropic {
             counter: AtomicUsize::new(0),
             streams_open: AtomicUsize::new(0),
             max_streams_open: AtomicUsize::new(0),
-            connections: Mutex::new(Vec::new()),
         });
         let st = state.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let st2 = st.clone();
-                let conn = tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let st = st2.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                let mut conns = st.connections.lock().unwrap();
-                conns.retain(|h| !h.is_finished());
-                conns.push(conn.abort_handle());
-            }
-        })
-        .abort_handle();
-        Ok(FakeAnthropic {
-            addr,
-            state,
-            accept,
-        })
+        let server = Server::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "the fake Messages API",
+            move |req, _peer| handle(st.clone(), req),
+        )
+        .await?;
+        Ok(FakeAnthropic { server, state })
     }
 
     /// `http://127.0.0.1:<port>` (what `ANTHROPIC_BASE_URL` is set to).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     /// Applies `fault` to the next request without a fault of its own.
@@ -285,12 +245,7 @@ fn error_type_for(status: u16) -> &'static str {
     }
 }
 
-fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|e| match e {}).boxed_unsync()
-}
-
-fn common_headers(state: &State, request_id: &str) -> HeaderMap {
-    let _ = state;
+fn common_headers(request_id: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("request-id", HeaderValue::from_str(request_id).unwrap());
     h.insert(
@@ -349,7 +304,7 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     });
     let n = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
     let request_id = format!("req_fake_{n:06}");
-    let headers = common_headers(&state, &request_id);
+    let headers = common_headers(&request_id);
 
     let route = match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/messages") => "messages",
@@ -370,11 +325,90 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
     }
 
     let fault = state.faults.lock().unwrap().pop_front();
-    let (mut drop_after, mut error_after) = (None, None);
-    let received_key = key.unwrap_or("").to_string();
+    let breaks = match plan_fault(fault, &headers, &request_id, key.unwrap_or("")) {
+        FaultPlan::Answer(r) => return r,
+        FaultPlan::Serve { delay, breaks } => {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            breaks
+        }
+    };
+
+    let Ok(req_json) = serde_json::from_slice::<Value>(&body) else {
+        return error_response(400, "invalid JSON body", headers, &request_id);
+    };
+    let model = req_json.get("model").and_then(Value::as_str).unwrap_or("");
+    if model.is_empty() {
+        return error_response(400, "model: Field required", headers, &request_id);
+    }
+    if route == "count_tokens" {
+        let mut h = headers;
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let tokens = input_tokens(&req_json);
+        let mut r = Response::new(full(json!({ "input_tokens": tokens }).to_string()));
+        *r.headers_mut() = h;
+        return r;
+    }
+    let max_tokens = req_json
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if max_tokens == 0 {
+        return error_response(400, "max_tokens: Field required", headers, &request_id);
+    }
+    let answer = Answer::new(&req_json, model, n);
+    let stream = req_json
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !stream {
+        let mut h = headers;
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut r = Response::new(full(answer.message.to_string()));
+        *r.headers_mut() = h;
+        return r;
+    }
+    stream_events(&state, headers, answer.events, breaks)
+}
+
+/// What a programmed fault makes of a request.
+enum FaultPlan {
+    /// This answer instead of the normal one.
+    Answer(Response<Body>),
+    /// The normal answer, after `delay`, its stream broken as `breaks` says.
+    Serve {
+        delay: Option<Duration>,
+        breaks: StreamBreak,
+    },
+}
+
+/// Where a normal event stream is cut short.
+#[derive(Clone, Copy)]
+struct StreamBreak {
+    /// The connection breaks before this event.
+    drop_after: Option<usize>,
+    /// An `error` event (overloaded) replaces this event and ends the stream.
+    error_after: Option<usize>,
+}
+
+/// What `fault` (the next programmed one, if any) makes of this request.
+fn plan_fault(
+    fault: Option<Fault>,
+    headers: &HeaderMap,
+    request_id: &str,
+    received_key: &str,
+) -> FaultPlan {
+    let mut headers = headers.clone();
+    let serve = |delay, drop_after, error_after| FaultPlan::Serve {
+        delay,
+        breaks: StreamBreak {
+            drop_after,
+            error_after,
+        },
+    };
     match fault {
         Some(Fault::Redirect { status, location }) => {
-            let mut headers = headers;
             headers.insert(
                 "location",
                 HeaderValue::from_str(&location).expect("a valid Location"),
@@ -382,18 +416,15 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
             let mut r = Response::new(full(Bytes::new()));
             *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
             *r.headers_mut() = headers;
-            return r;
+            FaultPlan::Answer(r)
         }
-        Some(Fault::QuoteKey { status }) => {
-            return error_response(
-                status,
-                &format!("invalid x-api-key: {received_key}"),
-                headers,
-                &request_id,
-            );
-        }
+        Some(Fault::QuoteKey { status }) => FaultPlan::Answer(error_response(
+            status,
+            &format!("invalid x-api-key: {received_key}"),
+            headers,
+            request_id,
+        )),
         Some(Fault::Html { status }) => {
-            let mut headers = headers;
             headers.insert(
                 "content-type",
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -403,20 +434,19 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
             ));
             *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
             *r.headers_mut() = headers;
-            return r;
+            FaultPlan::Answer(r)
         }
         Some(Fault::ShouldRetry { status }) => {
-            let mut headers = headers;
             headers.insert("x-should-retry", HeaderValue::from_static("true"));
-            return error_response(
+            FaultPlan::Answer(error_response(
                 status,
                 "Bad request (marked retryable)",
                 headers,
-                &request_id,
-            );
+                request_id,
+            ))
         }
         Some(Fault::Unterminated { bytes }) => {
-            let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(4);
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
             tokio::spawn(async move {
                 let start = json!({"type": "message_start", "message": {"id": "msg_unterminated",
                     "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
@@ -442,23 +472,22 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
                     sent += n;
                 }
             });
-            return sse_response(headers, rx);
+            FaultPlan::Answer(sse_response(headers, rx))
         }
         Some(Fault::StreamErrorQuotingKey) => {
-            let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
             let err = json!({"type": "error", "error": {"type": "authentication_error",
                 "message": format!("invalid x-api-key: {received_key}")}});
             tokio::spawn(async move {
                 let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
             });
-            return sse_response(headers, rx);
+            FaultPlan::Answer(sse_response(headers, rx))
         }
         Some(Fault::Error {
             status,
             retry_after,
             retry_after_ms,
         }) => {
-            let mut headers = headers;
             if let Some(v) = retry_after {
                 headers.insert("retry-after", HeaderValue::from_str(&v).unwrap());
             }
@@ -470,66 +499,37 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
                 529 => "Overloaded",
                 _ => "Internal server error",
             };
-            return error_response(status, message, headers, &request_id);
+            FaultPlan::Answer(error_response(status, message, headers, request_id))
         }
-        Some(Fault::DelayFirstByte(d)) => tokio::time::sleep(d).await,
-        Some(Fault::DropMidStream { after_events }) => drop_after = Some(after_events),
-        Some(Fault::StreamError { after_events }) => error_after = Some(after_events),
-        None => {}
+        Some(Fault::DelayFirstByte(d)) => serve(Some(d), None, None),
+        Some(Fault::DropMidStream { after_events }) => serve(None, Some(after_events), None),
+        Some(Fault::StreamError { after_events }) => serve(None, None, Some(after_events)),
+        None => serve(None, None, None),
     }
+}
 
-    let Ok(req_json) = serde_json::from_slice::<Value>(&body) else {
-        return error_response(400, "invalid JSON body", headers, &request_id);
-    };
-    let model = req_json.get("model").and_then(Value::as_str).unwrap_or("");
-    if model.is_empty() {
-        return error_response(400, "model: Field required", headers, &request_id);
-    }
-    let input_tokens = count_words(&req_json);
-    if route == "count_tokens" {
-        let mut h = headers;
-        h.insert("content-type", HeaderValue::from_static("application/json"));
-        let mut r = Response::new(full(json!({"input_tokens": input_tokens}).to_string()));
-        *r.headers_mut() = h;
-        return r;
-    }
-    let max_tokens = req_json
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    if max_tokens == 0 {
-        return error_response(400, "max_tokens: Field required", headers, &request_id);
-    }
-    let answer = Answer::new(&req_json, model, n);
-    let stream = req_json
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if !stream {
-        let mut h = headers;
-        h.insert("content-type", HeaderValue::from_static("application/json"));
-        let mut r = Response::new(full(answer.message.to_string()));
-        *r.headers_mut() = h;
-        return r;
-    }
-    let events = answer.events;
-
+/// The events as a 200 event stream, each held by the gate when one is enabled, cut short
+/// as `breaks` says.
+fn stream_events(
+    state: &Arc<State>,
+    headers: HeaderMap,
+    events: Vec<(&'static str, Value)>,
+    breaks: StreamBreak,
+) -> Response<Body> {
     let gate = state.gate.lock().unwrap().clone();
-    let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     let st = state.clone();
     let open = OpenStream::new(state.clone());
     tokio::spawn(async move {
         let _open = open;
         for (i, (name, data)) in events.into_iter().enumerate() {
-            if drop_after == Some(i) {
+            if breaks.drop_after == Some(i) {
                 let _ = tx
-                    .send(Err(std::io::Error::other(
-                        "fake upstream dropped the connection",
-                    )))
+                    .send(Err(BoxError::from("fake upstream dropped the connection")))
                     .await;
                 return;
             }
-            if error_after == Some(i) {
+            if breaks.error_after == Some(i) {
                 let err = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
                 let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
                 return;
@@ -554,17 +554,15 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
 /// A 200 event stream fed from `rx`.
 fn sse_response(
     headers: HeaderMap,
-    rx: mpsc::Receiver<std::io::Result<Frame<Bytes>>>,
+    rx: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
 ) -> Response<Body> {
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
     let mut h = headers;
     h.insert(
         "content-type",
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
-    let mut r = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    let mut r = Response::new(channel_body(rx));
     *r.headers_mut() = h;
     r
 }
@@ -588,126 +586,4 @@ impl Drop for OpenStream {
 
 fn sse(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
-}
-
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    }
-}
-
-fn last_user_text(req: &Value) -> String {
-    req.get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        })
-        .and_then(|m| m.get("content"))
-        .map(text_of)
-        .unwrap_or_default()
-}
-
-fn count_words(req: &Value) -> usize {
-    let mut n = req
-        .get("system")
-        .map(text_of)
-        .unwrap_or_default()
-        .split_whitespace()
-        .count();
-    if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
-        for m in msgs {
-            n += m
-                .get("content")
-                .map(text_of)
-                .unwrap_or_default()
-                .split_whitespace()
-                .count();
-        }
-    }
-    n.max(1)
-}
-
-/// The fake's deterministic answer to a Messages request (shared with the fake Bedrock
-/// runtime, so both providers' fakes produce the same content): `Echo: <last user text>`,
-/// cut at `max_tokens` words, as the whole message and as the real SSE event sequence.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The non-streamed Messages API response body.
-    pub message: Value,
-    /// `(event name, data)` in the order the Messages API streams them.
-    pub events: Vec<(&'static str, Value)>,
-}
-
-impl Answer {
-    /// The answer to `req` (a Messages body; `max_tokens` > 0) from `model`, for the `n`-th
-    /// request (message id `msg_fake_<n>`).
-    pub fn new(req: &Value, model: &str, n: usize) -> Answer {
-        let max_tokens = req.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
-        let input_tokens = count_words(req);
-        let mut words: Vec<String> = format!("Echo: {}", last_user_text(req))
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        let mut stop_reason = "end_turn";
-        if words.len() as u64 > max_tokens {
-            words.truncate(max_tokens as usize);
-            stop_reason = "max_tokens";
-        }
-        let msg_id = format!("msg_fake_{n:06}");
-        let message = json!({
-            "id": msg_id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": words.join(" ")}],
-            "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": words.len()},
-        });
-        let mut events: Vec<(&'static str, Value)> = vec![
-            (
-                "message_start",
-                json!({"type": "message_start", "message": {
-                "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}}),
-            ),
-            ("ping", json!({"type": "ping"})),
-        ];
-        let count = words.len();
-        for (i, w) in words.into_iter().enumerate() {
-            let text = if i + 1 < count { format!("{w} ") } else { w };
-            events.push((
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": text}}),
-            ));
-        }
-        events.push((
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ));
-        events.push((
-            "message_delta",
-            json!({"type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": count}}),
-        ));
-        events.push(("message_stop", json!({"type": "message_stop"})));
-        Answer { message, events }
-    }
-}
-
-/// Input "tokens" of a Messages body as the fakes count them (words of system + messages).
-pub fn input_tokens(req: &Value) -> usize {
-    count_words(req)
 }

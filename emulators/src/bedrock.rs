@@ -16,26 +16,21 @@
 //! `claude-sonnet-4-5-20250929`). Tests program faults ([`BedrockFault`]) and read back
 //! every request ([`FakeBedrock::requests`]).
 
-use crate::anthropic::{input_tokens, Answer};
-use anyhow::{Context, Result};
+use crate::answer::{input_tokens, Answer};
+use crate::http::{channel_body, full, Body, BoxError, Server};
+use anyhow::Result;
 use aws_smithy_types::event_stream::{Header, HeaderValue as EsValue, Message};
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
-
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// One programmed misbehaviour, applied to the next request (in push order).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,72 +105,35 @@ struct State {
     faults: Mutex<VecDeque<BedrockFault>>,
     requests: Mutex<Vec<BedrockRequest>>,
     counter: AtomicUsize,
-    connections: Mutex<Vec<AbortHandle>>,
 }
 
 /// The running fake. Stopped when dropped.
 pub struct FakeBedrock {
-    addr: std::net::SocketAddr,
+    server: Server,
     state: Arc<State>,
-    accept: AbortHandle,
-}
-
-impl Drop for FakeBedrock {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for c in self.state.connections.lock().unwrap().drain(..) {
-            c.abort();
-        }
-    }
 }
 
 impl FakeBedrock {
     /// Starts on 127.0.0.1 on a free port.
     pub async fn start() -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Bedrock runtime to a loopback port")?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             counter: AtomicUsize::new(0),
-            connections: Mutex::new(Vec::new()),
         });
         let st = state.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let st2 = st.clone();
-                let conn = tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let st = st2.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                let mut conns = st.connections.lock().unwrap();
-                conns.retain(|h| !h.is_finished());
-                conns.push(conn.abort_handle());
-            }
-        })
-        .abort_handle();
-        Ok(FakeBedrock {
-            addr,
-            state,
-            accept,
-        })
+        let server = Server::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "the fake Bedrock runtime",
+            move |req, _peer| handle(st.clone(), req),
+        )
+        .await?;
+        Ok(FakeBedrock { server, state })
     }
 
     /// `http://127.0.0.1:<port>` (the handler's `BEDROCK_ENDPOINT_URL`).
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Applies `fault` to the next request without a fault of its own.
@@ -227,29 +185,11 @@ pub fn reported_model(model_id: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|e| match e {}).boxed_unsync()
+/// `/model/{modelId}/{operation}` → (the model id percent-decoded, the operation).
+fn model_operation(path: &str) -> Option<(String, String)> {
+    let (model, operation) = path.strip_prefix("/model/")?.rsplit_once('/')?;
+    let model = percent_encoding::percent_decode_str(model).decode_utf8_lossy();
+    Some((model.into_owned(), operation.to_string()))
 }
 
 fn request_id(n: usize) -> String {
@@ -326,15 +266,9 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let n = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
-    let path = parts.uri.path().to_string();
-    let Some((model_enc, operation)) = path
-        .strip_prefix("/model/")
-        .and_then(|rest| rest.rsplit_once('/'))
-    else {
+    let Some((model_id, operation)) = model_operation(parts.uri.path()) else {
         return error_response(404, "UnknownOperationException", "no such operation", n);
     };
-    let model_id = percent_decode(model_enc);
-    let operation = operation.to_string();
     state.requests.lock().unwrap().push(BedrockRequest {
         operation: operation.clone(),
         model_id: model_id.clone(),
@@ -375,54 +309,10 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         None => {}
     }
 
-    // The InvokeModel body (inside the count-tokens envelope for count-tokens).
-    let req_json: Option<Value> = if operation == "count-tokens" {
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/input/invokeModel/body")?
-                    .as_str()
-                    .map(String::from)
-            })
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-    } else {
-        serde_json::from_slice(&body).ok()
+    let req_json = match invoke_model_body(&operation, &body) {
+        Ok(v) => v,
+        Err(why) => return error_response(400, "ValidationException", &why, n),
     };
-    let Some(req_json) = req_json.filter(Value::is_object) else {
-        return error_response(400, "ValidationException", "Malformed input request", n);
-    };
-    if req_json.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
-        return error_response(
-            400,
-            "ValidationException",
-            "Malformed input request: anthropic_version must be bedrock-2023-05-31",
-            n,
-        );
-    }
-    for key in ["model", "stream"] {
-        if req_json.get(key).is_some() {
-            return error_response(
-                400,
-                "ValidationException",
-                &format!("Malformed input request: extraneous key [{key}] is not permitted"),
-                n,
-            );
-        }
-    }
-    if req_json
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-        == 0
-    {
-        return error_response(
-            400,
-            "ValidationException",
-            "Malformed input request: required key [max_tokens] not found",
-            n,
-        );
-    }
 
     if operation == "count-tokens" {
         let mut r = Response::new(full(
@@ -453,7 +343,57 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         return r;
     }
 
-    let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(1);
+    event_stream(answer, stream_exception, n)
+}
+
+/// The InvokeModel body of a request (inside the count-tokens envelope for count-tokens),
+/// checked as Bedrock checks it; else the `ValidationException` message.
+fn invoke_model_body(operation: &str, body: &[u8]) -> Result<Value, String> {
+    let req_json: Option<Value> = if operation == "count-tokens" {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/input/invokeModel/body")?
+                    .as_str()
+                    .map(String::from)
+            })
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+    } else {
+        serde_json::from_slice(body).ok()
+    };
+    let Some(req_json) = req_json.filter(Value::is_object) else {
+        return Err("Malformed input request".into());
+    };
+    if req_json.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+        return Err("Malformed input request: anthropic_version must be bedrock-2023-05-31".into());
+    }
+    for key in ["model", "stream"] {
+        if req_json.get(key).is_some() {
+            return Err(format!(
+                "Malformed input request: extraneous key [{key}] is not permitted"
+            ));
+        }
+    }
+    if req_json
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        == 0
+    {
+        return Err("Malformed input request: required key [max_tokens] not found".into());
+    }
+    Ok(req_json)
+}
+
+/// The answer's events as an `invoke-with-response-stream` body, broken by an exception
+/// after `after` events when `stream_exception` is `Some((after, code))`.
+fn event_stream(
+    answer: Answer,
+    stream_exception: Option<(usize, String)>,
+    n: usize,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     tokio::spawn(async move {
         for (i, (_, data)) in answer.events.into_iter().enumerate() {
             if let Some((after, code)) = &stream_exception {
@@ -472,9 +412,7 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
             }
         }
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    let mut r = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    let mut r = Response::new(channel_body(rx));
     let h = r.headers_mut();
     h.insert(
         "content-type",
@@ -509,6 +447,45 @@ mod tests {
     }
 
     #[test]
+    fn path_ids_are_decoded() {
+        assert_eq!(
+            model_operation("/model/global.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke"),
+            Some((
+                "global.anthropic.claude-haiku-4-5-20251001-v1:0".to_string(),
+                "invoke".to_string()
+            ))
+        );
+        let (model, op) = model_operation("/model/a%2Fb%/count-tokens").unwrap();
+        assert_eq!((model.as_str(), op.as_str()), ("a/b%", "count-tokens"));
+        assert_eq!(model_operation("/models"), None);
+    }
+
+    #[test]
+    fn bodies_are_checked_as_bedrock_checks_them() {
+        let ok =
+            json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []});
+        assert_eq!(
+            invoke_model_body("invoke", ok.to_string().as_bytes()).unwrap(),
+            ok
+        );
+        let envelope = json!({"input": {"invokeModel": {
+            "body": base64::engine::general_purpose::STANDARD.encode(ok.to_string())}}});
+        assert_eq!(
+            invoke_model_body("count-tokens", envelope.to_string().as_bytes()).unwrap(),
+            ok
+        );
+        let refusal = |v: Value| invoke_model_body("invoke", v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(refusal(json!([1])), "Malformed input request");
+        assert!(refusal(json!({"max_tokens": 5})).contains("anthropic_version"));
+        let mut with_model = ok.clone();
+        with_model["model"] = "claude".into();
+        assert!(refusal(with_model).contains("extraneous key [model]"));
+        let mut no_max = ok;
+        no_max["max_tokens"] = 0.into();
+        assert!(refusal(no_max).contains("[max_tokens]"));
+    }
+
+    #[test]
     fn frames_decode_with_the_eventstream_crate() {
         let ev = json!({"type": "ping"});
         let bytes = chunk_frame(&ev);
@@ -530,14 +507,5 @@ mod tests {
             .decode(payload["bytes"].as_str().unwrap())
             .unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&inner).unwrap(), ev);
-    }
-
-    #[test]
-    fn path_ids_are_decoded() {
-        assert_eq!(
-            percent_decode("global.anthropic.claude-haiku-4-5-20251001-v1%3A0"),
-            "global.anthropic.claude-haiku-4-5-20251001-v1:0"
-        );
-        assert_eq!(percent_decode("a%2Fb%"), "a/b%");
     }
 }

@@ -556,6 +556,30 @@ async fn held(s: &Shared, generation: u64) -> Response {
 }
 
 /// The answer to one request; `None` closes the connection without an answer.
+/// The request `parts` with `body`, to be sent on to `base` (the same method, path, query and
+/// headers, less those the client sets itself).
+pub(crate) fn forwarded(
+    client: &reqwest::Client,
+    base: &str,
+    parts: &http::request::Parts,
+    body: bytes::Bytes,
+) -> reqwest::RequestBuilder {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = client
+        .request(parts.method.clone(), format!("{base}{path}"))
+        .body(body);
+    for (k, v) in parts.headers.iter() {
+        if k == http::header::HOST
+            || k == http::header::CONTENT_LENGTH
+            || k == http::header::CONNECTION
+        {
+            continue;
+        }
+        upstream = upstream.header(k, v);
+    }
+    upstream
+}
+
 async fn forward(s: Shared, req: Request) -> Option<Response> {
     let generation = *s.generation.borrow();
     if s.inner.lock().unwrap().holding {
@@ -667,28 +691,7 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         }
     }
 
-    let url = format!(
-        "{}{}",
-        s.upstream,
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-    );
-    let mut upstream = s
-        .client
-        .request(parts.method.clone(), url)
-        .body(body.clone());
-    for (k, v) in parts.headers.iter() {
-        if k == http::header::HOST
-            || k == http::header::CONTENT_LENGTH
-            || k == http::header::CONNECTION
-        {
-            continue;
-        }
-        upstream = upstream.header(k, v);
-    }
+    let upstream = forwarded(&s.client, &s.upstream, &parts, body.clone());
     let resp = match upstream.send().await {
         Ok(r) => r,
         Err(e) => {

@@ -311,28 +311,7 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
                 .unwrap();
         }
     }
-    let url = format!(
-        "{}{}",
-        s.registry,
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-    );
-    let mut upstream = s
-        .client
-        .request(parts.method.clone(), url)
-        .body(body.clone());
-    for (k, v) in parts.headers.iter() {
-        if k == http::header::HOST
-            || k == http::header::CONTENT_LENGTH
-            || k == http::header::CONNECTION
-        {
-            continue;
-        }
-        upstream = upstream.header(k, v);
-    }
+    let upstream = crate::aws_proxy::forwarded(&s.client, &s.registry, &parts, body.clone());
     let record = |status: u16| {
         s.calls.lock().unwrap().push(RegistryCall {
             method: parts.method.to_string(),

@@ -116,25 +116,15 @@ pub async fn deploy(aws: &Aws, stack: &str) -> (Plan, Outputs) {
         .unwrap()
 }
 
+/// A policy document as IAM returns it (URL-encoded) or as moto sometimes does (plain JSON).
 pub fn percent_decode(s: &str) -> String {
     if s.trim_start().starts_with('{') {
         return s.to_string();
     }
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(x) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .expect("a URL-encoded document in UTF-8")
+        .into_owned()
 }
 
 pub fn as_strings(v: &Value) -> Vec<String> {

@@ -5,6 +5,7 @@ use crate::flags::{self, Common, OutputFormat};
 use crate::stack::StackContext;
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
+use handler::sse::{self, SseEvent, SseSplitter};
 use infra::aws::is_not_found;
 use std::io::Write;
 use std::process::ExitCode;
@@ -320,38 +321,24 @@ fn reply_text(value: &serde_json::Value) -> String {
 }
 
 /// Prints server-sent events as they arrive: the text deltas (or, with `raw`, every event).
+/// Events are cut and parsed by the handler's own SSE code.
 async fn print_sse(resp: reqwest::Response, raw: bool) -> Result<()> {
     let mut body = resp.bytes_stream();
-    let mut buf = Vec::new();
+    let mut events = SseSplitter::new();
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("the stream broke before it finished")?;
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = event_end(&buf) {
-            let event: Vec<u8> = buf.drain(..end.1).collect();
-            let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
-            if raw {
-                writeln!(out, "{event}\n")?;
+        events.push(&chunk);
+        while let Some(block) = events.next_block() {
+            let text = String::from_utf8_lossy(&block);
+            let text = text.trim_end_matches(['\r', '\n']);
+            if raw && !text.is_empty() {
+                writeln!(out, "{text}\n")?;
             }
-            let (name, data) = parse_event(&event);
-            if name.as_deref() == Some("error") {
-                out.flush()?;
-                bail!("the stream ended with an error event: {data}");
-            }
-            if raw {
+            let Some(event) = sse::parse_block(&block) else {
                 continue;
-            }
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
-                if v["type"] == "error" {
-                    out.flush()?;
-                    bail!("the stream ended with an error event: {data}");
-                }
-                let text = v["delta"]["text"].as_str().or_else(|| v["text"].as_str());
-                if let Some(text) = text {
-                    write!(out, "{text}")?;
-                    out.flush()?;
-                }
-            }
+            };
+            print_event(&mut out, &event, raw)?;
         }
     }
     if !raw {
@@ -360,33 +347,29 @@ async fn print_sse(resp: reqwest::Response, raw: bool) -> Result<()> {
     Ok(())
 }
 
-/// (end of the event text, end including the blank-line separator)
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|p| (p, p + 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| (p, p + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
+/// Prints one event's text delta (nothing with `raw`: the block is printed whole); an
+/// `error` event (by name or by its `type`) ends the command with an error.
+fn print_event(out: &mut impl Write, event: &SseEvent, raw: bool) -> Result<()> {
+    let data = &event.data;
+    if event.event.as_deref() == Some("error") {
+        out.flush()?;
+        bail!("the stream ended with an error event: {data}");
     }
-}
-
-fn parse_event(event: &str) -> (Option<String>, String) {
-    let mut name = None;
-    let mut data = Vec::new();
-    for line in event.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = Some(v.trim().to_string());
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+    if raw {
+        return Ok(());
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
+        if v["type"] == "error" {
+            out.flush()?;
+            bail!("the stream ended with an error event: {data}");
+        }
+        let text = v["delta"]["text"].as_str().or_else(|| v["text"].as_str());
+        if let Some(text) = text {
+            write!(out, "{text}")?;
+            out.flush()?;
         }
     }
-    (name, data.join("\n"))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -401,13 +384,42 @@ mod tests {
     }
 
     #[test]
-    fn parses_sse_events() {
-        let buf = b"event: content_block_delta\ndata: {\"delta\":{\"text\":\"hi\"}}\n\nrest";
-        let (end, next) = event_end(buf).unwrap();
-        assert_eq!(next, end + 2);
-        let (name, data) = parse_event(std::str::from_utf8(&buf[..end]).unwrap());
-        assert_eq!(name.as_deref(), Some("content_block_delta"));
-        assert_eq!(data, "{\"delta\":{\"text\":\"hi\"}}");
+    fn prints_text_deltas_and_stops_at_an_error_event() {
+        let mut splitter = SseSplitter::new();
+        splitter
+            .push(b"event: content_block_delta\r\ndata: {\"delta\":{\"text\":\"hi \"}}\r\n\r\n");
+        splitter.push(b"event: chat\ndata: {\"text\":\"there\"}\n\n: keep-alive\n\n");
+        splitter.push(
+            b"event: error\ndata: {\"type\":\"error\"}\n\nevent: late\ndata: {\"text\":\"x\"}\n\n",
+        );
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        while let Some(block) = splitter.next_block() {
+            if let Some(event) = sse::parse_block(&block) {
+                result = print_event(&mut out, &event, false);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "hi there");
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("error event"), "{e}");
+
+        // An error by its type, under another event name, ends it too.
+        let typed = SseEvent {
+            event: Some("message".into()),
+            data: r#"{"type":"error","error":{}}"#.into(),
+        };
+        assert!(print_event(&mut Vec::new(), &typed, false).is_err());
+        // Raw output prints the blocks themselves, not the deltas.
+        let delta = SseEvent {
+            event: None,
+            data: r#"{"delta":{"text":"x"}}"#.into(),
+        };
+        let mut out = Vec::new();
+        print_event(&mut out, &delta, true).unwrap();
+        assert!(out.is_empty());
     }
 
     #[tokio::test]

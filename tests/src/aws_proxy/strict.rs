@@ -364,30 +364,8 @@ fn form(body: &[u8], key: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     text.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| percent_decode(v))
+        (k == key).then(|| super::partition::url_decode(v, true))
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json_ok(content_type: &str, v: serde_json::Value) -> Response {
@@ -450,6 +428,6 @@ mod tests {
             .as_deref(),
             Some("claude-proxy-x-role")
         );
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+        assert_eq!(form(b"Doc=a%2Fb+c%2B", "Doc").as_deref(), Some("a/b c+"));
     }
 }
