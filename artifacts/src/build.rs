@@ -13,7 +13,7 @@
 //! [`detect`] finds the toolchain; [`build`] runs the invocation and checks the ELF.
 
 use crate::elf::{self, Arch, ElfError, ElfReport, Runtime};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,6 +154,9 @@ pub struct Toolchain {
     pub zig: Option<Zig>,
     /// `cargo zigbuild` works.
     pub cargo_zigbuild: bool,
+    /// Where cargo-zigbuild was found when it is not on PATH: the `bin` of the toolkit's venv,
+    /// where `cargo xtask test` installs it from PyPI. [`plan`] puts it on cargo's PATH.
+    pub cargo_zigbuild_dir: Option<PathBuf>,
     /// Cross C compilers for Linux glibc targets found on PATH, e.g.
     /// `(Arm64, "aarch64-linux-gnu-gcc")`.
     pub cross_gcc: Vec<(Arch, PathBuf)>,
@@ -398,6 +401,9 @@ pub fn plan(opts: &BuildOptions, toolchain: &Toolchain) -> Result<Invocation, Bu
             args.extend(["zigbuild".into(), "--target".into(), zig_target.clone()]);
             let (k, v) = zig.cargo_zigbuild_env();
             env.push((k.into(), v.display().to_string()));
+            if let Some(dir) = &toolchain.cargo_zigbuild_dir {
+                env.push(("PATH".into(), path_with(dir).to_string_lossy().into_owned()));
+            }
         }
         Linker::Native => {
             args.extend(["build".into(), "--target".into(), triple.into()]);
@@ -476,11 +482,24 @@ pub fn detect() -> Toolchain {
 pub fn detect_in(dir: Option<&Path>) -> Toolchain {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     // (`cargo zigbuild --version` is not accepted; `--help` is, wherever cargo finds it.)
-    let cargo_zigbuild = Command::new(&cargo)
-        .args(["zigbuild", "--help"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let zigbuild_works = |path: Option<&OsStr>| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["zigbuild", "--help"]);
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        cmd.output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let on_path = zigbuild_works(None);
+    let cargo_zigbuild_dir = if on_path {
+        None
+    } else {
+        toolkit_venv()
+            .map(|venv| venv.join("bin"))
+            .filter(|bin| bin.join("cargo-zigbuild").is_file())
+            .filter(|bin| zigbuild_works(Some(&path_with(bin))))
+    };
+    let cargo_zigbuild = on_path || cargo_zigbuild_dir.is_some();
     let cross_gcc = Arch::ALL
         .into_iter()
         .filter_map(|a| find_on_path(gnu_gcc(a)).map(|p| (a, p)))
@@ -491,6 +510,7 @@ pub fn detect_in(dir: Option<&Path>) -> Toolchain {
         rust_targets: installed_rust_targets(dir),
         zig: find_zig(),
         cargo_zigbuild,
+        cargo_zigbuild_dir,
         cross_gcc,
     }
 }
@@ -544,15 +564,7 @@ pub fn find_zig() -> Option<Zig> {
         pythons.push(p.into());
     }
     pythons.extend(find_on_path("python3"));
-    let venv = std::env::var_os("CLAUDE_LAMBDA_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-            Some(cache.join("claude-lambda/venv"))
-        });
-    if let Some(venv) = venv {
+    if let Some(venv) = toolkit_venv() {
         pythons.push(venv.join("bin/python3"));
     }
     for python in pythons {
@@ -563,6 +575,26 @@ pub fn find_zig() -> Option<Zig> {
         }
     }
     None
+}
+
+/// The toolkit's Python venv: `$CLAUDE_LAMBDA_VENV`, else `~/.cache/claude-lambda/venv`
+/// (`$XDG_CACHE_HOME` honoured).
+fn toolkit_venv() -> Option<PathBuf> {
+    std::env::var_os("CLAUDE_LAMBDA_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+            Some(cache.join("claude-lambda/venv"))
+        })
+}
+
+/// `PATH` with `dir` in front.
+fn path_with(dir: &Path) -> OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&rest)))
+        .unwrap_or_else(|_| dir.as_os_str().to_owned())
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -709,6 +741,7 @@ mod tests {
             ],
             zig: Some(Zig::Python("/venv/bin/python3".into())),
             cargo_zigbuild: true,
+            cargo_zigbuild_dir: None,
             cross_gcc: vec![],
         }
     }
@@ -749,6 +782,21 @@ mod tests {
         al2.runtime = Runtime::ProvidedAl2;
         let inv = plan(&al2, &toolchain()).unwrap();
         assert_eq!(inv.args[2], "x86_64-unknown-linux-gnu.2.26");
+    }
+
+    #[test]
+    fn cargo_zigbuild_found_in_the_venv_goes_on_cargos_path() {
+        let mut tc = toolchain();
+        let inv = plan(&opts(Arch::Arm64, false), &tc).unwrap();
+        assert_eq!(
+            env(&inv, "PATH"),
+            None,
+            "on PATH already: PATH is left alone"
+        );
+        tc.cargo_zigbuild_dir = Some("/venv/bin".into());
+        let inv = plan(&opts(Arch::Arm64, false), &tc).unwrap();
+        let path = env(&inv, "PATH").expect("PATH set for cargo");
+        assert!(path.starts_with("/venv/bin"), "{path}");
     }
 
     #[test]
@@ -816,6 +864,7 @@ mod tests {
             rust_targets: vec!["x86_64-unknown-linux-gnu".into()],
             zig: None,
             cargo_zigbuild: false,
+            cargo_zigbuild_dir: None,
             cross_gcc: vec![],
         };
         let msg = plan(&opts(Arch::Arm64, false), &tc)

@@ -121,8 +121,8 @@ pub struct BedrockConfig {
     /// `BEDROCK_ENDPOINT_URL`: another Bedrock runtime endpoint (a local stand-in in tests);
     /// unset = `AWS_ENDPOINT_URL` when set, else the Region's Bedrock runtime endpoint.
     pub endpoint_url: Option<String>,
-    /// `BEDROCK_MODEL_MAP`; `None` = the built-in table ([`crate::bedrock::DEFAULT_MODEL_MAP`]).
-    pub model_map: Option<crate::bedrock::ModelMap>,
+    /// `BEDROCK_MODEL_MAP`; `None` = the built-in table ([`crate::model_map::DEFAULT_MODEL_MAP`]).
+    pub model_map: Option<crate::model_map::ModelMap>,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -210,7 +210,7 @@ impl Config {
         }
         if let Some(map) = var("BEDROCK_MODEL_MAP") {
             c.bedrock.model_map =
-                Some(crate::bedrock::ModelMap::parse(&map).map_err(|message| {
+                Some(crate::model_map::ModelMap::parse(&map).map_err(|message| {
                     ConfigError::Invalid {
                         name: "BEDROCK_MODEL_MAP",
                         message,
@@ -317,7 +317,7 @@ impl Config {
         if self.provider == ProviderKind::Bedrock {
             let names: Vec<String> = match &self.bedrock.model_map {
                 Some(map) => map.entries().keys().cloned().collect(),
-                None => crate::bedrock::DEFAULT_MODEL_MAP
+                None => crate::model_map::DEFAULT_MODEL_MAP
                     .iter()
                     .map(|(name, _)| name.to_string())
                     .collect(),

@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod lambda;
 pub mod local;
+pub mod model_map;
 pub mod redact;
 pub mod routes;
 pub mod secrets;

@@ -279,7 +279,7 @@ impl AnthropicProvider {
                     let retryable = e.is_connect() || e.is_request() || e.is_timeout();
                     tracing::warn!(attempt, retryable, error = %e, "upstream request failed");
                     if retryable && can_retry {
-                        let delay = self.retry.delay(None, retries_done, rand::random::<f64>());
+                        let delay = self.retry.delay(None, retries_done, fastrand::f64());
                         if Instant::now() + delay < deadline {
                             tokio::time::sleep(delay).await;
                             continue;
@@ -297,11 +297,9 @@ impl AnthropicProvider {
                         && can_retry
                         && RetryPolicy::should_retry(status, resp.headers())
                     {
-                        let delay = self.retry.delay(
-                            Some(resp.headers()),
-                            retries_done,
-                            rand::random::<f64>(),
-                        );
+                        let delay =
+                            self.retry
+                                .delay(Some(resp.headers()), retries_done, fastrand::f64());
                         if Instant::now() + delay < deadline {
                             tracing::info!(
                                 attempt,

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::time::Duration;
@@ -104,8 +104,7 @@ impl Aws {
     /// Builds the SDK configuration and asks STS who we are (which also proves the
     /// credentials work before anything is planned).
     pub async fn connect(opts: &AwsOptions) -> Result<Aws> {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
+        let mut loader = crate::tls::sdk_defaults().retry_config(retry_config());
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -226,7 +225,7 @@ where
     Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
     E: ProvideErrorMetadata,
 {
-    use rand::Rng;
+    use rand::RngExt;
     let start = std::time::Instant::now();
     let mut delay = retry.base;
     let mut attempt = 1u32;
@@ -277,7 +276,13 @@ pub fn region_chain(
     )
     .or_else(from_profile.build());
     if on_ec2 {
-        chain.or_else(aws_config::imds::region::ImdsRegionProvider::builder().build())
+        let http = aws_config::provider_config::ProviderConfig::default()
+            .with_http_client(crate::tls::sdk_http_client());
+        chain.or_else(
+            aws_config::imds::region::ImdsRegionProvider::builder()
+                .configure(&http)
+                .build(),
+        )
     } else {
         chain
     }

@@ -2,7 +2,6 @@
 //! makes: value types whose `Debug` and `Display` never show the secret. A leaf.
 
 use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -48,7 +47,7 @@ impl CallerToken {
     /// 32 random bytes, URL-safe base64 without padding, with a recognisable prefix.
     pub fn generate() -> CallerToken {
         let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
+        rand::fill(&mut bytes);
         CallerToken(format!(
             "clp_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

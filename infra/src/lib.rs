@@ -39,6 +39,7 @@ mod role_bedrock;
 pub mod secret;
 pub mod step;
 pub mod teardown;
+pub mod tls;
 
 pub use actual::{read_actual, read_for, Actual};
 pub use apply::{apply, apply_with, ApplyOptions, Outputs, SpendBound};

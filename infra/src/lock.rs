@@ -396,9 +396,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 fn random_id() -> String {
-    use rand::RngCore;
     let mut b = [0u8; 12];
-    rand::rng().fill_bytes(&mut b);
+    rand::fill(&mut b);
     hex::encode(b)
 }
 

@@ -134,7 +134,7 @@ pub fn cargo_lambda_bin() -> Result<PathBuf> {
         }
     }
     bail!(
-        "cargo-lambda not found. Install it with `bash .ci/run --setup-only` or `{v}/bin/pip install cargo-lambda==1.9.2` \
+        "cargo-lambda not found. Install it with `cargo xtask test --setup-only` or `{v}/bin/pip install cargo-lambda==1.9.2` \
          (venv: python3 -m venv {v})",
         v = emulators::moto::venv_dir().display()
     )
@@ -356,7 +356,7 @@ pub fn local_config(upstream: &str) -> handler::Config {
 
 /// A Secrets Manager client for moto (dummy credentials, us-east-1).
 pub async fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = infra::tls::sdk_defaults()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(

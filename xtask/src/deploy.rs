@@ -2,13 +2,14 @@
 //! `--local` lives in `local.rs`.
 
 use crate::flags::{self, Common, OutputFormat};
-use crate::output;
-use crate::plan::{api_key_from_env, compute};
+use crate::lock;
+use crate::output::{self, show_plan};
+use crate::planning::compute;
 use crate::progress::Progress;
+use crate::prompt::{api_key, confirm};
 use crate::stack::StackContext;
 use anyhow::{bail, Context, Result};
-use infra::secret::{ApiKey, SecretInput};
-use std::io::{IsTerminal, Read, Write};
+use infra::secret::SecretInput;
 use std::process::ExitCode;
 
 impl flags::Deploy {
@@ -56,7 +57,10 @@ impl flags::Deploy {
 
         // Under the stack's lock: read the account again (another run may have changed it
         // while we planned or waited) and apply that plan.
-        let lock = take_lock(&ctx, &self.lock, "deploy", progress).await?;
+        let lock = lock::take(&ctx.aws, &ctx.stack, &self.lock, "deploy", progress).await?;
+        if let Some((holder, why)) = &lock.took_over {
+            progress.note(lock::took_over_note(&ctx.stack, holder, why));
+        }
         let result = async {
             let actual = infra::actual::read_for(&ctx.aws, &desired).await?;
             let fresh = infra::plan::plan(&desired, &actual);
@@ -129,7 +133,7 @@ async fn dry_run(
         OutputFormat::Text => println!("{done}"),
         OutputFormat::Json => eprintln!("{done}"),
     }
-    Ok(ExitCode::from(crate::plan::EXIT_CHANGES))
+    Ok(ExitCode::from(flags::EXIT_CHANGES))
 }
 
 /// Prints each step a dry run would run, one line each (stdout, or stderr when stdout
@@ -146,81 +150,5 @@ impl infra::Progress for WouldRun {
     fn finish(&self, _: &str) {}
     fn warn(&self, message: &str) {
         eprintln!("warning: {message}");
-    }
-}
-
-/// Takes the stack's deploy lock, saying on stderr when it waits or takes over a stale one.
-pub async fn take_lock(
-    ctx: &StackContext,
-    args: &flags::LockArgs,
-    operation: &str,
-    progress: &Progress,
-) -> Result<infra::StackLock> {
-    let opts = args.options(operation);
-    let note = |m: &str| progress.note(m);
-    let lock = infra::lock::acquire(&ctx.aws, &ctx.stack, &opts, &note).await?;
-    if let Some((holder, why)) = &lock.took_over {
-        progress.note(format!(
-            "took over the stale deploy lock of stack `{}` held by {holder}: {why}",
-            ctx.stack
-        ));
-    }
-    Ok(lock)
-}
-
-/// The plan goes to stdout for people, to stderr when stdout carries JSON.
-pub fn show_plan(common: &Common, plan: &infra::plan::Plan) {
-    match common.output {
-        OutputFormat::Text => print!("{plan}"),
-        OutputFormat::Json => eprint!("{plan}"),
-    }
-}
-
-/// The Anthropic key: `--api-key-stdin` or `ANTHROPIC_API_KEY` (never from argv).
-pub fn api_key(from_stdin: bool) -> Result<Option<ApiKey>> {
-    if !from_stdin {
-        return Ok(api_key_from_env());
-    }
-    let mut stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Anthropic API key (input is not hidden; pipe it to avoid echo): ");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .context("reading the Anthropic API key from stdin")?;
-        return non_empty(line);
-    }
-    let mut all = String::new();
-    stdin
-        .read_to_string(&mut all)
-        .context("reading the Anthropic API key from stdin")?;
-    non_empty(all)
-}
-
-fn non_empty(key: String) -> Result<Option<ApiKey>> {
-    let key = key.trim();
-    if key.is_empty() {
-        bail!("--api-key-stdin: stdin was empty; pipe the key in, e.g. `printf %s \"$KEY\" | cargo xtask deploy --api-key-stdin --yes`");
-    }
-    Ok(Some(ApiKey::new(key)))
-}
-
-/// Asks y/N on a terminal; `--yes` skips the question; without a terminal `--yes` is required.
-pub fn confirm(common: &Common, question: &str) -> Result<()> {
-    if common.yes {
-        return Ok(());
-    }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        bail!("stdin is not a terminal, so there is no one to confirm: pass --yes to go ahead without asking");
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin.read_line(&mut answer).context("reading the answer")?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => bail!("cancelled: nothing was changed"),
     }
 }

@@ -2,41 +2,22 @@
 //! `ANTHROPIC_API_KEY` is set, or the built-in fake upstream (`--mock`, or no key).
 
 use crate::flags::{self, Common, OutputFormat};
-use crate::local::curl_line;
+use crate::prompt::api_key_from_env;
+use crate::upstream::{curl_line, Upstream};
 use anyhow::{Context, Result};
-use emulators::anthropic::FakeAnthropic;
 use infra::secret::CallerToken;
 use serde::Serialize;
 use std::process::ExitCode;
 
 impl flags::Dev {
     pub async fn run(self, common: &Common) -> Result<ExitCode> {
-        let real_key = std::env::var("ANTHROPIC_API_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty());
-        let mut fake = None;
-        let (key, base_url, upstream) = match real_key {
-            Some(key) if !self.mock => {
-                let (base, shown) = real_upstream();
-                (key, base, shown)
-            }
+        let upstream = match api_key_from_env() {
+            Some(key) if !self.mock => Upstream::real(&key),
             other => {
                 if other.is_none() && !self.mock {
                     eprintln!("ANTHROPIC_API_KEY is not set: using the built-in fake Messages API (as with --mock)");
                 }
-                let expected = CallerToken::generate()
-                    .expose()
-                    .replace("clp_", "sk-ant-local-");
-                let f = FakeAnthropic::start(&expected)
-                    .await
-                    .context("starting the fake Messages API")?;
-                let base = f.base_url();
-                fake = Some(f);
-                (
-                    expected,
-                    Some(base.clone()),
-                    format!("the built-in fake Messages API at {base}"),
-                )
+                Upstream::fake().await?
             }
         };
         let token = match self.caller_token {
@@ -51,9 +32,9 @@ impl flags::Dev {
         // instead of a secret. Other settings (ALLOWED_MODELS, MAX_TOKENS_CAP, ...) come from
         // the environment as on Lambda.
         let config = handler::Config::from_lookup(|name| match name {
-            "ANTHROPIC_API_KEY" => Some(key.clone()),
+            "ANTHROPIC_API_KEY" => Some(upstream.key.clone()),
             "CALLER_TOKEN" => Some(token.clone()),
-            "ANTHROPIC_BASE_URL" => base_url.clone(),
+            "ANTHROPIC_BASE_URL" => upstream.base_url.clone(),
             "SECRET_ARN" => None,
             other => std::env::var(other).ok(),
         })
@@ -74,7 +55,7 @@ impl flags::Dev {
         let info = DevInfo {
             url: format!("http://{addr}"),
             caller_token: token.clone(),
-            upstream,
+            upstream: upstream.shown.clone(),
         };
         match common.output {
             OutputFormat::Text => {
@@ -97,7 +78,7 @@ impl flags::Dev {
             }
             _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
         }
-        drop(fake);
+        drop(upstream);
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -107,16 +88,4 @@ struct DevInfo {
     url: String,
     caller_token: String,
     upstream: String,
-}
-
-/// The real Messages API: `ANTHROPIC_BASE_URL` when set (else the handler's default), and
-/// how to name it to the user.
-pub fn real_upstream() -> (Option<String>, String) {
-    let base = std::env::var("ANTHROPIC_BASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let shown = base
-        .clone()
-        .unwrap_or_else(|| "https://api.anthropic.com".into());
-    (base, format!("the Anthropic API at {shown}"))
 }

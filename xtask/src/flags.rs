@@ -12,6 +12,8 @@ Exit codes:
   3  nothing to do: `deploy` found the stack up to date, `teardown` found nothing to delete
   4  the stack's deploy lock is held by another run (waited --lock-timeout)";
 
+/// Exit code: `plan` (and `teardown --dry-run`) found changes.
+pub const EXIT_CHANGES: u8 = 2;
 /// Exit code: nothing to do (deploy: already up to date; teardown: nothing to delete).
 pub const EXIT_NOTHING_TO_DO: u8 = 3;
 /// Exit code: the stack's deploy lock is held by someone else.
@@ -128,7 +130,9 @@ pub enum Command {
         functions, IAM roles, secrets, deploy locks, log groups and HTTP APIs."
     )]
     Teardown(Teardown),
-    /// Install the test stand-ins that are missing (moto, cargo-lambda) and run the whole test suite
+    /// Install what the tests use and this machine lacks (Debian packages as root or with
+    /// passwordless sudo, the arm64 Rust target, the pinned Python tools: moto, cargo-lambda,
+    /// zig, cargo-zigbuild, ...), then run the whole test suite
     Test(Test),
     /// Measure cold start, proxy overhead, streaming latency, memory, artifact size and deploy
     /// time against their baselines; writes BENCHMARKS.md
@@ -143,11 +147,8 @@ pub use artifacts::{Arch, Runtime};
 pub struct BuildArgs {
     /// Build without optimisations (faster to compile; default is the size-optimised `dist`
     /// profile: release with opt-level "s", fat LTO, one codegen unit)
-    #[arg(long, conflicts_with = "release")]
-    pub debug: bool,
-    /// Build with optimisations (the default)
     #[arg(long)]
-    pub release: bool,
+    pub debug: bool,
 }
 
 /// What `build` and `package` build for, besides the architecture.
@@ -191,18 +192,6 @@ pub struct CodeArgs {
     /// Do not build: use the zip from the last `cargo xtask package`
     #[arg(long)]
     pub skip_build: bool,
-    /// What builds the container image for `package = "image"`: `default` (no daemon: a
-    /// static build and a deterministic single-manifest OCI image) or `docker` (a Docker
-    /// engine)
-    #[arg(long, value_enum, default_value_t = Builder::Default)]
-    pub builder: Builder,
-}
-
-/// `--builder`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Builder {
-    Default,
-    Docker,
 }
 
 #[derive(Debug, Args)]
@@ -427,8 +416,11 @@ pub struct Teardown {
 
 #[derive(Debug, Args)]
 pub struct Test {
-    /// Run every test binary even when one fails
+    /// Only install what the tests use; run no test
     #[arg(long)]
+    pub setup_only: bool,
+    /// Run every test binary even when one fails
+    #[arg(long, conflicts_with = "setup_only")]
     pub no_fail_fast: bool,
     /// Arguments passed to the test binaries (after `--`), e.g. a test name filter
     #[arg(last = true)]

@@ -2,13 +2,15 @@
 //! deployed function served on localhost by the local Lambda emulator with the configuration
 //! read back from moto. No AWS account needed. Runs until Ctrl-C.
 
+use crate::code;
 use crate::flags::{self, Arch, Common, OutputFormat};
-use crate::package;
+use crate::output::show_plan;
 use crate::progress::Progress;
+use crate::prompt;
 use crate::stack::{self, StackContext};
+use crate::upstream::{curl_line, Upstream};
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
-use emulators::anthropic::FakeAnthropic;
 use emulators::lambda::{GatewayOptions, InvokeMode, LocalLambda, LocalLambdaOptions};
 use emulators::moto::MotoServer;
 use infra::aws::Aws;
@@ -45,35 +47,23 @@ pub async fn deploy_local(
         }
     }
 
+    // Read before anything starts, so no spinner draws over a prompt for it.
+    let real_key = prompt::api_key(args.api_key_stdin)?;
+
     progress.step("starting moto server (the local AWS; installed on first use)");
-    let moto = MotoServer::start_or_install()
+    // A first use installs moto with pip, whose output goes to the terminal.
+    let moto = progress
+        .hidden_while(MotoServer::start_or_install())
         .await
         .context("starting moto server for the local deploy")?;
     let endpoint = moto.endpoint_url();
 
     // The upstream: the real API when a key is given, the built-in fake otherwise.
-    let real_key = crate::deploy::api_key(args.api_key_stdin)?;
-    let mut fake = None;
-    let (key, base_url, upstream) = match real_key {
-        Some(key) => {
-            let (base, shown) = crate::dev::real_upstream();
-            (key, base, shown)
-        }
+    let upstream = match real_key {
+        Some(key) => Upstream::real(&key),
         None => {
             progress.step("starting the fake Messages API (ANTHROPIC_API_KEY is not set)");
-            let expected = infra::secret::CallerToken::generate()
-                .expose()
-                .replace("clp_", "sk-ant-local-");
-            let f = FakeAnthropic::start(&expected)
-                .await
-                .context("starting the fake Messages API")?;
-            let base = f.base_url();
-            fake = Some(f);
-            (
-                ApiKey::new(expected),
-                Some(base.clone()),
-                format!("the built-in fake Messages API at {base}"),
-            )
+            Upstream::fake().await?
         }
     };
 
@@ -81,8 +71,8 @@ pub async fn deploy_local(
     let mut overrides = stack::overrides(common, &args.stack);
     overrides.architecture = Some(host);
     overrides.region = Some(LOCAL_REGION.into());
-    if base_url.is_some() {
-        overrides.anthropic_base_url = base_url;
+    if upstream.base_url.is_some() {
+        overrides.anthropic_base_url = upstream.base_url.clone();
     }
     let mut config = stack::merge(common, &overrides)?;
     if config.function.package == infra::config::Package::Image {
@@ -94,17 +84,17 @@ pub async fn deploy_local(
     }
     let ctx = StackContext::from_parts(config, aws, Some(endpoint.clone()));
 
-    let artifact = package::artifact(&args.code, host, progress).await?;
+    let artifact = code::artifact(&args.code, host, progress).await?;
     progress.step(format!("reading stack `{}` from moto", ctx.stack));
     let secret = SecretInput {
-        anthropic_api_key: Some(key),
+        anthropic_api_key: Some(ApiKey::new(upstream.key.as_str())),
         rotate_token: args.rotate_token,
     };
     let desired = Desired::new(ctx.config.clone(), Some(&artifact), secret)?;
     let actual = infra::actual::read_actual(&ctx.aws, &ctx.stack).await?;
     let plan = infra::plan::plan(&desired, &actual);
     progress.finish();
-    crate::deploy::show_plan(common, &plan);
+    show_plan(common, &plan);
     if !plan.blockers.is_empty() {
         bail!(
             "the plan cannot be applied:\n  - {}",
@@ -163,7 +153,7 @@ pub async fn deploy_local(
             .as_ref()
             .map(|t| t.expose().to_string()),
         aws_endpoint_url: endpoint.clone(),
-        upstream,
+        upstream: upstream.shown.clone(),
         invoke_mode: deployed.invoke_mode_name,
     };
     match common.output {
@@ -176,14 +166,14 @@ pub async fn deploy_local(
         .context("waiting for Ctrl-C")?;
     eprintln!("stopping the local Lambda, the fake upstream and moto server");
     lambda.stop().await;
-    drop(fake);
+    drop(upstream);
     moto.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// An AWS connection to moto with dummy credentials.
 async fn local_aws(endpoint: &str) -> Result<Aws> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = infra::tls::sdk_defaults()
         .region(aws_config::Region::new(LOCAL_REGION))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(
@@ -336,7 +326,7 @@ async fn unpack_bootstrap(zip_bytes: &[u8]) -> Result<PathBuf> {
     entry
         .read_to_end(&mut bytes)
         .context("unzipping bootstrap")?;
-    let dir = crate::build::target_dir()
+    let dir = crate::paths::target_dir()
         .await?
         .join("lambda")
         .join("local")
@@ -383,15 +373,4 @@ impl fmt::Display for Served {
         writeln!(f, "  {}", curl_line(&self.function_url, token))?;
         write!(f, "Press Ctrl-C to stop.")
     }
-}
-
-/// A ready-to-paste curl for `/chat`.
-pub fn curl_line(base: &str, token: Option<&str>) -> String {
-    let auth = token
-        .map(|t| format!(" -H 'x-api-key: {t}'"))
-        .unwrap_or_default();
-    format!(
-        "curl -sS -N {}/chat{auth} -H 'content-type: application/json' -d '{{\"message\": \"Hello, Claude\", \"stream\": true}}'",
-        base.trim_end_matches('/')
-    )
 }

@@ -1,6 +1,8 @@
-//! Results for people (`Display`) or for programs (`--output json`, one JSON document on stdout).
+//! Results for people (`Display`) or for programs (`--output json`, one JSON document on
+//! stdout), and text meant for people only (plans, notes), which moves to stderr when stdout
+//! carries JSON.
 
-use crate::flags::OutputFormat;
+use crate::flags::{Common, OutputFormat};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt::Display;
@@ -15,4 +17,17 @@ pub fn emit<T: Display + Serialize>(format: OutputFormat, value: &T) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Text for people: on stdout, or on stderr when stdout carries JSON.
+pub fn show(common: &Common, text: impl Display) {
+    match common.output {
+        OutputFormat::Text => print!("{text}"),
+        OutputFormat::Json => eprint!("{text}"),
+    }
+}
+
+/// A plan, shown before it is applied (see [`show`]).
+pub fn show_plan(common: &Common, plan: &infra::plan::Plan) {
+    show(common, plan);
 }

@@ -2,11 +2,11 @@
 //! the stack's deploy lock (which goes too). `--older-than` does that for every stack found
 //! by its tags whose `created-at` is older than the given age.
 
-use crate::deploy::confirm;
-use crate::flags::{self, Common, OutputFormat, EXIT_LOCKED, EXIT_NOTHING_TO_DO};
-use crate::output;
-use crate::plan::EXIT_CHANGES;
+use crate::flags::{self, Common, EXIT_CHANGES, EXIT_LOCKED, EXIT_NOTHING_TO_DO};
+use crate::lock::{self, is_locked};
+use crate::output::{self, show, show_plan};
 use crate::progress::Progress;
+use crate::prompt::confirm;
 use crate::stack::StackContext;
 use anyhow::Result;
 use infra::discover::FoundStack;
@@ -41,17 +41,16 @@ impl flags::Teardown {
                 ExitCode::from(EXIT_NOTHING_TO_DO)
             });
         }
-        crate::deploy::show_plan(common, &plan);
+        show_plan(common, &plan);
         if let Some((_, holder)) = &lock {
-            let line = format!(
-                "- deploy lock {} (held by {holder}; expires {})\n",
-                infra::lock::lock_name(&ctx.stack),
-                holder.expires_at
+            show(
+                common,
+                format!(
+                    "- deploy lock {} (held by {holder}; expires {})\n",
+                    infra::lock::lock_name(&ctx.stack),
+                    holder.expires_at
+                ),
             );
-            match common.output {
-                OutputFormat::Text => print!("{line}"),
-                OutputFormat::Json => eprint!("{line}"),
-            }
         }
         if self.dry_run {
             return Ok(ExitCode::from(EXIT_CHANGES));
@@ -187,11 +186,6 @@ impl flags::Teardown {
     }
 }
 
-/// True when the error (or a cause) is a held deploy lock.
-pub fn is_locked(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<infra::LockHeld>())
-}
-
 /// Teardown of one stack under its lock; the lock (also a stale one left by a killed run)
 /// is deleted at the end.
 async fn teardown_locked(
@@ -200,18 +194,14 @@ async fn teardown_locked(
     lock_args: &flags::LockArgs,
     progress: &Progress,
 ) -> Result<infra::TeardownReport> {
-    let opts = lock_args.options("teardown");
-    let note = |m: &str| progress.note(m);
-    let lock = infra::lock::acquire(aws, stack, &opts, &note).await?;
+    let lock = lock::take(aws, stack, lock_args, "teardown", progress).await?;
     let result = infra::teardown(aws, stack, progress).await;
     let took_over = lock.took_over.clone();
     let released = lock.release().await;
     let mut report = result?;
     released?;
     if let Some((holder, why)) = took_over {
-        progress.note(format!(
-            "took over the stale deploy lock of stack `{stack}` held by {holder}: {why}"
-        ));
+        progress.note(lock::took_over_note(stack, &holder, &why));
         report.deleted.push(format!(
             "delete stale deploy lock {} (held by {holder}: {why})",
             infra::lock::lock_name(stack)

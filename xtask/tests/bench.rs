@@ -42,7 +42,7 @@ fn numeric_rows(lines: &[&str], unit: &str) -> usize {
 fn quick_bench_writes_every_section_with_numbers() {
     assert!(
         emulators::moto::find_moto_server().is_some(),
-        "moto server is not installed: run `cargo xtask test` or `bash .ci/run --setup-only`"
+        "moto server is not installed: run `cargo xtask test --setup-only`"
     );
     let venv = emulators::moto::venv_dir();
     assert!(

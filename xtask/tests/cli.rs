@@ -402,7 +402,7 @@ fn build_arm64_without_the_tools_says_how_to_install_them() {
 }
 
 async fn moto_config(moto: &MotoServer) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    infra::tls::sdk_defaults()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(moto.endpoint_url())
         .credentials_provider(aws_credential_types::Credentials::new(
@@ -780,7 +780,7 @@ async fn deploy_local_serves_the_deployed_function() {
     // deploy --local starts its own moto; make sure the test fails clearly when it is missing.
     assert!(
         emulators::moto::find_moto_server().is_some(),
-        "moto server is not installed: run `bash .ci/run --setup-only`"
+        "moto server is not installed: run `cargo xtask test --setup-only`"
     );
     let bootstrap = handler_bootstrap();
     let env = Env::new();

@@ -126,7 +126,7 @@ impl Env {
     }
 
     async fn aws(&self) -> infra::aws::Aws {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let config = infra::tls::sdk_defaults()
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_credential_types::Credentials::new(

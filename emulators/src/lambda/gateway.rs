@@ -61,7 +61,9 @@ impl GatewayFront {
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let now = SystemTime::now();
-        let apigw_id = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 11]>());
+        let mut id_bytes = [0u8; 11];
+        fastrand::fill(&mut id_bytes);
+        let apigw_id = base64::engine::general_purpose::STANDARD.encode(id_bytes);
         let mut resp = self.respond(req, peer, now, &apigw_id).await;
         if let Ok(v) = HeaderValue::from_str(&apigw_id) {
             resp.headers_mut().insert("apigw-requestid", v);

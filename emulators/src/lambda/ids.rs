@@ -4,7 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A random version-4 UUID, as Lambda's request ids are.
 pub(crate) fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
+    let mut b = [0u8; 16];
+    fastrand::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
@@ -22,13 +23,14 @@ pub(crate) fn uuid_v4() -> String {
 pub(crate) fn lower_alnum(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     (0..n)
-        .map(|_| CHARS[rand::random_range(0..CHARS.len())] as char)
+        .map(|_| CHARS[fastrand::usize(..CHARS.len())] as char)
         .collect()
 }
 
 /// `n` random lowercase hex characters.
 pub(crate) fn random_hex(n: usize) -> String {
-    let bytes: Vec<u8> = (0..n.div_ceil(2)).map(|_| rand::random()).collect();
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    fastrand::fill(&mut bytes);
     let mut h = hex(&bytes);
     h.truncate(n);
     h
