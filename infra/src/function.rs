@@ -13,7 +13,7 @@
 //! while IAM propagates it.
 
 use crate::artifact::Artifact;
-use crate::aws::{ctx, describe, Aws, IamRetry, OrNotFound};
+use crate::aws::{ctx, describe, Aws, OrNotFound};
 use crate::change::{Change, FieldChange, Kind, Late, Output, Produced, Refs, Setting};
 use crate::config::Package;
 use crate::desired::StackSpec;
@@ -23,18 +23,13 @@ use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, PackageType, Runtime};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub use crate::artifact::RUNTIME;
 pub const HANDLER: &str = "bootstrap";
-/// How long the waiters wait for Lambda before giving up.
-pub const WAIT: Duration = Duration::from_secs(300);
 
-/// The two messages Lambda gives while a just-created role is not yet usable.
-pub const IAM_PROPAGATION_ERRORS: [&str; 2] = [
-    "The role defined for the function cannot be assumed by Lambda",
-    "The provided execution role does not have permissions",
-];
+mod ready;
+pub use ready::{is_iam_propagation_error, retry_iam_propagation, IAM_PROPAGATION_ERRORS, WAIT};
+use ready::{wait_active, wait_updated};
 
 #[derive(Debug, Clone)]
 pub struct State {
@@ -428,11 +423,6 @@ fn sdk_env(spec: &Spec) -> Environment {
         .build()
 }
 
-/// True for the errors Lambda gives while IAM propagates a new role.
-pub fn is_iam_propagation_error(message: &str) -> bool {
-    IAM_PROPAGATION_ERRORS.iter().any(|m| message.contains(m))
-}
-
 /// Creates the function and waits until it is Active. Returns its ARN.
 pub async fn create(
     aws: &Aws,
@@ -489,52 +479,6 @@ pub async fn create(
     let arn = out.function_arn().unwrap_or_default().to_string();
     wait_active(aws, &spec.name).await?;
     Ok(arn)
-}
-
-/// Runs `call` while it fails with one of Lambda's IAM-propagation errors, with the
-/// backoff of `retry` ([`crate::aws::retry_while`]).
-pub async fn retry_iam_propagation<T, E, R, F, Fut>(
-    retry: &IamRetry,
-    on_retry: &dyn Fn(&str),
-    call: F,
-) -> Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<
-        Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
-    >,
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
-{
-    crate::aws::retry_while(
-        retry,
-        "the new role is not usable yet",
-        |_, message| is_iam_propagation_error(message),
-        on_retry,
-        call,
-    )
-    .await
-}
-
-async fn wait_active(aws: &Aws, name: &str) -> Result<()> {
-    use aws_sdk_lambda::client::Waiters;
-    aws.lambda
-        .wait_until_function_active_v2()
-        .function_name(name)
-        .wait(WAIT)
-        .await
-        .map_err(|e| anyhow::anyhow!("waiting for {name} to become Active: {e:?}"))?;
-    Ok(())
-}
-
-async fn wait_updated(aws: &Aws, name: &str) -> Result<()> {
-    use aws_sdk_lambda::client::Waiters;
-    aws.lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(WAIT)
-        .await
-        .map_err(|e| anyhow::anyhow!("waiting for the update of {name} to finish: {e:?}"))?;
-    Ok(())
 }
 
 /// Brings an existing function to the spec: configuration, then code, then tags, waiting

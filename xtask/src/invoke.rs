@@ -6,7 +6,7 @@ use crate::stack::StackContext;
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use handler::sse::{self, SseEvent, SseSplitter};
-use infra::aws::is_not_found;
+use infra::aws::OrNotFound;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -145,27 +145,23 @@ impl flags::Invoke {
         }
         let function = ctx.function_name();
         if !self.api {
-            match ctx
+            let url = ctx
                 .aws
                 .lambda
                 .get_function_url_config()
                 .function_name(&function)
                 .send()
                 .await
-            {
-                Ok(cfg) => {
-                    let iam = cfg.auth_type().as_str() == "AWS_IAM";
-                    return Ok(Target {
-                        base: cfg.function_url().to_string(),
-                        iam,
-                    });
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(infra::aws::ctx(format!(
-                        "lambda:GetFunctionUrlConfig {function}"
-                    ))(e))
-                }
+                .or_not_found()
+                .map_err(infra::aws::ctx(format!(
+                    "lambda:GetFunctionUrlConfig {function}"
+                )))?;
+            if let Some(cfg) = url {
+                let iam = cfg.auth_type().as_str() == "AWS_IAM";
+                return Ok(Target {
+                    base: cfg.function_url().to_string(),
+                    iam,
+                });
             }
         }
         let mut next = None;

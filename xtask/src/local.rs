@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use emulators::lambda::{GatewayOptions, InvokeMode, LocalLambda, LocalLambdaOptions};
 use emulators::moto::MotoServer;
-use infra::aws::Aws;
+use infra::aws::{Aws, OrNotFound};
 use infra::desired::Desired;
 use infra::secret::{ApiKey, SecretInput};
 use serde::Serialize;
@@ -226,13 +226,17 @@ async fn read_back(ctx: &StackContext) -> Result<Deployed> {
         .and_then(|e| e.variables())
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let (invoke_mode, invoke_mode_name) = match lambda
+    let url = lambda
         .get_function_url_config()
         .function_name(&name)
         .send()
         .await
-    {
-        Ok(url) => {
+        .or_not_found()
+        .map_err(infra::aws::ctx(format!(
+            "lambda:GetFunctionUrlConfig {name}"
+        )))?;
+    let (invoke_mode, invoke_mode_name) = match url {
+        Some(url) => {
             let mode = url
                 .invoke_mode()
                 .map(|m| m.as_str().to_string())
@@ -244,15 +248,10 @@ async fn read_back(ctx: &StackContext) -> Result<Deployed> {
             };
             (parsed, mode)
         }
-        Err(e) if infra::aws::is_not_found(&e) => (
+        None => (
             InvokeMode::Buffered,
             "BUFFERED (no Function URL)".to_string(),
         ),
-        Err(e) => {
-            return Err(infra::aws::ctx(format!(
-                "lambda:GetFunctionUrlConfig {name}"
-            ))(e))
-        }
     };
     let reserved_concurrency = lambda
         .get_function_concurrency()

@@ -4,7 +4,7 @@
 use crate::flags::{self, Common, OutputFormat};
 use crate::stack::StackContext;
 use anyhow::{bail, Result};
-use infra::aws::is_not_found;
+use infra::aws::OrNotFound;
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,14 +36,17 @@ impl flags::Logs {
                 if let Some(p) = &self.filter {
                     req = req.filter_pattern(p);
                 }
-                let page = match req.send().await {
-                    Ok(p) => p,
-                    Err(e) if is_not_found(&e) => bail!(
+                let Some(page) = req
+                    .send()
+                    .await
+                    .or_not_found()
+                    .map_err(infra::aws::ctx(format!("logs:FilterLogEvents {group}")))?
+                else {
+                    bail!(
                         "log group {group} does not exist in {}: deploy the stack first (`cargo xtask deploy --stack {}`)",
                         ctx.where_(),
                         ctx.stack
-                    ),
-                    Err(e) => return Err(infra::aws::ctx(format!("logs:FilterLogEvents {group}"))(e)),
+                    );
                 };
                 for ev in page.events() {
                     let id = ev.event_id().unwrap_or_default().to_string();
