@@ -61,6 +61,11 @@ pub struct Aws {
     pub apigw: aws_sdk_apigatewayv2::Client,
     pub sts: aws_sdk_sts::Client,
     pub ecr: aws_sdk_ecr::Client,
+    /// CloudWatch metrics and alarms.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// API Gateway REST APIs (`apigw` is the HTTP API's v2 client).
+    pub apigw_rest: aws_sdk_apigateway::Client,
     /// See [`AwsOptions::ecr_registry_url`].
     pub ecr_registry_url: Option<String>,
     pub account_id: String,
@@ -180,6 +185,21 @@ impl Aws {
             ),
             ecr: aws_sdk_ecr::Client::from_conf(
                 aws_sdk_ecr::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(&config)
+                    .interceptor(RetryLog)
+                    .build(),
+            ),
+            apigw_rest: aws_sdk_apigateway::Client::from_conf(
+                aws_sdk_apigateway::config::Builder::from(&config)
                     .interceptor(RetryLog)
                     .build(),
             ),
