@@ -7,7 +7,9 @@
 //! `message_delta` with usage, `message_stop`), with `request-id` and
 //! `anthropic-ratelimit-*` headers. It checks `x-api-key` and `anthropic-version` like the
 //! real API. Tests program faults per request ([`Fault`]), hold every event of a stream until
-//! released ([`Gate`]), and read back every request received ([`FakeAnthropic::requests`]:
+//! released ([`Gate`]), play an outage with one fault for every request
+//! ([`FakeAnthropic::storm`], e.g. a 529 storm, or a hang with [`Fault::DelayFirstByte`]),
+//! and read back every request received ([`FakeAnthropic::requests`]:
 //! method, path, every header and the body byte for byte, so it doubles as a capture
 //! upstream). Hostile faults play an upstream that tries to get the key or the proxy's
 //! limits: redirects, key-quoting 401s, HTML error pages, `x-should-retry` on a 400 and
@@ -122,6 +124,8 @@ impl Gate {
 struct State {
     expected_key: String,
     faults: Mutex<VecDeque<Fault>>,
+    /// The fault for every request that has none queued (an outage), until calmed.
+    storm: Mutex<Option<Fault>>,
     requests: Mutex<Vec<RecordedRequest>>,
     gate: Mutex<Option<Gate>>,
     events_sent: AtomicUsize,
@@ -142,6 +146,7 @@ impl FakeAnthropic {
         let state = Arc::new(State {
             expected_key: expected_key.to_string(),
             faults: Mutex::new(VecDeque::new()),
+            storm: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             events_sent: AtomicUsize::new(0),
@@ -179,6 +184,18 @@ impl FakeAnthropic {
         for _ in 0..n {
             q.push_back(fault.clone());
         }
+    }
+
+    /// From now on `fault` applies to every request without a queued fault of its own:
+    /// `storm(Fault::overloaded())` is a 529 storm, `storm(Fault::DelayFirstByte(..))` a
+    /// hang. Lasts until [`FakeAnthropic::calm`].
+    pub fn storm(&self, fault: Fault) {
+        *self.state.storm.lock().unwrap() = Some(fault);
+    }
+
+    /// Ends the storm: requests are answered normally again.
+    pub fn calm(&self) {
+        *self.state.storm.lock().unwrap() = None;
     }
 
     /// Forgets the faults not used yet.
@@ -324,7 +341,8 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         );
     }
 
-    let fault = state.faults.lock().unwrap().pop_front();
+    let queued = state.faults.lock().unwrap().pop_front();
+    let fault = queued.or_else(|| state.storm.lock().unwrap().clone());
     let breaks = match plan_fault(fault, &headers, &request_id, key.unwrap_or("")) {
         FaultPlan::Answer(r) => return r,
         FaultPlan::Serve { delay, breaks } => {
