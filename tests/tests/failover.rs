@@ -318,10 +318,14 @@ async fn refused_connections_on_the_primary_fail_over() {
 async fn a_hanging_primary_fails_over_after_its_share_of_the_time() {
     let primary = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
     let fallback = FakeBedrock::start().await.unwrap();
+    // A buffered Function URL this time: the stream is answered as one document.
     let env = anthropic_first(
         &primary.base_url(),
         &fallback,
-        &[("FAILOVER_AFTER_MS", "1500".into())],
+        &[
+            ("FAILOVER_AFTER_MS", "1500".into()),
+            ("RESPONSE_MODE", "buffered".into()),
+        ],
     );
     let mut lambda = LambdaUnderEmulator::start(&env).await.unwrap();
     // Headers never come within the primary's 1.5 s.
@@ -337,6 +341,13 @@ async fn a_hanging_primary_fails_over_after_its_share_of_the_time() {
         let got = post(&lambda.url(path), body).await;
         assert_eq!(got.status, 200, "{path}: {got:?}\n{}", lambda.logs.text());
         assert_eq!(got.provider.as_deref(), Some("bedrock"));
+        if body["stream"] == true {
+            assert_eq!(
+                names(&parse_sse(&got.body)).last().map(String::as_str),
+                Some("message_stop"),
+                "{got:?}"
+            );
+        }
         // One attempt used up the primary's time: no retry, then the fallback.
         assert_eq!(primary.request_count(), n + 1, "{path}");
         assert_eq!(fallback.request_count(), n + 1, "{path}");
