@@ -327,7 +327,7 @@ fn failover_note(c: &crate::config::StackConfig, fallback: ProviderKind) -> Stri
     let which = match fallback {
         ProviderKind::Bedrock => {
             let configured = c.configured_models();
-            let unmapped: Vec<&str> = configured
+            let unmapped: std::collections::BTreeSet<&str> = configured
                 .iter()
                 .chain(&c.limits.allowed_models)
                 .filter(|m| *m != "*" && !p.bedrock_models.contains_key(*m))
@@ -338,7 +338,11 @@ fn failover_note(c: &crate::config::StackConfig, fallback: ProviderKind) -> Stri
                 p.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", ")
             );
             if !unmapped.is_empty() {
-                s.push_str(&format!("; {} (no Bedrock id) never fail over", unmapped.join(", ")));
+                let unmapped: Vec<&str> = unmapped.into_iter().collect();
+                s.push_str(&format!(
+                    "; {} (no Bedrock id) never fail over",
+                    unmapped.join(", ")
+                ));
             }
             s
         }

@@ -1047,6 +1047,27 @@ fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets(
     assert!(!text.contains(KEY));
     insta::assert_snapshot!("provider_fallback_anthropic", text);
 
+    // Models without a Bedrock id are named: they never fail over.
+    let partly = desired_with(
+        Overrides {
+            fallback: Some(Some(Bedrock)),
+            default_model: Some("claude-opus-4-1".into()),
+            allowed_models: Some(vec!["claude-opus-4-1".into(), "claude-haiku-4-5".into()]),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let p = plan(&partly, &with_lookups(deployed(&desired()), &partly));
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains("bedrock the fallback"))
+        .unwrap();
+    assert!(
+        note.contains("; claude-opus-4-1 (no Bedrock id) never fail over;"),
+        "{note}"
+    );
+
     // The fallback must be the other provider.
     let e = StackConfig::default()
         .with_overrides(&Overrides {
