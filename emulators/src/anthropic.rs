@@ -7,7 +7,9 @@
 //! `message_delta` with usage, `message_stop`), with `request-id` and
 //! `anthropic-ratelimit-*` headers. It checks `x-api-key` and `anthropic-version` like the
 //! real API. Tests program faults per request ([`Fault`]), hold every event of a stream until
-//! released ([`Gate`]), and read back every request received ([`FakeAnthropic::requests`]:
+//! released ([`Gate`]), play an outage with one fault for every request
+//! ([`FakeAnthropic::storm`], e.g. a 529 storm, or a hang with [`Fault::DelayFirstByte`]),
+//! and read back every request received ([`FakeAnthropic::requests`]:
 //! method, path, every header and the body byte for byte, so it doubles as a capture
 //! upstream). Hostile faults play an upstream that tries to get the key or the proxy's
 //! limits: redirects, key-quoting 401s, HTML error pages, `x-should-retry` on a 400 and
@@ -122,6 +124,8 @@ impl Gate {
 struct State {
     expected_key: String,
     faults: Mutex<VecDeque<Fault>>,
+    /// The fault for every request that has none queued (an outage), until calmed.
+    storm: Mutex<Option<Fault>>,
     requests: Mutex<Vec<RecordedRequest>>,
     gate: Mutex<Option<Gate>>,
     events_sent: AtomicUsize,
@@ -142,6 +146,7 @@ impl FakeAnthropic {
         let state = Arc::new(State {
             expected_key: expected_key.to_string(),
             faults: Mutex::new(VecDeque::new()),
+            storm: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             events_sent: AtomicUsize::new(0),
@@ -179,6 +184,18 @@ impl FakeAnthropic {
         for _ in 0..n {
             q.push_back(fault.clone());
         }
+    }
+
+    /// From now on `fault` applies to every request without a queued fault of its own:
+    /// `storm(Fault::overloaded())` is a 529 storm, `storm(Fault::DelayFirstByte(..))` a
+    /// hang. Lasts until [`FakeAnthropic::calm`].
+    pub fn storm(&self, fault: Fault) {
+        *self.state.storm.lock().unwrap() = Some(fault);
+    }
+
+    /// Ends the storm: requests are answered normally again.
+    pub fn calm(&self) {
+        *self.state.storm.lock().unwrap() = None;
     }
 
     /// Forgets the faults not used yet.
@@ -324,7 +341,8 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         );
     }
 
-    let fault = state.faults.lock().unwrap().pop_front();
+    let queued = state.faults.lock().unwrap().pop_front();
+    let fault = queued.or_else(|| state.storm.lock().unwrap().clone());
     let breaks = match plan_fault(fault, &headers, &request_id, key.unwrap_or("")) {
         FaultPlan::Answer(r) => return r,
         FaultPlan::Serve { delay, breaks } => {
@@ -370,142 +388,6 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         return r;
     }
     stream_events(&state, headers, answer.events, breaks)
-}
-
-/// What a programmed fault makes of a request.
-enum FaultPlan {
-    /// This answer instead of the normal one.
-    Answer(Response<Body>),
-    /// The normal answer, after `delay`, its stream broken as `breaks` says.
-    Serve {
-        delay: Option<Duration>,
-        breaks: StreamBreak,
-    },
-}
-
-/// Where a normal event stream is cut short.
-#[derive(Clone, Copy)]
-struct StreamBreak {
-    /// The connection breaks before this event.
-    drop_after: Option<usize>,
-    /// An `error` event (overloaded) replaces this event and ends the stream.
-    error_after: Option<usize>,
-}
-
-/// What `fault` (the next programmed one, if any) makes of this request.
-fn plan_fault(
-    fault: Option<Fault>,
-    headers: &HeaderMap,
-    request_id: &str,
-    received_key: &str,
-) -> FaultPlan {
-    let mut headers = headers.clone();
-    let serve = |delay, drop_after, error_after| FaultPlan::Serve {
-        delay,
-        breaks: StreamBreak {
-            drop_after,
-            error_after,
-        },
-    };
-    match fault {
-        Some(Fault::Redirect { status, location }) => {
-            headers.insert(
-                "location",
-                HeaderValue::from_str(&location).expect("a valid Location"),
-            );
-            let mut r = Response::new(full(Bytes::new()));
-            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
-            *r.headers_mut() = headers;
-            FaultPlan::Answer(r)
-        }
-        Some(Fault::QuoteKey { status }) => FaultPlan::Answer(error_response(
-            status,
-            &format!("invalid x-api-key: {received_key}"),
-            headers,
-            request_id,
-        )),
-        Some(Fault::Html { status }) => {
-            headers.insert(
-                "content-type",
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            let mut r = Response::new(full(
-                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
-            ));
-            *r.status_mut() = StatusCode::from_u16(status).expect("a valid status");
-            *r.headers_mut() = headers;
-            FaultPlan::Answer(r)
-        }
-        Some(Fault::ShouldRetry { status }) => {
-            headers.insert("x-should-retry", HeaderValue::from_static("true"));
-            FaultPlan::Answer(error_response(
-                status,
-                "Bad request (marked retryable)",
-                headers,
-                request_id,
-            ))
-        }
-        Some(Fault::Unterminated { bytes }) => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
-            tokio::spawn(async move {
-                let start = json!({"type": "message_start", "message": {"id": "msg_unterminated",
-                    "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
-                    "usage": {"input_tokens": 1, "output_tokens": 1}}});
-                if tx
-                    .send(Ok(Frame::data(sse("message_start", &start))))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let head = Bytes::from_static(b"event: content_block_delta\ndata: ");
-                if tx.send(Ok(Frame::data(head))).await.is_err() {
-                    return;
-                }
-                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-                let mut sent = 0;
-                while sent < bytes {
-                    let n = chunk.len().min(bytes - sent);
-                    if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
-                        return;
-                    }
-                    sent += n;
-                }
-            });
-            FaultPlan::Answer(sse_response(headers, rx))
-        }
-        Some(Fault::StreamErrorQuotingKey) => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-            let err = json!({"type": "error", "error": {"type": "authentication_error",
-                "message": format!("invalid x-api-key: {received_key}")}});
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(Frame::data(sse("error", &err)))).await;
-            });
-            FaultPlan::Answer(sse_response(headers, rx))
-        }
-        Some(Fault::Error {
-            status,
-            retry_after,
-            retry_after_ms,
-        }) => {
-            if let Some(v) = retry_after {
-                headers.insert("retry-after", HeaderValue::from_str(&v).unwrap());
-            }
-            if let Some(v) = retry_after_ms {
-                headers.insert("retry-after-ms", HeaderValue::from_str(&v).unwrap());
-            }
-            let message = match status {
-                429 => "Number of request tokens has exceeded your per-minute rate limit",
-                529 => "Overloaded",
-                _ => "Internal server error",
-            };
-            FaultPlan::Answer(error_response(status, message, headers, request_id))
-        }
-        Some(Fault::DelayFirstByte(d)) => serve(Some(d), None, None),
-        Some(Fault::DropMidStream { after_events }) => serve(None, Some(after_events), None),
-        Some(Fault::StreamError { after_events }) => serve(None, None, Some(after_events)),
-        None => serve(None, None, None),
-    }
 }
 
 /// The events as a 200 event stream, each held by the gate when one is enabled, cut short
@@ -587,3 +469,6 @@ impl Drop for OpenStream {
 fn sse(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
+
+mod fault_plan;
+use fault_plan::{plan_fault, FaultPlan, StreamBreak};

@@ -14,7 +14,8 @@
 //! answer the same request with the same events. The `model` in answers is derived from the
 //! model id as Bedrock does (`global.anthropic.claude-sonnet-4-5-20250929-v1:0` →
 //! `claude-sonnet-4-5-20250929`). Tests program faults ([`BedrockFault`]) and read back
-//! every request ([`FakeBedrock::requests`]).
+//! every request ([`FakeBedrock::requests`]); [`FakeBedrock::storm`] applies one fault to
+//! every request (an outage: `ServiceUnavailableException` for all, or a hang).
 
 use crate::answer::{input_tokens, Answer};
 use crate::http::{channel_body, full, Body, BoxError, Server};
@@ -40,6 +41,8 @@ pub enum BedrockFault {
     /// Stream `after_events` chunks, then an exception message `:exception-type: <code>`
     /// (a camel-case stream member, e.g. `modelStreamErrorException`).
     StreamException { after_events: usize, code: String },
+    /// Wait this long before answering (normally): a hang, when longer than the caller waits.
+    Delay(std::time::Duration),
 }
 
 impl BedrockFault {
@@ -64,6 +67,10 @@ impl BedrockFault {
     /// 429 `ModelNotReadyException`.
     pub fn model_not_ready() -> Self {
         Self::error(429, "ModelNotReadyException")
+    }
+    /// 503 `ServiceUnavailableException` (Bedrock overloaded).
+    pub fn service_unavailable() -> Self {
+        Self::error(503, "ServiceUnavailableException")
     }
     /// An exception inside the stream after `after_events` chunks.
     pub fn stream_exception(after_events: usize, code: &str) -> Self {
@@ -103,6 +110,8 @@ impl BedrockRequest {
 
 struct State {
     faults: Mutex<VecDeque<BedrockFault>>,
+    /// The fault for every request that has none queued, until calmed.
+    storm: Mutex<Option<BedrockFault>>,
     requests: Mutex<Vec<BedrockRequest>>,
     counter: AtomicUsize,
 }
@@ -118,6 +127,7 @@ impl FakeBedrock {
     pub async fn start() -> Result<Self> {
         let state = Arc::new(State {
             faults: Mutex::new(VecDeque::new()),
+            storm: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             counter: AtomicUsize::new(0),
         });
@@ -147,6 +157,17 @@ impl FakeBedrock {
         for _ in 0..n {
             q.push_back(fault.clone());
         }
+    }
+
+    /// From now on `fault` applies to every request without a queued fault of its own,
+    /// until [`FakeBedrock::calm`].
+    pub fn storm(&self, fault: BedrockFault) {
+        *self.state.storm.lock().unwrap() = Some(fault);
+    }
+
+    /// Ends the storm.
+    pub fn calm(&self) {
+        *self.state.storm.lock().unwrap() = None;
     }
 
     /// Faults not used yet.
@@ -217,6 +238,7 @@ fn message_for(code: &str) -> &'static str {
         }
         "ValidationException" => "The provided request is not valid",
         "ModelNotReadyException" => "Model is not ready for inference.",
+        "ServiceUnavailableException" => "The service is temporarily unable to handle the request.",
         _ => "The fake Bedrock runtime was told to fail.",
     }
 }
@@ -297,7 +319,8 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         );
     }
 
-    let fault = state.faults.lock().unwrap().pop_front();
+    let queued = state.faults.lock().unwrap().pop_front();
+    let fault = queued.or_else(|| state.storm.lock().unwrap().clone());
     let mut stream_exception = None;
     match fault {
         Some(BedrockFault::Error { status, code }) => {
@@ -306,6 +329,7 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Response<Bod
         Some(BedrockFault::StreamException { after_events, code }) => {
             stream_exception = Some((after_events, code))
         }
+        Some(BedrockFault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
 

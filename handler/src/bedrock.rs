@@ -21,9 +21,8 @@ use crate::model_map::ModelMap;
 use crate::secrets::Secret;
 use crate::sse;
 use crate::upstream::{
-    Operation, Provider, RetryPolicy, UpstreamBody, UpstreamRequest, UpstreamResponse,
+    Budget, Operation, Provider, RetryPolicy, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
-use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -92,104 +91,6 @@ pub fn bedrock_body(
     Ok((id, bytes))
 }
 
-/// A Bedrock error, in Anthropic terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BedrockFailure {
-    pub status: StatusCode,
-    pub error_type: &'static str,
-    pub message: String,
-    /// No answer from Bedrock at all (connection, DNS, TLS): retried like a connection error.
-    pub unreachable: bool,
-}
-
-impl BedrockFailure {
-    fn retryable(&self) -> bool {
-        self.unreachable || RetryPolicy::should_retry(self.status, &HeaderMap::new())
-    }
-}
-
-/// Bedrock's exception names → the Anthropic status and error type.
-///
-/// `ModelNotReadyException` and `ServiceUnavailableException` become 529 `overloaded_error`
-/// (the Anthropic signal for "try again shortly"); `ServiceQuotaExceededException` is a 429.
-pub fn classify(
-    code: Option<&str>,
-    message: Option<&str>,
-    http_status: Option<u16>,
-) -> BedrockFailure {
-    let (status, error_type) = match code.unwrap_or("") {
-        "ThrottlingException" | "throttlingException" | "ServiceQuotaExceededException" => {
-            (429, "rate_limit_error")
-        }
-        "ValidationException" | "validationException" => (400, "invalid_request_error"),
-        "AccessDeniedException" => (403, "permission_error"),
-        "ResourceNotFoundException" => (404, "not_found_error"),
-        "ModelNotReadyException"
-        | "ServiceUnavailableException"
-        | "serviceUnavailableException" => (529, "overloaded_error"),
-        "ModelTimeoutException" | "modelTimeoutException" => (504, "timeout_error"),
-        "InternalServerException"
-        | "internalServerException"
-        | "ModelErrorException"
-        | "ModelStreamErrorException"
-        | "modelStreamErrorException" => (500, "api_error"),
-        _ => match http_status {
-            Some(400) => (400, "invalid_request_error"),
-            Some(401) | Some(403) => (403, "permission_error"),
-            Some(404) => (404, "not_found_error"),
-            Some(429) => (429, "rate_limit_error"),
-            Some(503) => (529, "overloaded_error"),
-            _ => (500, "api_error"),
-        },
-    };
-    let name = code.unwrap_or("error");
-    let message = match message {
-        Some(m) if !m.is_empty() => format!("Amazon Bedrock {name}: {m}"),
-        _ => format!("Amazon Bedrock {name}"),
-    };
-    BedrockFailure {
-        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        error_type,
-        message,
-        unreachable: false,
-    }
-}
-
-fn sdk_failure<E, R>(e: &SdkError<E, R>, status: impl Fn(&R) -> u16) -> BedrockFailure
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        SdkError::ServiceError(se) => {
-            classify(se.err().code(), se.err().message(), Some(status(se.raw())))
-        }
-        SdkError::ResponseError(re) => {
-            let mut f = classify(None, None, Some(status(re.raw())));
-            f.status = StatusCode::BAD_GATEWAY;
-            f.error_type = "api_error";
-            f.message = format!(
-                "Amazon Bedrock answered something the SDK could not read: {}",
-                aws_sdk_bedrockruntime::error::DisplayErrorContext(e)
-            );
-            f
-        }
-        _ => BedrockFailure {
-            status: StatusCode::BAD_GATEWAY,
-            error_type: "api_error",
-            message: format!(
-                "could not reach Amazon Bedrock: {}",
-                aws_sdk_bedrockruntime::error::DisplayErrorContext(e)
-            ),
-            unreachable: true,
-        },
-    }
-}
-
-fn http_status(r: &aws_sdk_bedrockruntime::config::http::HttpResponse) -> u16 {
-    r.status().as_u16()
-}
-
 /// Claude on Amazon Bedrock.
 pub struct BedrockProvider {
     client: aws_sdk_bedrockruntime::Client,
@@ -228,21 +129,30 @@ impl BedrockProvider {
         &self.models
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the next try would pass the
-    /// deadline. Returns the result and the number of attempts.
+    /// Runs `attempt` until it succeeds, fails for good, or the next try would pass
+    /// `budget.answer_by` (or its retries are spent). Returns the result and the number of
+    /// attempts.
     async fn with_retries<T, Fut>(
         &self,
-        deadline: Instant,
+        budget: Budget,
         mut attempt: impl FnMut() -> Fut,
     ) -> Result<(Result<T, BedrockFailure>, u32), ProxyError>
     where
         Fut: Future<Output = Result<T, BedrockFailure>>,
     {
+        let answer_by = budget.answer_by;
+        let max_retries = budget.retries(&self.retry);
         let mut n: u32 = 0;
         loop {
             n += 1;
             let retries_done = n - 1;
-            let Ok(result) = tokio::time::timeout_at(deadline, attempt()).await else {
+            let Ok(result) = tokio::time::timeout_at(answer_by, attempt()).await else {
+                if answer_by < budget.deadline {
+                    return Err(ProxyError::Timeout(format!(
+                        "Amazon Bedrock did not answer within the time it was given before the \
+                         fallback (attempt {n})"
+                    )));
+                }
                 return Err(ProxyError::Timeout(format!(
                     "Amazon Bedrock did not answer before this request's deadline (attempt {n}); \
                      try a smaller max_tokens, streaming, or a longer function timeout"
@@ -250,9 +160,9 @@ impl BedrockProvider {
             };
             match result {
                 Ok(v) => return Ok((Ok(v), n)),
-                Err(f) if f.retryable() && retries_done < self.retry.max_retries => {
+                Err(f) if f.retryable() && retries_done < max_retries => {
                     let delay = self.retry.delay(None, retries_done, fastrand::f64());
-                    if Instant::now() + delay < deadline {
+                    if Instant::now() + delay < answer_by {
                         tracing::info!(
                             attempt = n,
                             status = f.status.as_u16(),
@@ -272,7 +182,7 @@ impl BedrockProvider {
     async fn send_inner(
         &self,
         req: UpstreamRequest,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<UpstreamResponse, ProxyError> {
         let (model_id, body) = bedrock_body(
             &req.body,
@@ -281,9 +191,9 @@ impl BedrockProvider {
             req.operation,
         )?;
         match (req.operation, req.stream) {
-            (Operation::CountTokens, _) => self.count_tokens(model_id, body, deadline).await,
-            (Operation::Messages, false) => self.invoke(model_id, body, deadline).await,
-            (Operation::Messages, true) => self.invoke_stream(model_id, body, deadline).await,
+            (Operation::CountTokens, _) => self.count_tokens(model_id, body, budget).await,
+            (Operation::Messages, false) => self.invoke(model_id, body, budget).await,
+            (Operation::Messages, true) => self.invoke_stream(model_id, body, budget).await,
         }
     }
 
@@ -291,10 +201,10 @@ impl BedrockProvider {
         &self,
         model_id: String,
         body: Vec<u8>,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<UpstreamResponse, ProxyError> {
         let (result, attempts) = self
-            .with_retries(deadline, || {
+            .with_retries(budget, || {
                 let call = self
                     .client
                     .invoke_model()
@@ -315,9 +225,13 @@ impl BedrockProvider {
             })
             .await?;
         Ok(match result {
-            Ok((bytes, request_id)) => {
-                full_response(StatusCode::OK, Bytes::from(bytes), request_id, attempts)
-            }
+            Ok((bytes, request_id)) => full_response(
+                StatusCode::OK,
+                Bytes::from(bytes),
+                request_id,
+                attempts,
+                false,
+            ),
             Err(f) => error_response(f, attempts)?,
         })
     }
@@ -326,7 +240,7 @@ impl BedrockProvider {
         &self,
         model_id: String,
         body: Vec<u8>,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<UpstreamResponse, ProxyError> {
         let model_id = foundation_model_id(&model_id).to_string();
         let input = CountTokensInput::InvokeModel(
@@ -336,7 +250,7 @@ impl BedrockProvider {
                 .map_err(|e| ProxyError::Internal(format!("building CountTokens input: {e}")))?,
         );
         let (result, attempts) = self
-            .with_retries(deadline, || {
+            .with_retries(budget, || {
                 let call = self
                     .client
                     .count_tokens()
@@ -357,6 +271,7 @@ impl BedrockProvider {
                 Bytes::from(json!({"input_tokens": n}).to_string()),
                 request_id,
                 attempts,
+                false,
             ),
             Err(f) => error_response(f, attempts)?,
         })
@@ -366,12 +281,12 @@ impl BedrockProvider {
         &self,
         model_id: String,
         body: Vec<u8>,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<UpstreamResponse, ProxyError> {
         // An attempt lasts until the first event: an exception before any event was passed
         // on is still retried (and answered with its own status); after it, never.
         let (result, attempts) = self
-            .with_retries(deadline, || {
+            .with_retries(budget, || {
                 let call = self
                     .client
                     .invoke_model_with_response_stream()
@@ -403,43 +318,13 @@ impl BedrockProvider {
                 Ok(UpstreamResponse {
                     status: StatusCode::OK,
                     headers,
-                    body: event_stream_body(receiver, first, deadline),
+                    body: event_stream_body(receiver, first, budget.deadline),
                     attempts,
+                    retryable: false,
                 })
             }
             Err(f) => error_response(f, attempts),
         }
-    }
-}
-
-fn stream_failure<R: std::fmt::Debug>(e: &SdkError<ResponseStreamError, R>) -> BedrockFailure {
-    match e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            let code = match err {
-                ResponseStreamError::ThrottlingException(_) => Some("ThrottlingException"),
-                ResponseStreamError::ValidationException(_) => Some("ValidationException"),
-                ResponseStreamError::ModelTimeoutException(_) => Some("ModelTimeoutException"),
-                ResponseStreamError::ModelStreamErrorException(_) => {
-                    Some("ModelStreamErrorException")
-                }
-                ResponseStreamError::ServiceUnavailableException(_) => {
-                    Some("ServiceUnavailableException")
-                }
-                ResponseStreamError::InternalServerException(_) => Some("InternalServerException"),
-                other => other.code(),
-            };
-            classify(code, err.message(), None)
-        }
-        other => BedrockFailure {
-            status: StatusCode::BAD_GATEWAY,
-            error_type: "api_error",
-            message: format!(
-                "the Amazon Bedrock event stream broke: {}",
-                aws_sdk_bedrockruntime::error::DisplayErrorContext(other)
-            ),
-            unreachable: false,
-        },
     }
 }
 
@@ -454,6 +339,7 @@ fn full_response(
     body: Bytes,
     request_id: Option<String>,
     attempts: u32,
+    retryable: bool,
 ) -> UpstreamResponse {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -466,6 +352,7 @@ fn full_response(
         headers,
         body: futures_util::stream::once(async move { Ok(body) }).boxed(),
         attempts,
+        retryable,
     }
 }
 
@@ -479,7 +366,8 @@ fn error_response(f: BedrockFailure, attempts: u32) -> Result<UpstreamResponse, 
         )));
     }
     let body = Bytes::from(error_json(f.error_type, &f.message).to_string());
-    Ok(full_response(f.status, body, None, attempts))
+    let retryable = f.retryable();
+    Ok(full_response(f.status, body, None, attempts, retryable))
 }
 
 /// One Messages event (the bytes of a `chunk`) as the SSE block the Messages API sends.
@@ -577,9 +465,27 @@ impl Provider for BedrockProvider {
         _secret: &'a Secret,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
-        Box::pin(self.send_inner(req, deadline))
+        Box::pin(self.send_inner(req, Budget::whole(deadline)))
+    }
+
+    fn send_within<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        _secret: &'a Secret,
+        budget: Budget,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
+        Box::pin(self.send_inner(req, budget))
+    }
+
+    /// A model that maps to a Bedrock id (or is one).
+    fn can_serve(&self, req: &UpstreamRequest, _secret: &Secret) -> bool {
+        crate::upstream::model_of(&req.body).is_some_and(|m| self.models.resolve(&m).is_ok())
     }
 }
+
+mod failure;
+pub use failure::{classify, BedrockFailure};
+use failure::{http_status, sdk_failure, stream_failure};
 
 #[cfg(test)]
 mod tests;

@@ -102,6 +102,13 @@ pub struct Config {
     pub provider: ProviderKind,
     /// `BEDROCK_REGION`, `BEDROCK_ENDPOINT_URL`, `BEDROCK_MODEL_MAP` (used with Bedrock).
     pub bedrock: BedrockConfig,
+    /// `FALLBACK`: the other provider, tried when the primary fails (see `failover`).
+    pub fallback: Option<ProviderKind>,
+    /// `FAILOVER_AFTER_MS`: how long the primary has to answer before the fallback is
+    /// tried; `None` = half of the request's remaining time.
+    pub failover_after: Option<Duration>,
+    /// `FAILOVER_BREAKER_FAILURES`, `FAILOVER_BREAKER_WINDOW_MS`, `FAILOVER_COOL_DOWN_MS`.
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 /// Which service answers (`PROVIDER`).
@@ -154,6 +161,9 @@ impl Config {
             secret,
             provider: ProviderKind::Anthropic,
             bedrock: BedrockConfig::default(),
+            fallback: None,
+            failover_after: None,
+            breaker: crate::breaker::BreakerSettings::default(),
         }
     }
 
@@ -196,8 +206,37 @@ impl Config {
         } else {
             return Err(ConfigError::NoSecretSource);
         };
+        let fallback = match var("FALLBACK").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None | Some("none") => None,
+            Some("anthropic") => Some(ProviderKind::Anthropic),
+            Some("bedrock") => Some(ProviderKind::Bedrock),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FALLBACK",
+                    message: format!("`{other}`; expected `anthropic`, `bedrock` or `none`"),
+                })
+            }
+        };
+        if fallback == Some(provider) {
+            return Err(ConfigError::Invalid {
+                name: "FALLBACK",
+                message: "the fallback must be the other provider than PROVIDER".into(),
+            });
+        }
+        let keyless = matches!(&secret, SecretConfig::Local { anthropic_api_key, .. } if anthropic_api_key.is_empty());
+        if fallback == Some(ProviderKind::Anthropic) && keyless {
+            return Err(ConfigError::NoSecretSource);
+        }
         let mut c = Config::new(secret);
         c.provider = provider;
+        c.fallback = fallback;
+        c.breaker = crate::breaker::BreakerSettings::from_lookup(&var)?;
+        if let Some(v) = var("FAILOVER_AFTER_MS") {
+            c.failover_after = Some(Duration::from_millis(parse_positive(
+                "FAILOVER_AFTER_MS",
+                &v,
+            )?));
+        }
         c.bedrock.region = var("BEDROCK_REGION");
         if let Some(url) = var("BEDROCK_ENDPOINT_URL") {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

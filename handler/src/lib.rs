@@ -20,12 +20,17 @@
 //!   are answered by the proxy (see `routes::pass_through`).
 //! - `POST /v1/messages/count_tokens`: passed through the same way.
 //! - `GET /health`: `{"status":"ok"}` without authentication.
+//!
+//! Every answer a provider gave says which one in the `x-claude-proxy-provider` header
+//! (`anthropic` or `bedrock`); with `FALLBACK` set, [`failover`] picks it per request.
 
 pub mod auth;
 pub mod aws;
 pub mod bedrock;
+pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod failover;
 pub mod lambda;
 pub mod local;
 pub mod model_map;
@@ -136,6 +141,8 @@ pub struct App {
     pub config: Config,
     secrets: SecretCache,
     provider: Arc<dyn Provider>,
+    /// With `FALLBACK`: the other provider and the breaker in front of `provider`.
+    failover: Option<failover::Failover>,
 }
 
 impl App {
@@ -149,11 +156,14 @@ impl App {
     /// Builds the app from explicit configuration and reads the secret once (cold start).
     ///
     /// With `PROVIDER=bedrock` the Bedrock client shares this one SDK configuration, and no
-    /// Anthropic key is read; with `CALLER_AUTH=none` as well, no secret is read at all.
+    /// Anthropic key is read; with `CALLER_AUTH=none` as well (and no `FALLBACK=anthropic`),
+    /// no secret is read at all. With `FALLBACK` both providers are built now.
     pub async fn new(config: Config) -> Result<Arc<App>, ConfigError> {
         let bedrock = config.provider == ProviderKind::Bedrock;
-        let no_secret = bedrock && config.caller_auth == CallerAuth::None;
-        let shared_sdk = if bedrock {
+        let no_secret = bedrock
+            && config.caller_auth == CallerAuth::None
+            && config.fallback != Some(ProviderKind::Anthropic);
+        let shared_sdk = if bedrock || config.fallback == Some(ProviderKind::Bedrock) {
             Some(aws::sdk_config_from_env()?)
         } else {
             None
@@ -181,16 +191,13 @@ impl App {
                 caller_tokens: caller_tokens.clone(),
             }),
         };
-        let app = match &shared_sdk {
-            Some(sdk) => {
-                let retry = RetryPolicy {
-                    max_retries: config.upstream_max_retries,
-                    ..RetryPolicy::default()
-                };
-                let provider = BedrockProvider::new(sdk, &config.bedrock, retry);
-                App::with_provider(config, source, Arc::new(provider))
+        let primary = failover::build_provider(config.provider, &config, shared_sdk.as_ref())?;
+        let app = match config.fallback {
+            Some(kind) => {
+                let fallback = failover::build_provider(kind, &config, shared_sdk.as_ref())?;
+                App::with_failover(config, source, primary, fallback)
             }
-            None => App::with_secret_source(config, source)?,
+            None => App::with_provider(config, source, primary),
         };
         app.warm_up().await;
         Ok(app)
@@ -222,7 +229,31 @@ impl App {
             config,
             secrets,
             provider,
+            failover: None,
         })
+    }
+
+    /// A primary and a fallback provider, with the breaker and `FAILOVER_AFTER_MS` of
+    /// `config` (`config.fallback` is not consulted: `fallback` is the fallback).
+    pub fn with_failover(
+        config: Config,
+        source: SecretSource,
+        primary: Arc<dyn Provider>,
+        fallback: Arc<dyn Provider>,
+    ) -> Arc<App> {
+        let failover = failover::Failover::new(fallback, &config);
+        let secrets = SecretCache::new(source, config.secret_ttl);
+        Arc::new(App {
+            config,
+            secrets,
+            provider: primary,
+            failover: Some(failover),
+        })
+    }
+
+    /// The fallback and its breaker, when there is one.
+    pub fn failover(&self) -> Option<&failover::Failover> {
+        self.failover.as_ref()
     }
 
     /// Reads the secret now so the first request does not wait for it. A failure is logged
@@ -239,11 +270,16 @@ impl App {
     /// Answers one request. Never panics on input; every error is an Anthropic-shaped response.
     pub async fn handle(&self, req: ProxyRequest) -> ProxyResponse {
         let log = RequestLog::start(&req);
-        let response = self.handle_inner(&req, &log).await.unwrap_or_else(|e| {
+        let mut response = self.handle_inner(&req, &log).await.unwrap_or_else(|e| {
             log.error(&e);
             ProxyResponse::error(&e)
         });
         log.status(response.status);
+        if let Some(p) = log.served_by() {
+            response
+                .headers
+                .insert(failover::PROVIDER_HEADER, HeaderValue::from_static(p));
+        }
         response
     }
 
@@ -313,6 +349,26 @@ impl App {
     pub(crate) fn provider(&self) -> &dyn Provider {
         self.provider.as_ref()
     }
+
+    /// Step 4, the upstream: the provider, or with a fallback the one [`failover`] picks;
+    /// `log` records which.
+    pub(crate) async fn upstream(
+        &self,
+        req: upstream::UpstreamRequest,
+        secret: &Secret,
+        deadline: Instant,
+        log: &RequestLog,
+    ) -> Result<upstream::UpstreamResponse, ProxyError> {
+        failover::send(
+            self.provider(),
+            self.failover.as_ref(),
+            req,
+            secret,
+            deadline,
+            log,
+        )
+        .await
+    }
 }
 
 /// The one log line per request, written when the request (and its stream, if any) is done.
@@ -343,6 +399,12 @@ struct LogFields {
     /// What the upstream said when it answered an error (it may differ from what the caller
     /// was answered: a 401 becomes a 502 that says the proxy's credentials were refused).
     upstream_error: Option<String>,
+    /// The provider that answered (`anthropic`, `bedrock`).
+    provider: Option<&'static str>,
+    /// Why the fallback answered (`primary_failed`, `breaker_open`, `probe_failed`).
+    failover: Option<&'static str>,
+    /// How the primary failed before the fallback answered.
+    primary_error: Option<String>,
 }
 
 impl RequestLog {
@@ -394,6 +456,22 @@ impl RequestLog {
         let text = redact::redact(&text, "");
         self.with(|f| f.upstream_error = Some(text.chars().take(300).collect()));
     }
+    pub(crate) fn provider(&self, name: &'static str) {
+        self.with(|f| f.provider = Some(name));
+    }
+    /// The provider that answered, once the upstream was asked.
+    pub(crate) fn served_by(&self) -> Option<&'static str> {
+        self.with(|f| f.provider)
+    }
+    /// Records a failover: why, and how the primary failed (keys redacted).
+    pub(crate) fn failover(&self, reason: &'static str, primary_error: Option<&str>) {
+        let primary_error =
+            primary_error.map(|e| redact::redact(e, "").chars().take(300).collect::<String>());
+        self.with(|f| {
+            f.failover = Some(reason);
+            f.primary_error = primary_error;
+        });
+    }
     pub(crate) fn error(&self, e: &ProxyError) {
         self.error_parts(e.error_type(), &e.to_string());
     }
@@ -426,6 +504,9 @@ impl Drop for LogInner {
             error_type = f.error_type.as_deref(),
             error = f.error.as_deref(),
             upstream_error = f.upstream_error.as_deref(),
+            provider = f.provider,
+            failover = f.failover,
+            primary_error = f.primary_error.as_deref(),
             "request"
         );
     }

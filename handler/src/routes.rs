@@ -241,12 +241,12 @@ pub async fn messages(
         stream: info.stream,
     };
     let mut resp = app
-        .provider()
-        .send(upstream_req, secret, req.deadline)
+        .upstream(upstream_req, secret, req.deadline, log)
         .await?;
     log.upstream(resp.status, resp.request_id(), resp.attempts);
     if !resp.status.is_success() {
-        return pass_through(resp, secret, app.provider().name(), log).await;
+        let provider = log.served_by().unwrap_or(app.provider().name());
+        return pass_through(resp, secret, provider, log).await;
     }
     if resp.is_event_stream() {
         return Ok(stream_through(
@@ -406,13 +406,13 @@ pub async fn chat(
         stream,
     };
     let mut resp = app
-        .provider()
-        .send(upstream_req, secret, req.deadline)
+        .upstream(upstream_req, secret, req.deadline, log)
         .await?;
     let request_id = resp.request_id();
     log.upstream(resp.status, request_id.clone(), resp.attempts);
     if !resp.status.is_success() {
-        return pass_through(resp, secret, app.provider().name(), log).await;
+        let provider = log.served_by().unwrap_or(app.provider().name());
+        return pass_through(resp, secret, provider, log).await;
     }
     if stream {
         if !resp.is_event_stream() {

@@ -59,6 +59,10 @@ pub struct UpstreamResponse {
     pub body: UpstreamBody,
     /// How many attempts it took (1 = no retry).
     pub attempts: u32,
+    /// An error answer the retry policy would try again (408, 409, 429, 5xx, 529, and not
+    /// `x-should-retry: false`), given up on because the attempts or the time for them ran
+    /// out. What failover acts on; `false` for every success.
+    pub retryable: bool,
 }
 
 impl UpstreamResponse {
@@ -86,9 +90,40 @@ impl UpstreamResponse {
     }
 }
 
+/// How long, and how often, one provider may try a request. With a fallback the primary
+/// gets less than the whole request (see `failover`), so the fallback has time left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Attempts, and the waits between them, end here: by then the answer's status and
+    /// headers (with Bedrock streams: its first event) must have arrived.
+    pub answer_by: Instant,
+    /// The answer's body ends here (the request's deadline).
+    pub deadline: Instant,
+    /// Retries after the first attempt, capped by the provider's policy; `None` = the
+    /// policy's own number (a breaker's probe is one attempt: `Some(0)`).
+    pub max_retries: Option<u32>,
+}
+
+impl Budget {
+    /// The whole request: attempts and body until `deadline`, the policy's retries.
+    pub fn whole(deadline: Instant) -> Budget {
+        Budget {
+            answer_by: deadline,
+            deadline,
+            max_retries: None,
+        }
+    }
+
+    /// The retries this budget allows under `policy`.
+    pub fn retries(&self, policy: &RetryPolicy) -> u32 {
+        self.max_retries
+            .map_or(policy.max_retries, |n| n.min(policy.max_retries))
+    }
+}
+
 /// A model provider speaking (or translated to) the Anthropic Messages API.
 pub trait Provider: Send + Sync {
-    /// For logs.
+    /// For logs, and the `x-claude-proxy-provider` response header.
     fn name(&self) -> &'static str;
     /// Sends `req`, retrying where allowed, never past `deadline`.
     fn send<'a>(
@@ -97,6 +132,46 @@ pub trait Provider: Send + Sync {
         secret: &'a Secret,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>>;
+
+    /// Sends `req` within `budget`. This default gives [`Provider::send`] until
+    /// `budget.answer_by` to answer (a timeout error after that) and its body until
+    /// `budget.deadline`; the built-in providers stop their retries at `answer_by` instead
+    /// and honour `budget.max_retries`.
+    fn send_within<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        secret: &'a Secret,
+        budget: Budget,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
+        Box::pin(async move {
+            let send = self.send(req, secret, budget.deadline);
+            match tokio::time::timeout_at(budget.answer_by, send).await {
+                Ok(result) => result,
+                Err(_) => Err(ProxyError::Timeout(format!(
+                    "{} did not answer within the time given to it",
+                    self.name()
+                ))),
+            }
+        })
+    }
+
+    /// Whether this provider can serve `req` at all: a fallback is tried only then (with
+    /// Bedrock, the model must map to a Bedrock id). The default: always.
+    fn can_serve(&self, _req: &UpstreamRequest, _secret: &Secret) -> bool {
+        true
+    }
+}
+
+/// The `model` of a Messages API body (the body is read, its other values skipped).
+pub fn model_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<ModelOnly>(body)
+        .ok()?
+        .model
+        .filter(|m| !m.trim().is_empty())
 }
 
 /// Response headers callers rely on (besides `content-type`); `anthropic-ratelimit-*` too.
@@ -226,8 +301,14 @@ impl AnthropicProvider {
         &self,
         req: UpstreamRequest,
         secret: &Secret,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<UpstreamResponse, ProxyError> {
+        let Budget {
+            answer_by,
+            deadline,
+            ..
+        } = budget;
+        let max_retries = budget.retries(&self.retry);
         let url = format!("{}{}", self.base_url, req.operation.path());
         let mut headers = HeaderMap::new();
         if secret.anthropic_api_key.is_empty() {
@@ -263,16 +344,16 @@ impl AnthropicProvider {
         loop {
             attempt += 1;
             let retries_done = attempt - 1;
-            let can_retry = retries_done < self.retry.max_retries;
+            let can_retry = retries_done < max_retries;
             let send = self
                 .client
                 .post(&url)
                 .headers(headers.clone())
                 .body(req.body.clone())
                 .send();
-            let result = match tokio::time::timeout_at(deadline, send).await {
+            let result = match tokio::time::timeout_at(answer_by, send).await {
                 Ok(r) => r,
-                Err(_) => return Err(deadline_error(attempt)),
+                Err(_) => return Err(deadline_error(attempt, answer_by < deadline)),
             };
             match result {
                 Err(e) => {
@@ -280,7 +361,7 @@ impl AnthropicProvider {
                     tracing::warn!(attempt, retryable, error = %e, "upstream request failed");
                     if retryable && can_retry {
                         let delay = self.retry.delay(None, retries_done, fastrand::f64());
-                        if Instant::now() + delay < deadline {
+                        if Instant::now() + delay < answer_by {
                             tokio::time::sleep(delay).await;
                             continue;
                         }
@@ -293,14 +374,13 @@ impl AnthropicProvider {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    if !status.is_success()
-                        && can_retry
-                        && RetryPolicy::should_retry(status, resp.headers())
-                    {
+                    let retryable =
+                        !status.is_success() && RetryPolicy::should_retry(status, resp.headers());
+                    if retryable && can_retry {
                         let delay =
                             self.retry
                                 .delay(Some(resp.headers()), retries_done, fastrand::f64());
-                        if Instant::now() + delay < deadline {
+                        if Instant::now() + delay < answer_by {
                             tracing::info!(
                                 attempt,
                                 status = status.as_u16(),
@@ -333,6 +413,7 @@ impl AnthropicProvider {
                         headers: out_headers,
                         body,
                         attempts: attempt,
+                        retryable,
                     });
                 }
             }
@@ -355,7 +436,13 @@ fn failure_kind(e: &reqwest::Error) -> &'static str {
     }
 }
 
-fn deadline_error(attempt: u32) -> ProxyError {
+fn deadline_error(attempt: u32, before_failover: bool) -> ProxyError {
+    if before_failover {
+        return ProxyError::Timeout(format!(
+            "the Messages API did not answer within the time it was given before the fallback \
+             (attempt {attempt})"
+        ));
+    }
     ProxyError::Timeout(format!(
         "the Messages API did not answer before this request's deadline (attempt {attempt}); \
          try a smaller max_tokens, streaming, or a longer function timeout"
@@ -406,136 +493,24 @@ impl Provider for AnthropicProvider {
         secret: &'a Secret,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
-        Box::pin(self.send_inner(req, secret, deadline))
+        Box::pin(self.send_inner(req, secret, Budget::whole(deadline)))
+    }
+
+    fn send_within<'a>(
+        &'a self,
+        req: UpstreamRequest,
+        secret: &'a Secret,
+        budget: Budget,
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProxyError>> {
+        Box::pin(self.send_inner(req, secret, budget))
+    }
+
+    /// With the key, any model but a Bedrock id or ARN (those mean nothing to the API).
+    fn can_serve(&self, req: &UpstreamRequest, secret: &Secret) -> bool {
+        !secret.anthropic_api_key.is_empty()
+            && model_of(&req.body).is_some_and(|m| !crate::model_map::is_bedrock_id(&m))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
-        }
-        m
-    }
-
-    #[test]
-    fn retryable_statuses_match_the_sdks() {
-        let none = HeaderMap::new();
-        for s in [408, 409, 429, 500, 502, 503, 504, 529] {
-            assert!(
-                RetryPolicy::should_retry(StatusCode::from_u16(s).unwrap(), &none),
-                "{s}"
-            );
-        }
-        for s in [400, 401, 403, 404, 413, 422] {
-            assert!(
-                !RetryPolicy::should_retry(StatusCode::from_u16(s).unwrap(), &none),
-                "{s}"
-            );
-        }
-        assert!(!RetryPolicy::should_retry(
-            StatusCode::TOO_MANY_REQUESTS,
-            &h(&[("x-should-retry", "false")])
-        ));
-        // `x-should-retry: true` does not make a 400 retryable (issue 12: one call became up
-        // to nine upstream requests with the SDK's own retries).
-        assert!(!RetryPolicy::should_retry(
-            StatusCode::BAD_REQUEST,
-            &h(&[("x-should-retry", "true")])
-        ));
-        assert!(RetryPolicy::should_retry(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &h(&[("x-should-retry", "true")])
-        ));
-    }
-
-    #[test]
-    fn retry_after_as_an_http_date_is_honoured() {
-        let p = RetryPolicy::default();
-        let in_10s =
-            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(10));
-        let d = p.delay(Some(&h(&[("retry-after", &in_10s)])), 0, 0.0);
-        // Whole seconds in the date: between 9 and 10 s from now.
-        assert!(
-            d > Duration::from_secs(8) && d <= Duration::from_secs(10),
-            "{d:?}"
-        );
-        let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
-        let d = p.delay(Some(&h(&[("retry-after", &past)])), 0, 0.0);
-        assert_eq!(
-            d, p.initial_delay,
-            "a date in the past falls back to backoff"
-        );
-        let far = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
-        let d = p.delay(Some(&h(&[("retry-after", &far)])), 0, 0.0);
-        assert_eq!(d, p.initial_delay, "beyond 60 s falls back to backoff");
-    }
-
-    #[test]
-    fn retry_after_headers_are_honoured_within_60_seconds() {
-        let p = RetryPolicy::default();
-        assert_eq!(
-            p.delay(Some(&h(&[("retry-after", "3")])), 0, 0.0),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            p.delay(
-                Some(&h(&[("retry-after-ms", "250"), ("retry-after", "3")])),
-                0,
-                0.0
-            ),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            p.delay(Some(&h(&[("retry-after", "0")])), 1, 0.0),
-            Duration::ZERO
-        );
-        // Out of range or unparsable: exponential backoff instead.
-        assert_eq!(
-            p.delay(Some(&h(&[("retry-after", "120")])), 0, 0.0),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            p.delay(
-                Some(&h(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])),
-                1,
-                0.0
-            ),
-            Duration::from_secs(1)
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_is_capped_and_jittered() {
-        let p = RetryPolicy::default();
-        let d: Vec<_> = (0..6).map(|n| p.delay(None, n, 0.0)).collect();
-        assert_eq!(
-            d,
-            [500, 1000, 2000, 4000, 8000, 8000].map(Duration::from_millis)
-        );
-        assert_eq!(p.delay(None, 0, 1.0), Duration::from_millis(375));
-        assert_eq!(p.delay(None, 10, 1.0), Duration::from_secs(6));
-        assert_eq!(p.delay(None, 1000, 0.5), Duration::from_millis(7000));
-    }
-
-    #[test]
-    fn pass_through_headers() {
-        for n in [
-            "request-id",
-            "anthropic-ratelimit-tokens-remaining",
-            "retry-after",
-            "retry-after-ms",
-            "x-should-retry",
-            "content-type",
-        ] {
-            assert!(is_pass_through(n), "{n}");
-        }
-        for n in ["set-cookie", "x-api-key", "content-length", "cf-ray"] {
-            assert!(!is_pass_through(n), "{n}");
-        }
-    }
-}
+mod tests;

@@ -128,6 +128,7 @@ impl Provider for Recording {
                 headers,
                 body: futures_util::stream::iter(body.into_iter().map(Ok)).boxed(),
                 attempts: 1,
+                retryable: false,
             })
         }
         .boxed()

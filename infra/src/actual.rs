@@ -122,7 +122,7 @@ pub async fn read_for(aws: &Aws, desired: &crate::desired::Desired) -> Result<Ac
     let mut actual = read_actual(aws, &desired.stack).await?;
     if let Some(s) = &desired.spec {
         let p = &s.config.provider;
-        if p.kind == crate::config::ProviderKind::Bedrock {
+        if p.uses(crate::config::ProviderKind::Bedrock) {
             let region = p.bedrock_region.as_deref().unwrap_or(&aws.region);
             actual.bedrock_profiles = bedrock::read(aws, region, p.bedrock_models.values()).await?;
         }

@@ -414,6 +414,10 @@ pub struct ProviderSection {
     /// Anthropic model name → Bedrock model id, inference-profile id or ARN. The function's
     /// role may invoke exactly these (and callers may also name the ids directly).
     pub bedrock_models: std::collections::BTreeMap<String, String>,
+    /// The other provider, answering when `kind` fails after its retries (`FALLBACK`).
+    pub fallback: Option<ProviderKind>,
+    /// With a fallback: how long `kind` has to answer first; unset = half the request's time.
+    pub failover_after_ms: Option<u32>,
 }
 
 impl Default for ProviderSection {
@@ -425,11 +429,18 @@ impl Default for ProviderSection {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            fallback: None,
+            failover_after_ms: None,
         }
     }
 }
 
 impl ProviderSection {
+    /// Whether `kind` serves this stack, as its provider or as its fallback.
+    pub fn uses(&self, kind: ProviderKind) -> bool {
+        self.kind == kind || self.fallback == Some(kind)
+    }
+
     /// `BEDROCK_MODEL_MAP`: `name=id,name=id` (the handler also reads JSON).
     pub fn model_map_env(&self) -> String {
         self.bedrock_models
@@ -462,6 +473,8 @@ pub struct Overrides {
     pub anthropic_base_url: Option<String>,
     pub log_retention_days: Option<u32>,
     pub provider: Option<ProviderKind>,
+    /// `--fallback`: `Some(None)` turns a fallback of stack.toml off.
+    pub fallback: Option<Option<ProviderKind>>,
 }
 
 impl StackConfig {
@@ -547,6 +560,9 @@ impl StackConfig {
         if let Some(v) = o.provider {
             c.provider.kind = v;
         }
+        if let Some(v) = o.fallback {
+            c.provider.fallback = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -611,6 +627,9 @@ impl StackConfig {
                 "concurrency.reserved = 0 stops the function: every request will be throttled"
                     .into(),
             );
+        }
+        if self.provider.failover_after_ms.is_some() && self.provider.fallback.is_none() {
+            w.push("provider.failover_after_ms has no effect without provider.fallback".into());
         }
         w
     }

@@ -146,6 +146,14 @@ impl StackSpec {
         }
         if c.provider.kind == crate::config::ProviderKind::Bedrock {
             env.insert("PROVIDER".into(), "bedrock".into());
+        }
+        if let Some(fallback) = c.provider.fallback {
+            env.insert("FALLBACK".into(), fallback.as_str().into());
+            if let Some(ms) = c.provider.failover_after_ms {
+                env.insert("FAILOVER_AFTER_MS".into(), ms.to_string());
+            }
+        }
+        if c.provider.uses(crate::config::ProviderKind::Bedrock) {
             env.insert("BEDROCK_MODEL_MAP".into(), c.provider.model_map_env());
             if let Some(region) = &c.provider.bedrock_region {
                 env.insert("BEDROCK_REGION".into(), region.clone());

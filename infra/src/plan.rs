@@ -286,7 +286,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             ));
         }
         let p = &s.config.provider;
-        if p.kind == ProviderKind::Bedrock {
+        if let Some(fallback) = p.fallback {
+            notes.push(failover_note(&s.config, fallback));
+        }
+        if p.uses(ProviderKind::Bedrock) {
             let (profile_notes, profile_blockers) = crate::bedrock::notes_and_blockers(
                 p.bedrock_region.as_deref().unwrap_or(region),
                 p.bedrock_models.values(),
@@ -312,6 +315,45 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         actual: actual.clone(),
         refs,
     }
+}
+
+/// Which provider is primary, which the fallback, and what fails over.
+fn failover_note(c: &crate::config::StackConfig, fallback: ProviderKind) -> String {
+    let p = &c.provider;
+    let after = match p.failover_after_ms {
+        Some(ms) => format!("{ms} ms (failover_after_ms)"),
+        None => "half the request's time".into(),
+    };
+    let which = match fallback {
+        ProviderKind::Bedrock => {
+            let configured = c.configured_models();
+            let unmapped: std::collections::BTreeSet<&str> = configured
+                .iter()
+                .chain(&c.limits.allowed_models)
+                .filter(|m| *m != "*" && !p.bedrock_models.contains_key(*m))
+                .map(String::as_str)
+                .collect();
+            let mut s = format!(
+                "the models in [provider.bedrock_models] ({})",
+                p.bedrock_models.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            if !unmapped.is_empty() {
+                let unmapped: Vec<&str> = unmapped.into_iter().collect();
+                s.push_str(&format!(
+                    "; {} (no Bedrock id) never fail over",
+                    unmapped.join(", ")
+                ));
+            }
+            s
+        }
+        ProviderKind::Anthropic => {
+            "every model named by its Anthropic name (not a Bedrock id or ARN); the secret keeps the Anthropic key".into()
+        }
+    };
+    format!(
+        "provider {} is primary, {fallback} the fallback (FALLBACK): when {} fails a request with 408, 409, 429, 5xx, 529 or no answer within {after}, after its retries, {fallback} answers it, for {which}; after several such failures in a row a function instance sends requests straight to {fallback} for a cool-down, then probes {} again (a circuit breaker); answers name the provider in x-claude-proxy-provider",
+        p.kind, p.kind, p.kind
+    )
 }
 
 impl fmt::Display for Plan {

@@ -70,7 +70,8 @@ pub fn spec(
     );
     let mut bedrock = json!({"Statement": []});
     let p = &s.config.provider;
-    if p.kind == ProviderKind::Bedrock {
+    // The same grants whether Bedrock is the provider or the fallback.
+    if p.uses(ProviderKind::Bedrock) {
         let bedrock_region = p.bedrock_region.as_deref().unwrap_or(region);
         add_bedrock_statements(
             &mut bedrock,

@@ -117,7 +117,8 @@ pub struct Spec {
     pub name: String,
     pub stack: String,
     pub input: SecretInput,
-    /// The Anthropic provider needs the key in the secret; Bedrock does not.
+    /// The Anthropic provider needs the key in the secret, as provider or as fallback;
+    /// Bedrock alone does not.
     pub key_required: bool,
 }
 
@@ -127,7 +128,7 @@ pub fn spec(names: &Names, s: &StackSpec) -> Spec {
         name: names.secret.clone(),
         stack: names.stack.clone(),
         input: s.secret.clone(),
-        key_required: s.config.provider.kind == ProviderKind::Anthropic,
+        key_required: s.config.provider.uses(ProviderKind::Anthropic),
     }
 }
 

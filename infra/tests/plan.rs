@@ -972,3 +972,108 @@ fn arns_carry_the_partition_of_the_account() {
     assert!(json.contains("arn:aws-cn:logs:cn-north-1:"), "{json}");
     assert!(!json.contains("arn:aws:"), "{json}");
 }
+
+#[test]
+fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets() {
+    use infra::config::ProviderKind::{Anthropic, Bedrock};
+    let with_fallback = |kind, fallback, key| {
+        desired_with(
+            Overrides {
+                provider: Some(kind),
+                fallback: Some(fallback),
+                ..Default::default()
+            },
+            key,
+        )
+    };
+    // Anthropic with Bedrock as the fallback: the role policy and the environment change,
+    // the secret keeps the key.
+    let failover = with_fallback(Anthropic, Some(Bedrock), Some(KEY));
+    let p = plan(&failover, &with_lookups(deployed(&desired()), &failover));
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(changed, [Kind::RolePolicy, Kind::Function], "{p}");
+    assert!(p
+        .changes
+        .iter()
+        .all(|c| matches!(c.change, Change::Update { .. })));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("provider anthropic is primary, bedrock the fallback")),
+        "{p}"
+    );
+    let text = p.to_string();
+    assert!(!text.contains(KEY));
+    insta::assert_snapshot!("provider_fallback_bedrock", text);
+
+    // Its role policy is exactly a Bedrock stack's (same models, same profiles): with that
+    // policy in place, the plan is empty.
+    let bedrock = with_provider(Bedrock, None);
+    let mut converged = with_lookups(deployed(&failover), &failover);
+    converged.role = deployed_bedrock(&bedrock).role;
+    let again = plan(&failover, &converged);
+    assert!(again.is_empty(), "{again}");
+    assert!(again
+        .notes
+        .iter()
+        .any(|n| n.contains("bedrock the fallback")));
+
+    // `--fallback none` takes it all away again.
+    let off = with_fallback(Anthropic, None, Some(KEY));
+    let p = plan(&off, &converged);
+    let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(changed, [Kind::RolePolicy, Kind::Function], "{p}");
+    assert!(
+        p.to_string().contains("env.FALLBACK: bedrock -> (unset)"),
+        "{p}"
+    );
+
+    // Bedrock with the Anthropic API as the fallback: the key is needed ...
+    let reverse = with_fallback(Bedrock, Some(Anthropic), None);
+    let p = plan(&reverse, &deployed_bedrock(&bedrock));
+    assert!(
+        p.blockers.iter().any(|b| b.contains("ANTHROPIC_API_KEY")),
+        "{:?}",
+        p.blockers
+    );
+    // ... and given, the secret gets it; the Bedrock grants stay as they are.
+    let reverse = with_fallback(Bedrock, Some(Anthropic), Some(KEY));
+    let p = plan(&reverse, &deployed_bedrock(&bedrock));
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(changed, [Kind::Secret, Kind::Function], "{p}");
+    let text = p.to_string();
+    assert!(!text.contains(KEY));
+    insta::assert_snapshot!("provider_fallback_anthropic", text);
+
+    // Models without a Bedrock id are named: they never fail over.
+    let partly = desired_with(
+        Overrides {
+            fallback: Some(Some(Bedrock)),
+            default_model: Some("claude-opus-4-1".into()),
+            allowed_models: Some(vec!["claude-opus-4-1".into(), "claude-haiku-4-5".into()]),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let p = plan(&partly, &with_lookups(deployed(&desired()), &partly));
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains("bedrock the fallback"))
+        .unwrap();
+    assert!(
+        note.contains("; claude-opus-4-1 (no Bedrock id) never fail over;"),
+        "{note}"
+    );
+
+    // The fallback must be the other provider.
+    let e = StackConfig::default()
+        .with_overrides(&Overrides {
+            fallback: Some(Some(Anthropic)),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("provider.fallback"), "{e}");
+}

@@ -397,3 +397,61 @@ async fn a_refused_lookup_falls_back_to_the_built_in_table_and_the_plan_says_so(
         "{p}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_gets_the_bedrock_grants_of_a_bedrock_stack_and_the_secret_keeps_the_key() {
+    let env = env().await;
+    let stack = "bedrock-f";
+    let with = |kind: &str, fallback: &str, key| {
+        desired_with(
+            stack,
+            &format!("[provider]\nkind = \"{kind}\"\nfallback = \"{fallback}\"\n{MODELS}"),
+            key,
+        )
+    };
+
+    // A Bedrock stack first: its grants are the reference.
+    apply(&env, &desired(stack, "bedrock", None)).await;
+    let (bedrock_grants, _) = bedrock_policy(&env, stack).await;
+    assert!(!bedrock_grants.is_empty());
+
+    // The Anthropic API with Bedrock as the fallback: the same grants, the key in the secret,
+    // the map and the fallback in the environment (no PROVIDER: Anthropic is primary).
+    let p = apply(&env, &with("anthropic", "bedrock", Some(KEY))).await;
+    assert!(!p.to_string().contains(KEY));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("provider anthropic is primary, bedrock the fallback")),
+        "{p}"
+    );
+    assert_eq!(bedrock_policy(&env, stack).await.0, bedrock_grants);
+    let vars = function_env(&env, stack).await;
+    assert_eq!(vars["FALLBACK"], "bedrock");
+    assert!(
+        vars["BEDROCK_MODEL_MAP"].contains("claude-opus-4-1="),
+        "{vars:?}"
+    );
+    assert!(!vars.contains_key("PROVIDER"), "{vars:?}");
+    assert_eq!(secret_value(&env, stack).await["anthropic_api_key"], KEY);
+
+    // Bedrock with the Anthropic API as the fallback: the key stays (none given now), the
+    // grants stay.
+    apply(&env, &with("bedrock", "anthropic", None)).await;
+    assert_eq!(bedrock_policy(&env, stack).await.0, bedrock_grants);
+    let vars = function_env(&env, stack).await;
+    assert_eq!(
+        (vars["PROVIDER"].as_str(), vars["FALLBACK"].as_str()),
+        ("bedrock", "anthropic")
+    );
+    assert_eq!(secret_value(&env, stack).await["anthropic_api_key"], KEY);
+
+    // No fallback, the Anthropic API: no Bedrock grant or setting is left.
+    apply(&env, &desired(stack, "anthropic", Some(KEY))).await;
+    assert!(bedrock_policy(&env, stack).await.0.is_empty());
+    let vars = function_env(&env, stack).await;
+    assert!(
+        !vars.contains_key("FALLBACK") && !vars.contains_key("BEDROCK_MODEL_MAP"),
+        "{vars:?}"
+    );
+}

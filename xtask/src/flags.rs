@@ -279,6 +279,32 @@ pub struct StackArgs {
         help_heading = "Stack settings"
     )]
     pub provider: Option<infra::config::ProviderKind>,
+    /// The other provider, which answers when the provider fails after its retries (408, 409,
+    /// 429, 5xx, 529, no answer in time): `bedrock` (the role gets the mapped models),
+    /// `anthropic` (the secret keeps the key) or `none`
+    #[arg(
+        long,
+        value_name = "bedrock|anthropic|none",
+        help_heading = "Stack settings"
+    )]
+    pub fallback: Option<Fallback>,
+}
+
+/// `--fallback`: a provider, or `none` (no fallback, whatever stack.toml says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback(pub Option<infra::config::ProviderKind>);
+
+impl std::str::FromStr for Fallback {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Fallback(None)),
+            other => other
+                .parse()
+                .map(|k| Fallback(Some(k)))
+                .map_err(|e: anyhow::Error| format!("{e}, or `none`")),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,7 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         anthropic_base_url: a.anthropic_base_url.clone(),
         log_retention_days: a.log_retention_days,
         provider: a.provider,
+        fallback: a.fallback.map(|f| f.0),
         ..base_overrides(common)
     }
 }

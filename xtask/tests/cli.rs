@@ -236,6 +236,19 @@ fn bad_flags_are_errors() {
     );
     let r = env.run(&["deploy", "--api-key", "sk-ant-x"]);
     assert_ne!(r.code, Some(0), "{r}");
+    let r = env.run(&["plan", "--fallback", "openai"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(
+        r.stderr.contains("bedrock") && r.stderr.contains("none"),
+        "{r}"
+    );
+    // The fallback must be the other provider, said before anything is read from AWS.
+    let r = env.run(&["plan", "--fallback", "anthropic"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("provider.fallback"), "{r}");
+    let r = env.run(&["deploy", "--provider", "bedrock", "--fallback", "bedrock"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("the other one"), "{r}");
 }
 
 fn zip_entry(zip: &Path) -> (u32, Vec<u8>, usize) {

@@ -34,6 +34,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(
         response_mode = ?app.config.response_mode,
         caller_auth = ?app.config.caller_auth,
+        provider = ?app.config.provider,
+        fallback = ?app.config.fallback,
         "cold start complete"
     );
     handler::lambda::run(app).await

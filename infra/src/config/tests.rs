@@ -182,3 +182,47 @@ fn overrides_replace_values_and_are_validated() {
     };
     assert!(StackConfig::default().with_overrides(&none).is_err());
 }
+
+#[test]
+fn fallback_settings() {
+    let c = StackConfig::parse("[provider]\nfallback = \"bedrock\"\nfailover_after_ms = 20000\n")
+        .unwrap();
+    assert_eq!(c.provider.fallback, Some(ProviderKind::Bedrock));
+    assert!(c.provider.uses(ProviderKind::Bedrock) && c.provider.uses(ProviderKind::Anthropic));
+    assert!(!StackConfig::default().provider.uses(ProviderKind::Bedrock));
+    let c =
+        StackConfig::parse("[provider]\nkind = \"bedrock\"\nfallback = \"anthropic\"\n").unwrap();
+    assert_eq!(c.provider.fallback, Some(ProviderKind::Anthropic));
+    for (toml, says) in [
+        ("[provider]\nfallback = \"anthropic\"\n", "the other one"),
+        ("[provider]\nfallback = \"openai\"\n", "fallback"),
+        (
+            "[provider]\nfallback = \"bedrock\"\nfailover_after_ms = 0\n",
+            "failover_after_ms",
+        ),
+        // Not less than the function's 120 s: the fallback would get no time.
+        (
+            "[provider]\nfallback = \"bedrock\"\nfailover_after_ms = 120000\n",
+            "timeout_seconds",
+        ),
+        (
+            "[provider]\nfallback = \"bedrock\"\n[provider.bedrock_models]\n",
+            "bedrock_models",
+        ),
+    ] {
+        let e = format!("{:#}", StackConfig::parse(toml).unwrap_err());
+        assert!(e.contains(says), "{toml}: {e}");
+    }
+    // Without a fallback, failover_after_ms does nothing: a warning, not an error.
+    let c = StackConfig::parse("[provider]\nfailover_after_ms = 5000\n").unwrap();
+    assert!(c.warnings().iter().any(|w| w.contains("failover_after_ms")));
+    // --fallback none turns off a fallback of the file.
+    let file = StackConfig::parse("[provider]\nfallback = \"bedrock\"\n").unwrap();
+    let off = file
+        .with_overrides(&Overrides {
+            fallback: Some(None),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(off.provider.fallback, None);
+}

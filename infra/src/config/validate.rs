@@ -92,6 +92,14 @@ impl StackConfig {
             }
         }
         self.provider.validate(l)?;
+        if let Some(ms) = self.provider.failover_after_ms {
+            if u64::from(ms) >= u64::from(f.timeout_seconds) * 1000 {
+                bail!(
+                    "provider.failover_after_ms = {ms} is not less than function.timeout_seconds ({} s): the fallback would get no time; lower it",
+                    f.timeout_seconds
+                );
+            }
+        }
         if l.gateway_deadline_ms == 0 || l.gateway_deadline_ms >= 29_000 {
             bail!(
                 "limits.gateway_deadline_ms = {}: must be between 1 and 28999 so API Gateway (30 s) never times out first",
@@ -137,6 +145,25 @@ impl ProviderSection {
                      or an ARN"
                 );
             }
+        }
+        if self.fallback == Some(self.kind) {
+            bail!(
+                "provider.fallback = \"{0}\" is the provider itself (kind = \"{0}\"): the fallback must be the other one, {1}",
+                self.kind,
+                match self.kind {
+                    ProviderKind::Anthropic => "\"bedrock\"",
+                    ProviderKind::Bedrock => "\"anthropic\"",
+                }
+            );
+        }
+        if self.fallback == Some(ProviderKind::Bedrock) && self.bedrock_models.is_empty() {
+            bail!("provider.fallback = \"bedrock\" needs at least one entry in [provider.bedrock_models]: the models that fail over");
+        }
+        if let Some(ms) = self
+            .failover_after_ms
+            .filter(|ms| *ms == 0 || *ms > 900_000)
+        {
+            bail!("provider.failover_after_ms = {ms}: give 1 to 900000 (ms), less than function.timeout_seconds");
         }
         if self.kind == ProviderKind::Bedrock {
             if self.bedrock_models.is_empty() {
