@@ -24,9 +24,11 @@
 //! - [`bedrock_profiles`]: Bedrock's `GetInferenceProfile`, which moto lacks (always on;
 //!   [`AwsProxy::set_inference_profiles`] adds application profiles or refuses lookups);
 //! - [`partition`]: ARNs of another partition refused as AWS refuses them
-//!   ([`AwsProxy::strict_partition`]).
+//!   ([`AwsProxy::strict_partition`]);
+//! - [`function_urls`]: one Function URL per qualifier, as Lambda keeps them (always on).
 
 pub mod bedrock_profiles;
+pub mod function_urls;
 pub mod partition;
 
 pub mod strict;
@@ -192,6 +194,8 @@ struct Inner {
     inference_profiles: bedrock_profiles::InferenceProfiles,
     /// See [`partition`].
     strict_partition: bool,
+    /// See [`function_urls`].
+    url_qualifiers: function_urls::UrlQualifiers,
 }
 
 #[derive(Clone)]
@@ -312,6 +316,8 @@ impl AwsProxy {
         *i = Inner {
             inference_profiles: std::mem::take(&mut i.inference_profiles),
             strict_partition: i.strict_partition,
+            // What the account holds, not what was counted.
+            url_qualifiers: std::mem::take(&mut i.url_qualifiers),
             ..Inner::default()
         };
         drop(i);
@@ -412,11 +418,30 @@ fn stand_in_answer(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Option<(u16, String, String)> {
-    let (profiles, strict_partition) = {
+    let (profiles, strict_partition, urls) = {
         let i = s.inner.lock().unwrap();
-        (i.inference_profiles.clone(), i.strict_partition)
+        (
+            i.inference_profiles.clone(),
+            i.strict_partition,
+            i.url_qualifiers.clone(),
+        )
     };
     let region = region_of(&parts.headers);
+    if service == "lambda" {
+        let call = function_urls::parse(&parts.method, parts.uri.path(), parts.uri.query());
+        if let Some((status, code, message)) = call.and_then(|c| urls.refuse(&c)) {
+            let f = Fault {
+                matcher: Matcher::NthMutating(0),
+                times: 0,
+                status,
+                code,
+                message,
+                after_forwarding: false,
+                kind: FaultKind::Error,
+            };
+            return Some((f.status, f.code.clone(), error_body(service, &f)));
+        }
+    }
     if service == "bedrock" && parts.method == http::Method::GET {
         if let Some(a) = bedrock_profiles::answer(&profiles, &region, parts.uri.path()) {
             return Some(a);
@@ -704,7 +729,16 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             );
         }
     };
+    let observe_url = |status: u16| {
+        if service == "lambda" {
+            if let Some(c) = function_urls::parse(&parts.method, &path, parts.uri.query()) {
+                s.inner.lock().unwrap().url_qualifiers.observe(&c, status);
+            }
+        }
+    };
     if let Some(f) = &fault {
+        // The call took effect in moto.
+        observe_url(resp.status().as_u16());
         record(f.status, true);
         if f.kind == FaultKind::Reset {
             return None;
@@ -715,6 +749,7 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     record(status.as_u16(), false);
+    observe_url(status.as_u16());
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

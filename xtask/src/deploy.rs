@@ -22,7 +22,8 @@ impl flags::Deploy {
             rotate_token: self.rotate_token,
         };
         let ctx = StackContext::with_stack_args(common, &self.stack).await?;
-        let (desired, plan) = compute(&ctx, &self.code, secret, progress).await?;
+        let (desired, plan) =
+            compute(&ctx, &self.code, secret, !self.skip_smoke_test, progress).await?;
 
         if plan.is_empty() && self.dry_run {
             progress.finish();

@@ -18,7 +18,8 @@ const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 
 const COMMANDS: &[&str] = &[
-    "build", "package", "plan", "deploy", "invoke", "logs", "dev", "teardown",
+    "build", "package", "plan", "deploy", "releases", "rollback", "invoke", "logs", "dev",
+    "teardown",
 ];
 
 /// The xtask binary in a scratch directory, with no AWS or Anthropic settings inherited.
@@ -459,7 +460,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     assert_eq!(again.code, Some(2), "plan changed something:\n{again}");
 
     // No key at all: the error says where a key comes from.
-    let deploy_args = with(&["deploy", "--bootstrap", b, "--yes"]);
+    let deploy_args = with(&["deploy", "--skip-smoke-test", "--bootstrap", b, "--yes"]);
     let r = env.run(&args(&deploy_args));
     r.assert_no_key();
     assert_eq!(r.code, Some(1), "{r}");
@@ -469,7 +470,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     );
 
     // No --yes and stdin is not a terminal: refuses, naming --yes.
-    let no_yes = with(&["deploy", "--bootstrap", b]);
+    let no_yes = with(&["deploy", "--skip-smoke-test", "--bootstrap", b]);
     let r = env.run_with_key(&args(&no_yes));
     r.assert_no_key();
     assert_eq!(r.code, Some(1), "{r}");
@@ -477,7 +478,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
 
     // --dry-run: the plan and every step the deploy would run; no confirmation needed,
     // nothing changes in the account.
-    let dry = with(&["deploy", "--bootstrap", b, "--dry-run"]);
+    let dry = with(&["deploy", "--skip-smoke-test", "--bootstrap", b, "--dry-run"]);
     let r = env.run_with_key(&args(&dry));
     r.assert_no_key();
     assert_eq!(r.code, Some(2), "{r}");
@@ -498,6 +499,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // Deploy with the key on stdin, JSON outputs.
     let json_args = with(&[
         "deploy",
+        "--skip-smoke-test",
         "--bootstrap",
         b,
         "--yes",
@@ -581,6 +583,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // --rotate-token: a new token, shown once.
     let rotate = with(&[
         "deploy",
+        "--skip-smoke-test",
         "--bootstrap",
         b,
         "--yes",

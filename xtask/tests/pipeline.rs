@@ -105,6 +105,7 @@ impl Env {
     fn deploy(&self, stack: &str, extra: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = [
             "deploy",
+            "--skip-smoke-test",
             "--stack",
             stack,
             "--bootstrap",
