@@ -25,9 +25,12 @@
 //!   [`AwsProxy::set_inference_profiles`] adds application profiles or refuses lookups);
 //! - [`partition`]: ARNs of another partition refused as AWS refuses them
 //!   ([`AwsProxy::strict_partition`]);
-//! - [`function_urls`]: one Function URL per qualifier, as Lambda keeps them (always on).
+//! - [`function_urls`]: one Function URL per qualifier, as Lambda keeps them (always on);
+//! - [`cloudwatch`]: CloudWatch (RPC v2 CBOR, which moto does not serve) answered statefully:
+//!   metrics, alarms and their tags, per proxy (always on; faults still apply to it).
 
 pub mod bedrock_profiles;
+pub mod cloudwatch;
 pub mod function_urls;
 pub mod partition;
 
@@ -209,6 +212,8 @@ struct Shared {
     held: Arc<tokio::sync::watch::Sender<bool>>,
     /// The strictness profiles and what they remember (kept across `clear`).
     strict: Arc<Mutex<strict::Strict>>,
+    /// The CloudWatch stand-in's metrics and alarms (kept across `clear`).
+    cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -218,6 +223,7 @@ pub struct AwsProxy {
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     held: Arc<tokio::sync::watch::Sender<bool>>,
     strict: Arc<Mutex<strict::Strict>>,
+    cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -238,8 +244,10 @@ impl AwsProxy {
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let held = Arc::new(tokio::sync::watch::channel(false).0);
         let strict = Arc::new(Mutex::new(strict::Strict::default()));
+        let cloudwatch = Arc::new(Mutex::new(cloudwatch::CloudWatch::default()));
         let shared = Shared {
             strict: strict.clone(),
+            cloudwatch: cloudwatch.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
@@ -291,6 +299,7 @@ impl AwsProxy {
             generation,
             held,
             strict,
+            cloudwatch,
             task,
         })
     }
@@ -382,6 +391,11 @@ impl AwsProxy {
 
     pub fn inject(&self, fault: Fault) {
         self.inner.lock().unwrap().faults.push(fault);
+    }
+
+    /// Reads or changes the CloudWatch stand-in's metrics and alarms (see [`cloudwatch`]).
+    pub fn with_cloudwatch<T>(&self, f: impl FnOnce(&mut cloudwatch::CloudWatch) -> T) -> T {
+        f(&mut self.cloudwatch.lock().unwrap())
     }
 
     /// How many calls were answered with an injected fault.
@@ -498,6 +512,11 @@ fn classify(
         let m = !read_only(&op);
         return (op, m);
     }
+    if headers.contains_key("smithy-protocol") {
+        if let Some(op) = cloudwatch::operation_of(path) {
+            return (op.to_string(), cloudwatch::is_mutating(op));
+        }
+    }
     let is_form = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -518,7 +537,7 @@ fn for_service(service: &str, f: &Fault) -> Fault {
     if f.kind == FaultKind::Throttling {
         let (status, code) = match service {
             "lambda" | "apigateway" => (429, "TooManyRequestsException"),
-            "iam" | "sts" => (400, "Throttling"),
+            "iam" | "sts" | "monitoring" => (400, "Throttling"),
             _ => (400, "ThrottlingException"),
         };
         f.status = status;
@@ -540,6 +559,9 @@ fn error_body(service: &str, f: &Fault) -> String {
 }
 
 fn error_response(service: &str, f: &Fault) -> Response {
+    if service == "monitoring" {
+        return cloudwatch::error_response(f.status, &f.code, &f.message);
+    }
     let (content_type, body) = error_response_parts(service, f);
     Response::builder()
         .status(f.status)
@@ -673,6 +695,34 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             status,
         });
     };
+
+    // CloudWatch is answered here, never by moto; a fault after forwarding takes effect first.
+    let after = fault.as_ref().is_none_or(|f| f.after_forwarding);
+    if after && cloudwatch::handles(&service, &path) {
+        let region = region_of(&parts.headers);
+        let resp = cloudwatch::answer(
+            &mut s.cloudwatch.lock().unwrap(),
+            &region,
+            &path,
+            &parts.headers,
+            &body,
+        );
+        if let Some(f) = &fault {
+            record(f.status, true);
+            if f.kind == FaultKind::Reset {
+                return None;
+            }
+            return Some(error_response(&service, f));
+        }
+        record(resp.status().as_u16(), false);
+        if hold_this {
+            // The call took effect; its answer never leaves.
+            s.inner.lock().unwrap().holding = true;
+            s.held.send_replace(true);
+            return Some(held(&s, generation).await);
+        }
+        return Some(resp);
+    }
 
     if fault.is_none() {
         if let Some((status, code, body)) = stand_in_answer(&s, &service, &parts, &body) {
