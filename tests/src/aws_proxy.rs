@@ -26,12 +26,15 @@
 //! - [`partition`]: ARNs of another partition refused as AWS refuses them
 //!   ([`AwsProxy::strict_partition`]);
 //! - [`function_urls`]: one Function URL per qualifier, as Lambda keeps them (always on);
+//! - [`invocations`]: `Invoke` of a published version run by a test's [`invocations::InvokeRouter`]
+//!   (the version's code under the local Lambda emulator), when one is set;
 //! - [`cloudwatch`]: CloudWatch (RPC v2 CBOR, which moto does not serve) answered statefully:
 //!   metrics, alarms and their tags, per proxy (always on; faults still apply to it).
 
 pub mod bedrock_profiles;
 pub mod cloudwatch;
 pub mod function_urls;
+pub mod invocations;
 pub mod partition;
 
 pub mod strict;
@@ -214,6 +217,8 @@ struct Shared {
     strict: Arc<Mutex<strict::Strict>>,
     /// The CloudWatch stand-in's metrics and alarms (kept across `clear`).
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
+    /// Who runs `Invoke` of a published version (see [`invocations`]).
+    router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -224,6 +229,7 @@ pub struct AwsProxy {
     held: Arc<tokio::sync::watch::Sender<bool>>,
     strict: Arc<Mutex<strict::Strict>>,
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
+    router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -245,7 +251,9 @@ impl AwsProxy {
         let held = Arc::new(tokio::sync::watch::channel(false).0);
         let strict = Arc::new(Mutex::new(strict::Strict::default()));
         let cloudwatch = Arc::new(Mutex::new(cloudwatch::CloudWatch::default()));
+        let router = Arc::new(Mutex::new(None));
         let shared = Shared {
+            router: router.clone(),
             strict: strict.clone(),
             cloudwatch: cloudwatch.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
@@ -300,6 +308,7 @@ impl AwsProxy {
             held,
             strict,
             cloudwatch,
+            router,
             task,
         })
     }
@@ -391,6 +400,11 @@ impl AwsProxy {
 
     pub fn inject(&self, fault: Fault) {
         self.inner.lock().unwrap().faults.push(fault);
+    }
+
+    /// From now on `Invoke` of a published version is run by `router` (see [`invocations`]).
+    pub fn route_invocations(&self, router: Arc<dyn invocations::InvokeRouter>) {
+        *self.router.lock().unwrap() = Some(router);
     }
 
     /// Reads or changes the CloudWatch stand-in's metrics and alarms (see [`cloudwatch`]).
@@ -722,6 +736,19 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             return Some(held(&s, generation).await);
         }
         return Some(resp);
+    }
+
+    let router = s.router.lock().unwrap().clone();
+    if let (None, Some(router), "lambda") = (&fault, router, service.as_str()) {
+        let target = invocations::published_version(&parts.method, &path, parts.uri.query());
+        if let Some((function, version)) = target {
+            let resp = match router.invoke(&function, &version, body.clone()).await {
+                Ok(i) => invocations::response(&i),
+                Err(e) => invocations::service_error(&format!("{e:#}")),
+            };
+            record(resp.status().as_u16(), false);
+            return Some(resp);
+        }
     }
 
     if fault.is_none() {
