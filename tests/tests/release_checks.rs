@@ -155,6 +155,8 @@ async fn body() {
         "{r}"
     );
     assert!(r.stderr.contains("live is unchanged"), "{r}");
+    assert!(r.stderr.contains("the new version was not released"), "{r}");
+    assert!(!r.stderr.contains("failed part way"), "{r}");
     assert!(r.stderr.contains("request id version-server-2-"), "{r}");
     assert_eq!(server.counts("2").errors, 1);
     assert_eq!(live(&e).await, ("1".to_string(), vec![]));

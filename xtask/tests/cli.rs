@@ -548,6 +548,24 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     let r = env.run_with_key(&args(&plan_args));
     assert_eq!(r.code, Some(0), "plan after deploy should be empty:\n{r}");
 
+    // releases: version 1, live on it (JSON for scripts); rollback has nothing before it.
+    let r = env.run(&args(&with(&["releases", "--output", "json"])));
+    r.ok();
+    let rel: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("releases is not JSON ({e}):\n{r}"));
+    assert_eq!(rel["live"]["version"], "1", "{r}");
+    assert_eq!(rel["live"]["weights"], serde_json::json!({}), "{r}");
+    assert_eq!(rel["versions"][0]["version"], "1", "{r}");
+    assert_eq!(rel["versions"][0]["live_percent"], 100, "{r}");
+    let r = env.run(&args(&with(&["releases"])));
+    r.ok();
+    assert!(r.stdout.contains("`live` -> version 1 (100%)"), "{r}");
+    let r = env.run(&args(&with(&["rollback", "--yes"])));
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no earlier version"), "{r}");
+    let r = env.run(&args(&with(&["rollback", "--to", "1", "--yes"])));
+    assert_eq!(r.code, Some(3), "already there: nothing to do\n{r}");
+
     // logs: the function's own log group, made by the deploy.
     let r = env.run(&args(&with(&["logs", "--since", "5m"])));
     r.ok();

@@ -10,16 +10,44 @@
 use super::{create, read, update, Spec, State};
 use crate::aws::Aws;
 use crate::progress::Progress;
-use anyhow::{bail, Result};
+use anyhow::Result;
+use std::fmt;
 
 pub mod watch;
+
+/// A release its checks stopped (the smoke test failed, or a check during the shift, which
+/// then put 100% back): the new version gets no traffic; the rest of the deploy is applied.
+/// Found with `anyhow::Error::downcast_ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseStopped {
+    pub version: String,
+    /// Where `live` is left: the version before (or the new one's first creation refused).
+    pub live: Option<String>,
+}
+
+impl fmt::Display for ReleaseStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.live {
+            Some(live) => write!(
+                f,
+                "the release of version {} was stopped: `live` stays on version {live}",
+                self.version
+            ),
+            None => write!(
+                f,
+                "the release of version {} was stopped: `live` was not created",
+                self.version
+            ),
+        }
+    }
+}
 
 /// Runs the release of `version` (already published) for the alias `spec` describes.
 pub async fn run(aws: &Aws, spec: &Spec, version: &str, progress: &dyn Progress) -> Result<()> {
     let function = spec.function.as_str();
     let current = read(aws, function).await?;
     let Some(current) = current else {
-        smoke(aws, spec, version, progress).await?;
+        smoke(aws, spec, version, None, progress).await?;
         return create(aws, function, version).await;
     };
     if current.version == version {
@@ -29,11 +57,17 @@ pub async fn run(aws: &Aws, spec: &Spec, version: &str, progress: &dyn Progress)
         }
         return Ok(());
     }
-    smoke(aws, spec, version, progress).await?;
+    smoke(aws, spec, version, Some(&current.version), progress).await?;
     shift(aws, spec, &current, version, progress).await
 }
 
-async fn smoke(aws: &Aws, spec: &Spec, version: &str, progress: &dyn Progress) -> Result<()> {
+async fn smoke(
+    aws: &Aws,
+    spec: &Spec,
+    version: &str,
+    live: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<()> {
     let Some(check) = &spec.smoke_test else {
         progress.warn(&format!(
             "version {version} gets traffic without a smoke test (skipped: --skip-smoke-test, or an emulator that cannot run it)"
@@ -47,6 +81,10 @@ async fn smoke(aws: &Aws, spec: &Spec, version: &str, progress: &dyn Progress) -
             e.context(format!(
                 "the smoke test of version {version} failed: no traffic was moved to it (live is unchanged)"
             ))
+            .context(ReleaseStopped {
+                version: version.to_string(),
+                live: live.map(str::to_string),
+            })
         })
 }
 
@@ -91,9 +129,13 @@ async fn shift(
         };
         if let Err(failure) = watch::watch(aws, &window).await {
             update(aws, function, from, None, revision.as_deref()).await?;
-            bail!(
+            return Err(anyhow::anyhow!(
                 "release of version {version} rolled back: {failure}; live is back on version {from} (100%), automatically"
-            );
+            )
+            .context(ReleaseStopped {
+                version: version.to_string(),
+                live: Some(from.to_string()),
+            }));
         }
     }
     Ok(())
