@@ -10,9 +10,7 @@ use infra::aws::OrNotFound;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Environment variable holding the caller token (tokens never go on the command line).
-pub const TOKEN_ENV: &str = "CLAUDE_PROXY_TOKEN";
-const DEFAULT_MODEL: &str = "claude-haiku-4-5";
+use crate::smoke::TOKEN_ENV;
 
 impl flags::Invoke {
     pub async fn run(self, common: &Common) -> Result<ExitCode> {
@@ -116,24 +114,13 @@ impl flags::Invoke {
     }
 
     fn body(&self, stream: bool) -> serde_json::Value {
-        if self.path == "/v1/messages" {
-            serde_json::json!({
-                "model": self.model.as_deref().unwrap_or(DEFAULT_MODEL),
-                "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": self.message}],
-                "stream": stream,
-            })
-        } else {
-            let mut body = serde_json::json!({
-                "message": self.message,
-                "max_tokens": self.max_tokens,
-                "stream": stream,
-            });
-            if let Some(model) = &self.model {
-                body["model"] = model.clone().into();
-            }
-            body
-        }
+        crate::smoke::request_body(
+            &self.path,
+            &self.message,
+            self.max_tokens,
+            stream,
+            self.model.as_deref(),
+        )
     }
 
     async fn resolve_target(&self, ctx: &StackContext) -> Result<Target> {
@@ -145,16 +132,19 @@ impl flags::Invoke {
         }
         let function = ctx.function_name();
         if !self.api {
+            // The URL is on the alias `live`.
             let url = ctx
                 .aws
                 .lambda
                 .get_function_url_config()
                 .function_name(&function)
+                .qualifier(infra::names::ALIAS)
                 .send()
                 .await
                 .or_not_found()
                 .map_err(infra::aws::ctx(format!(
-                    "lambda:GetFunctionUrlConfig {function}"
+                    "lambda:GetFunctionUrlConfig {function}:{}",
+                    infra::names::ALIAS
                 )))?;
             if let Some(cfg) = url {
                 let iam = cfg.auth_type().as_str() == "AWS_IAM";
@@ -218,30 +208,7 @@ fn hint_for(status: u16, signed: bool) -> &'static str {
 
 /// The newest caller token from the stack's secret (needs secretsmanager:GetSecretValue).
 async fn read_token_from_secret(ctx: &StackContext) -> Result<String> {
-    let name = ctx.secret_name();
-    let out = ctx
-        .aws
-        .secrets
-        .get_secret_value()
-        .secret_id(&name)
-        .send()
-        .await
-        .map_err(infra::aws::ctx(format!("secretsmanager:GetSecretValue {name}")))
-        .with_context(|| {
-            format!(
-                "reading the caller token from secret {name} (set {TOKEN_ENV} instead if you cannot read the secret)"
-            )
-        })?;
-    let doc: serde_json::Value = serde_json::from_str(out.secret_string().unwrap_or_default())
-        .with_context(|| format!("secret {name} is not the JSON document the stack writes"))?;
-    doc["caller_tokens"]
-        .as_array()
-        .and_then(|t| t.last())
-        .and_then(|t| t.as_str())
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("secret {name} holds no caller token: redeploy with --rotate-token")
-        })
+    crate::smoke::caller_token(&ctx.aws, &ctx.secret_name(), TOKEN_ENV).await
 }
 
 /// SigV4 headers (service `lambda`) for a Function URL with AWS_IAM auth.

@@ -13,6 +13,8 @@ mod local;
 mod logs;
 mod package;
 mod plan;
+mod releases;
+mod rollback;
 mod teardown;
 mod test;
 
@@ -28,6 +30,7 @@ mod paths;
 mod planning;
 mod progress;
 mod prompt;
+mod smoke;
 mod stack;
 mod upstream;
 
@@ -53,6 +56,8 @@ fn main() -> ExitCode {
             Command::Package(cmd) => cmd.run(&common, &progress).await,
             Command::Plan(cmd) => cmd.run(&common, &progress).await,
             Command::Deploy(cmd) => cmd.run(&common, &progress).await,
+            Command::Releases(cmd) => cmd.run(&common).await,
+            Command::Rollback(cmd) => cmd.run(&common, &progress).await,
             Command::Invoke(cmd) => cmd.run(&common).await,
             Command::Logs(cmd) => cmd.run(&common).await,
             Command::Dev(cmd) => cmd.run(&common).await,
