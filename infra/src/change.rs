@@ -80,6 +80,10 @@ pub enum Kind {
     FunctionUrl,
     HttpApi,
     Permission,
+    /// The secret's plaintext caller tokens hashed into named callers (`secret::migrate`).
+    /// Ordering: after `Function` (and everything that serves requests): the function must
+    /// run a handler that reads hashes before the secret holds only hashes. Never deleted.
+    Callers,
 }
 
 impl Kind {
@@ -104,6 +108,8 @@ impl Kind {
             Kind::RolePolicy | Kind::AttachedPolicy => 9,
             Kind::Role => 10,
             Kind::Secret => 11,
+            // Only in deploys (teardown deletes the secret itself).
+            Kind::Callers => 12,
         }
     }
 
@@ -122,6 +128,7 @@ impl Kind {
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
             Kind::Permission => "permission",
+            Kind::Callers => "secret callers",
         }
     }
 }

@@ -236,6 +236,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .unwrap_or_default();
     changes.extend(permission::plan(&names.function, &wanted, a_perms));
 
+    // Last: plaintext caller tokens hashed once the function reads hashes.
+    changes.extend(secret::migrate::plan(
+        names,
+        spec.is_some(),
+        actual.secret.as_ref(),
+    ));
+
     // Execution order: deletions (teardown order), then the rest (creation order). Old layer
     // versions of a stack that stays go last, once the function has switched off them (a
     // version still attached to the function would otherwise be deleted under it).

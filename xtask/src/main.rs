@@ -6,6 +6,7 @@
 // Commands.
 mod bench;
 mod build;
+mod callers;
 mod deploy;
 mod dev;
 mod invoke;
@@ -15,9 +16,11 @@ mod package;
 mod plan;
 mod teardown;
 mod test;
+mod usage;
 
 // Shared by the commands.
 mod bootstrap;
+mod caller_admin;
 mod cmd;
 mod code;
 mod flags;
@@ -55,6 +58,8 @@ fn main() -> ExitCode {
             Command::Deploy(cmd) => cmd.run(&common, &progress).await,
             Command::Invoke(cmd) => cmd.run(&common).await,
             Command::Logs(cmd) => cmd.run(&common).await,
+            Command::Callers(cmd) => cmd.run(&common, &progress).await,
+            Command::Usage(cmd) => cmd.run(&common).await,
             Command::Dev(cmd) => cmd.run(&common).await,
             Command::Teardown(cmd) => cmd.run(&common, &progress).await,
             Command::Test(cmd) => cmd.run().await,
