@@ -33,7 +33,7 @@ impl CallerLimits {
         if let Some(n) = self.max_tokens {
             if n == 0 || n > stack_max_tokens {
                 bail!(
-                    "--max-tokens {n} must be between 1 and the stack's cap of {stack_max_tokens} ([limits] max_tokens)"
+                    "--max-tokens {n} must be between 1 and the stack's cap of {stack_max_tokens} ([limits] max_tokens_cap)"
                 );
             }
         }
