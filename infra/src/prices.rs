@@ -117,3 +117,57 @@ mod tests {
         assert_eq!(cost_usd(&h.price, 1_000_000, 100_000, 0, 0), 3.0);
     }
 }
+
+/// The most the stack can spend on output tokens per hour: every one of `reserved` slots busy
+/// all hour with requests of `expected_duration_seconds`, each producing `max_tokens_cap`
+/// output tokens of the dearest of `models` (`*`: the dearest in the table). With the price
+/// used; `None` when no model has a price.
+pub fn worst_case_output_usd_per_hour(
+    reserved: u32,
+    max_tokens_cap: u32,
+    expected_duration_seconds: f64,
+    models: &[String],
+    overrides: &BTreeMap<String, ModelPrice>,
+) -> Option<(f64, Priced)> {
+    let any = models.iter().any(|m| m == "*");
+    let candidates: Vec<String> = if any {
+        TABLE
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .chain(overrides.keys().cloned())
+            .collect()
+    } else {
+        models.to_vec()
+    };
+    let dearest = candidates
+        .iter()
+        .filter_map(|m| price_of(m, overrides))
+        .max_by(|a, b| a.price.output.total_cmp(&b.price.output))?;
+    let requests_per_hour = 3600.0 / expected_duration_seconds.max(1.0);
+    let tokens = f64::from(reserved) * requests_per_hour * f64::from(max_tokens_cap);
+    Some((tokens * dearest.price.output / 1_000_000.0, dearest))
+}
+
+#[cfg(test)]
+mod worst_case_tests {
+    use super::*;
+
+    #[test]
+    fn the_dearest_allowed_model_at_full_use() {
+        let models = vec![
+            "claude-haiku-4-5".to_string(),
+            "claude-sonnet-4-5".to_string(),
+        ];
+        // 2 slots × 180 requests/hour × 4096 tokens × $15/MTok.
+        let (usd, p) =
+            worst_case_output_usd_per_hour(2, 4096, 20.0, &models, &BTreeMap::new()).unwrap();
+        assert_eq!(p.entry, "claude-sonnet-4-5");
+        assert!((usd - 2.0 * 180.0 * 4096.0 * 15.0 / 1e6).abs() < 1e-9);
+        let (_, p) =
+            worst_case_output_usd_per_hour(1, 1, 20.0, &["*".into()], &BTreeMap::new()).unwrap();
+        assert_eq!(p.price.output, 75.0);
+        assert!(
+            worst_case_output_usd_per_hour(1, 1, 20.0, &["x".into()], &BTreeMap::new()).is_none()
+        );
+    }
+}

@@ -267,8 +267,14 @@ fn plaintext_tokens_are_hashed_after_the_function_is_updated() {
     );
     let p = plan(&d2, &a);
     let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    let function = kinds.iter().position(|k| *k == Kind::Function).expect("function update");
-    let callers = kinds.iter().position(|k| *k == Kind::Callers).expect("migration");
+    let function = kinds
+        .iter()
+        .position(|k| *k == Kind::Function)
+        .expect("function update");
+    let callers = kinds
+        .iter()
+        .position(|k| *k == Kind::Callers)
+        .expect("migration");
     assert!(function < callers, "{p}");
     let text = p.to_string();
     assert!(!text.contains("clp_existing"), "{text}");
