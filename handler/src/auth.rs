@@ -1,11 +1,11 @@
 //! Caller authentication: `x-api-key: <token>` or `Authorization: Bearer <token>`, checked
-//! against the caller tokens in the secret in constant time.
+//! against the secret's callers (token hashes) in constant time: [`crate::callers`].
 
+use crate::callers::{self, Identity};
 use crate::config::CallerAuth;
 use crate::error::ProxyError;
+use crate::secrets::Secret;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// The token the caller presented, if any (`x-api-key` first, then a Bearer token).
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -29,26 +29,15 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     }
 }
 
-/// Compares in constant time: both sides are hashed first so that neither the content nor
-/// the length of a configured token leaks through timing; every token is compared.
-pub fn token_matches(presented: &str, tokens: &[String]) -> bool {
-    let p = Sha256::digest(presented.as_bytes());
-    let mut found = subtle::Choice::from(0u8);
-    for t in tokens {
-        let t = Sha256::digest(t.as_bytes());
-        found |= p.as_slice().ct_eq(t.as_slice());
-    }
-    found.into()
-}
-
-/// Checks the caller. `tokens` are the caller tokens from the secret.
+/// Checks the caller against the secret's callers (hashed) and plaintext tokens; the caller
+/// it is.
 pub fn authenticate(
     mode: CallerAuth,
     headers: &HeaderMap,
-    tokens: &[String],
-) -> Result<(), ProxyError> {
+    secret: &Secret,
+) -> Result<Identity, ProxyError> {
     if mode == CallerAuth::None {
-        return Ok(());
+        return Ok(Identity::anonymous());
     }
     let Some(presented) = presented_token(headers) else {
         return Err(ProxyError::Authentication(
@@ -56,17 +45,14 @@ pub fn authenticate(
                 .into(),
         ));
     };
-    if tokens.is_empty() {
+    if secret.callers.is_empty() && secret.caller_tokens.is_empty() {
         return Err(ProxyError::Authentication(
-            "this endpoint has no caller tokens configured (add one to the secret's caller_tokens)"
+            "this endpoint has no caller tokens configured (add a caller: cargo xtask callers add NAME)"
                 .into(),
         ));
     }
-    if token_matches(presented, tokens) {
-        Ok(())
-    } else {
-        Err(ProxyError::Authentication("invalid caller token".into()))
-    }
+    callers::identify(presented, &secret.callers, &secret.caller_tokens)
+        .ok_or_else(|| ProxyError::Authentication("invalid caller token".into()))
 }
 
 #[cfg(test)]
@@ -81,6 +67,13 @@ mod tests {
         h
     }
 
+    fn plain(tokens: &[String]) -> Secret {
+        Secret {
+            caller_tokens: tokens.to_vec(),
+            ..Secret::default()
+        }
+    }
+
     #[test]
     fn both_header_forms_are_accepted() {
         let tokens = vec!["tok-1".to_string(), "tok-2".to_string()];
@@ -89,7 +82,7 @@ mod tests {
             headers(&[("authorization", "Bearer tok-1")]),
             headers(&[("authorization", "bearer   tok-1 ")]),
         ] {
-            authenticate(CallerAuth::Token, &h, &tokens).unwrap();
+            authenticate(CallerAuth::Token, &h, &plain(&tokens)).unwrap();
         }
     }
 
@@ -103,11 +96,13 @@ mod tests {
             headers(&[("authorization", "Basic tok-1")]),
             headers(&[("authorization", "Bearer")]),
         ] {
-            let e = authenticate(CallerAuth::Token, &h, &tokens).unwrap_err();
+            let e = authenticate(CallerAuth::Token, &h, &plain(&tokens)).unwrap_err();
             assert_eq!(e.status(), 401);
         }
-        let e = authenticate(CallerAuth::Token, &headers(&[("x-api-key", "x")]), &[]).unwrap_err();
+        let none = Secret::default();
+        let e =
+            authenticate(CallerAuth::Token, &headers(&[("x-api-key", "x")]), &none).unwrap_err();
         assert!(e.to_string().contains("no caller tokens"));
-        authenticate(CallerAuth::None, &headers(&[]), &[]).unwrap();
+        authenticate(CallerAuth::None, &headers(&[]), &none).unwrap();
     }
 }

@@ -28,13 +28,16 @@ pub mod auth;
 pub mod aws;
 pub mod bedrock;
 pub mod breaker;
+pub mod callers;
 pub mod config;
 pub mod error;
 pub mod failover;
 pub mod lambda;
 pub mod local;
+pub mod metrics;
 pub mod model_map;
 pub mod redact;
+pub mod request_log;
 pub mod routes;
 pub mod secrets;
 pub mod sse;
@@ -45,13 +48,14 @@ pub mod validate;
 pub use bedrock::BedrockProvider;
 pub use config::{BedrockConfig, CallerAuth, Config, ProviderKind, ResponseMode, SecretConfig};
 pub use error::{ConfigError, ProxyError};
+pub use request_log::RequestLog;
 pub use secrets::{Secret, SecretCache, SecretSource};
 pub use upstream::{AnthropicProvider, Provider, RetryPolicy};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// A request, whichever way it arrived.
@@ -143,6 +147,27 @@ pub struct App {
     provider: Arc<dyn Provider>,
     /// With `FALLBACK`: the other provider and the breaker in front of `provider`.
     failover: Option<failover::Failover>,
+    /// Where each request's EMF line goes ([`metrics`]): standard output on Lambda (where
+    /// `AWS_LAMBDA_FUNCTION_NAME` is set), none elsewhere unless [`App::set_metrics_sink`].
+    metrics: std::sync::RwLock<Option<(metrics::Sink, String)>>,
+}
+
+/// `f`, unless the request's deadline comes first (reading the secret).
+async fn before<T>(
+    deadline: Instant,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, ProxyError> {
+    tokio::time::timeout_at(deadline, f).await.map_err(|_| {
+        ProxyError::Timeout("reading the secret did not finish before the request deadline".into())
+    })
+}
+
+/// The EMF sink on Lambda: standard output, with the function's name as dimension.
+fn default_metrics() -> std::sync::RwLock<Option<(metrics::Sink, String)>> {
+    let on_lambda = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .ok()
+        .filter(|n| !n.is_empty());
+    std::sync::RwLock::new(on_lambda.map(|name| (metrics::stdout_sink(), name)))
 }
 
 impl App {
@@ -169,10 +194,7 @@ impl App {
             None
         };
         let source = match &config.secret {
-            _ if no_secret => SecretSource::Static(Secret {
-                anthropic_api_key: String::new(),
-                caller_tokens: Vec::new(),
-            }),
+            _ if no_secret => SecretSource::Static(Secret::default()),
             SecretConfig::SecretsManager { arn } => {
                 let sdk = match &shared_sdk {
                     Some(sdk) => sdk.clone(),
@@ -189,6 +211,7 @@ impl App {
             } => SecretSource::Static(Secret {
                 anthropic_api_key: anthropic_api_key.clone(),
                 caller_tokens: caller_tokens.clone(),
+                callers: Vec::new(),
             }),
         };
         let primary = failover::build_provider(config.provider, &config, shared_sdk.as_ref())?;
@@ -230,6 +253,7 @@ impl App {
             secrets,
             provider,
             failover: None,
+            metrics: default_metrics(),
         })
     }
 
@@ -248,7 +272,22 @@ impl App {
             secrets,
             provider: primary,
             failover: Some(failover),
+            metrics: default_metrics(),
         })
+    }
+
+    /// Sends each request's EMF line to `sink`, with `function` as the `function` dimension
+    /// (tests, local runs).
+    pub fn set_metrics_sink(&self, sink: metrics::Sink, function: &str) {
+        *self.metrics.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((sink, function.to_string()));
+    }
+
+    fn metrics_sink(&self) -> Option<(metrics::Sink, String)> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The fallback and its breaker, when there is one.
@@ -269,7 +308,7 @@ impl App {
 
     /// Answers one request. Never panics on input; every error is an Anthropic-shaped response.
     pub async fn handle(&self, req: ProxyRequest) -> ProxyResponse {
-        let log = RequestLog::start(&req);
+        let log = RequestLog::start(&req, self.metrics_sink());
         let mut response = self.handle_inner(&req, &log).await.unwrap_or_else(|e| {
             log.error(&e);
             ProxyResponse::error(&e)
@@ -292,18 +331,7 @@ impl App {
             if routes::route(&head.method, &head.path)? == routes::Route::Health {
                 return Ok(());
             }
-            let secret = tokio::time::timeout_at(head.deadline, self.secrets.get())
-                .await
-                .map_err(|_| {
-                    ProxyError::Timeout(
-                        "reading the secret did not finish before the request deadline".into(),
-                    )
-                })??;
-            auth::authenticate(
-                self.config.caller_auth,
-                &head.headers,
-                &secret.caller_tokens,
-            )
+            self.authenticate(head).await.map(|_| ())
         };
         match check.await {
             Ok(()) => None,
@@ -324,25 +352,41 @@ impl App {
             return Ok(routes::health());
         }
         // 2. auth
-        let secret = tokio::time::timeout_at(req.deadline, self.secrets.get())
-            .await
-            .map_err(|_| {
-                ProxyError::Timeout(
-                    "reading the secret did not finish before the request deadline".into(),
-                )
-            })??;
-        auth::authenticate(self.config.caller_auth, &req.headers, &secret.caller_tokens)?;
-        // 3. validate (shape, policy) → 4. upstream → 5. response, per route
+        let (secret, caller) = self.authenticate(req).await?;
+        log.caller(&caller.name);
+        // 3. validate (shape, the stack's policy, the caller's limits) → 4. upstream →
+        // 5. response, per route
         validate::check_body(&req.headers, &req.body, self.config.max_request_bytes)?;
+        let op = |op| routes::messages(self, req, &secret, &caller, op, log);
         match route {
-            routes::Route::Chat => routes::chat(self, req, &secret, log).await,
-            routes::Route::Messages => {
-                routes::messages(self, req, &secret, upstream::Operation::Messages, log).await
-            }
-            routes::Route::CountTokens => {
-                routes::messages(self, req, &secret, upstream::Operation::CountTokens, log).await
-            }
+            routes::Route::Chat => routes::chat(self, req, &secret, &caller, log).await,
+            routes::Route::Messages => op(upstream::Operation::Messages).await,
+            routes::Route::CountTokens => op(upstream::Operation::CountTokens).await,
             routes::Route::Health => Ok(routes::health()),
+        }
+    }
+
+    /// The secret and the caller: a token no caller has is checked once more against the
+    /// secret read again (at most every [`secrets::UNKNOWN_TOKEN_REFRESH`]), so a caller added
+    /// moments ago is accepted before the cache's TTL runs out.
+    async fn authenticate(
+        &self,
+        req: &ProxyRequest,
+    ) -> Result<(Arc<Secret>, callers::Identity), ProxyError> {
+        let secret = before(req.deadline, self.secrets.get()).await??;
+        match auth::authenticate(self.config.caller_auth, &req.headers, &secret) {
+            Ok(caller) => Ok((secret, caller)),
+            Err(e) if auth::presented_token(&req.headers).is_some() => {
+                match before(req.deadline, self.secrets.reread_for_unknown_token()).await? {
+                    Some(newer) => {
+                        let caller =
+                            auth::authenticate(self.config.caller_auth, &req.headers, &newer)?;
+                        Ok((newer, caller))
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -368,146 +412,5 @@ impl App {
             log,
         )
         .await
-    }
-}
-
-/// The one log line per request, written when the request (and its stream, if any) is done.
-/// Holds only metadata: never prompt or reply text, keys or tokens.
-#[derive(Clone)]
-pub struct RequestLog(Arc<LogInner>);
-
-struct LogInner {
-    span: tracing::Span,
-    started: std::time::Instant,
-    method: String,
-    path: String,
-    fields: Mutex<LogFields>,
-}
-
-#[derive(Default)]
-struct LogFields {
-    route: Option<&'static str>,
-    status: Option<u16>,
-    upstream_status: Option<u16>,
-    upstream_request_id: Option<String>,
-    attempts: Option<u32>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    streamed: bool,
-    error_type: Option<String>,
-    error: Option<String>,
-    /// What the upstream said when it answered an error (it may differ from what the caller
-    /// was answered: a 401 becomes a 502 that says the proxy's credentials were refused).
-    upstream_error: Option<String>,
-    /// The provider that answered (`anthropic`, `bedrock`).
-    provider: Option<&'static str>,
-    /// Why the fallback answered (`primary_failed`, `breaker_open`, `probe_failed`).
-    failover: Option<&'static str>,
-    /// How the primary failed before the fallback answered.
-    primary_error: Option<String>,
-}
-
-impl RequestLog {
-    fn start(req: &ProxyRequest) -> Self {
-        RequestLog(Arc::new(LogInner {
-            span: tracing::Span::current(),
-            started: std::time::Instant::now(),
-            method: req.method.to_string(),
-            // The path is one of a handful of routes; anything else is cut to keep logs tidy.
-            path: req.path.chars().take(64).collect(),
-            fields: Mutex::new(LogFields::default()),
-        }))
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut LogFields) -> R) -> R {
-        f(&mut self.0.fields.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn route(&self, r: routes::Route) {
-        self.with(|f| f.route = Some(r.name()));
-    }
-    fn status(&self, s: StatusCode) {
-        self.with(|f| f.status = Some(s.as_u16()));
-    }
-    pub(crate) fn upstream(&self, status: StatusCode, request_id: Option<String>, attempts: u32) {
-        self.with(|f| {
-            f.upstream_status = Some(status.as_u16());
-            f.upstream_request_id = request_id;
-            f.attempts = Some(attempts);
-        });
-    }
-    pub(crate) fn streamed(&self) {
-        self.with(|f| f.streamed = true);
-    }
-    /// Token usage from a Messages API `usage` object (either key may be missing).
-    pub(crate) fn usage(&self, usage: &serde_json::Value) {
-        self.with(|f| {
-            if let Some(n) = usage.get("input_tokens").and_then(|v| v.as_u64()) {
-                f.input_tokens = Some(n);
-            }
-            if let Some(n) = usage.get("output_tokens").and_then(|v| v.as_u64()) {
-                f.output_tokens = Some(n);
-            }
-        });
-    }
-    /// Records the upstream's own error (type and message; key-shaped strings redacted).
-    pub(crate) fn upstream_error(&self, error_type: &str, message: &str) {
-        let text = format!("{error_type}: {message}");
-        let text = redact::redact(&text, "");
-        self.with(|f| f.upstream_error = Some(text.chars().take(300).collect()));
-    }
-    pub(crate) fn provider(&self, name: &'static str) {
-        self.with(|f| f.provider = Some(name));
-    }
-    /// The provider that answered, once the upstream was asked.
-    pub(crate) fn served_by(&self) -> Option<&'static str> {
-        self.with(|f| f.provider)
-    }
-    /// Records a failover: why, and how the primary failed (keys redacted).
-    pub(crate) fn failover(&self, reason: &'static str, primary_error: Option<&str>) {
-        let primary_error =
-            primary_error.map(|e| redact::redact(e, "").chars().take(300).collect::<String>());
-        self.with(|f| {
-            f.failover = Some(reason);
-            f.primary_error = primary_error;
-        });
-    }
-    pub(crate) fn error(&self, e: &ProxyError) {
-        self.error_parts(e.error_type(), &e.to_string());
-    }
-    /// Records the error; anything shaped like an API key is redacted from the message.
-    pub(crate) fn error_parts(&self, error_type: &str, message: &str) {
-        let message = redact::redact(message, "");
-        self.with(|f| {
-            f.error_type = Some(error_type.chars().take(64).collect());
-            f.error = Some(message.chars().take(300).collect());
-        });
-    }
-}
-
-impl Drop for LogInner {
-    fn drop(&mut self) {
-        let f = self.fields.get_mut().unwrap_or_else(|e| e.into_inner());
-        let _entered = self.span.enter();
-        tracing::info!(
-            method = %self.method,
-            path = %self.path,
-            route = f.route.unwrap_or("none"),
-            status = f.status,
-            latency_ms = self.started.elapsed().as_millis() as u64,
-            upstream_status = f.upstream_status,
-            upstream_request_id = f.upstream_request_id.as_deref(),
-            attempts = f.attempts,
-            input_tokens = f.input_tokens,
-            output_tokens = f.output_tokens,
-            streamed = f.streamed,
-            error_type = f.error_type.as_deref(),
-            error = f.error.as_deref(),
-            upstream_error = f.upstream_error.as_deref(),
-            provider = f.provider,
-            failover = f.failover,
-            primary_error = f.primary_error.as_deref(),
-            "request"
-        );
     }
 }

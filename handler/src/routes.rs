@@ -1,6 +1,7 @@
 //! The routes: which handler a request goes to, and the handlers themselves
 //! (validate → upstream → buffered or streamed response).
 
+use crate::callers::Identity;
 use crate::error::ProxyError;
 use crate::secrets::Secret;
 use crate::sse::{self, SseSplitter};
@@ -227,11 +228,14 @@ pub async fn messages(
     app: &App,
     req: &ProxyRequest,
     secret: &Secret,
+    caller: &Identity,
     op: Operation,
     log: &RequestLog,
 ) -> Result<ProxyResponse, ProxyError> {
     let api_headers = validate::api_headers(&req.headers, &app.config)?;
     let info = validate::messages_request(&req.body, op, &app.config)?;
+    log.model(&info.model);
+    caller.check(&info.model, info.max_tokens)?;
     let upstream_req = UpstreamRequest {
         operation: op,
         // Exactly the bytes the validator parsed (strictly: no duplicate keys).
@@ -255,6 +259,7 @@ pub async fn messages(
             log.clone(),
         ));
     }
+    log.first_byte();
     let body = resp.collect().await?;
     if let Some(usage) = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -288,6 +293,7 @@ fn stream_through(resp: UpstreamResponse, key: String, log: RequestLog) -> Proxy
         while let Some(chunk) = upstream.next().await {
             match chunk {
                 Ok(bytes) => {
+                    log.first_byte();
                     splitter.push(&bytes);
                     let (mut out, events) = splitter.take_complete();
                     for ev in &events {
@@ -393,9 +399,16 @@ pub async fn chat(
     app: &App,
     req: &ProxyRequest,
     secret: &Secret,
+    caller: &Identity,
     log: &RequestLog,
 ) -> Result<ProxyResponse, ProxyError> {
-    let chat = ChatRequest::parse(&req.body, &app.config)?;
+    let mut chat = ChatRequest::parse(&req.body, &app.config)?;
+    log.model(&chat.model(&app.config));
+    caller.check(&chat.model(&app.config), chat.max_tokens)?;
+    // No max_tokens given: the default, within the caller's cap.
+    if let (None, Some(cap)) = (chat.max_tokens, caller.limits.max_tokens) {
+        chat.max_tokens = Some(chat.max_tokens(&app.config).min(cap));
+    }
     let stream = wants_stream(&req.headers, chat.stream);
     let body = chat.to_messages_body(&app.config, stream);
     let upstream_req = UpstreamRequest {
@@ -427,6 +440,7 @@ pub async fn chat(
             log.clone(),
         ));
     }
+    log.first_byte();
     let body = resp.collect().await?;
     let message: Value = serde_json::from_slice(&body).map_err(|e| {
         ProxyError::Upstream(format!("the Messages API answered with invalid JSON: {e}"))
@@ -492,6 +506,7 @@ fn chat_stream(
                     return;
                 }
             };
+            log.first_byte();
             splitter.push(&bytes);
             let (_, events) = splitter.take_complete();
             let overflowed = splitter.overflowed();
@@ -507,6 +522,7 @@ fn chat_stream(
                             .unwrap_or(Value::Null);
                         if let Some(Value::Object(u)) = data.pointer("/message/usage") {
                             usage.extend(u.clone());
+                            log.usage(&Value::Object(u.clone()));
                         }
                         None
                     }
@@ -521,6 +537,7 @@ fn chat_stream(
                         }
                         if let Some(Value::Object(u)) = data.get("usage") {
                             usage.extend(u.clone());
+                            log.usage(&Value::Object(u.clone()));
                         }
                         None
                     }

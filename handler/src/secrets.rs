@@ -4,6 +4,7 @@
 //! Concurrent requests that find the cache expired share ONE refresh: the first takes the
 //! refresh lock and fetches, the others wait for it and then read the new value.
 
+use crate::callers::{Caller, RawCaller};
 use crate::error::ProxyError;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,14 +12,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The secret's JSON document: `{"anthropic_api_key": "...", "caller_tokens": ["..."]}`.
-/// With Claude on Amazon Bedrock it holds only `caller_tokens` (the key is then empty).
-#[derive(Clone, Deserialize)]
+/// The secret's JSON document: `{"anthropic_api_key": "...", "callers": [{"name",
+/// "token_sha256", "created_at", "rotated_at", "limits"}]}` (see [`crate::callers`]). The
+/// format before named callers, plaintext `"caller_tokens": ["..."]`, is still read (each
+/// token a caller named `default`, `default-2`, ...), so a function updated before its secret
+/// is migrated keeps answering. With Claude on Amazon Bedrock there is no key (it is empty).
+#[derive(Clone, Default)]
 pub struct Secret {
-    #[serde(default)]
     pub anthropic_api_key: String,
-    #[serde(default)]
+    /// Plaintext tokens of the old format (and local runs' `CALLER_TOKEN`).
     pub caller_tokens: Vec<String>,
+    /// Named callers, by token hash.
+    pub callers: Vec<Caller>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -29,6 +34,7 @@ impl std::fmt::Debug for Secret {
                 "caller_tokens",
                 &format!("<{} redacted>", self.caller_tokens.len()),
             )
+            .field("callers", &self.callers)
             .finish()
     }
 }
@@ -41,6 +47,8 @@ impl Secret {
             anthropic_api_key: Option<String>,
             #[serde(default)]
             caller_tokens: Vec<String>,
+            #[serde(default)]
+            callers: Vec<RawCaller>,
         }
         let raw: Raw = serde_json::from_str(text).map_err(|e| {
             format!(
@@ -61,9 +69,16 @@ impl Secret {
         {
             return Err("the secret's anthropic_api_key is empty".into());
         }
+        let callers = raw
+            .callers
+            .into_iter()
+            .map(RawCaller::into_caller)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the secret's callers: {e}"))?;
         Ok(Secret {
             anthropic_api_key: raw.anthropic_api_key.unwrap_or_default(),
             caller_tokens: raw.caller_tokens,
+            callers,
         })
     }
 }
@@ -122,6 +137,8 @@ impl SecretSource {
 
 struct Cached {
     secret: Arc<Secret>,
+    /// When it was read.
+    fetched_at: Instant,
     /// When to fetch again.
     refresh_at: Instant,
 }
@@ -134,6 +151,11 @@ pub struct SecretCache {
     refresh: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
 }
+
+/// A token no caller has makes the cache read the secret again, at most this often (so a
+/// caller added moments ago is accepted without waiting for the TTL, and unknown tokens cannot
+/// make every request a Secrets Manager call). Revoked tokens still work until the TTL.
+pub const UNKNOWN_TOKEN_REFRESH: Duration = Duration::from_secs(5);
 
 /// After a failed refresh with a stale value at hand, wait this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
@@ -162,6 +184,34 @@ impl SecretCache {
             .map(|c| c.secret.clone())
     }
 
+    /// For a token no caller has: the secret read again when the cached one is older than
+    /// [`UNKNOWN_TOKEN_REFRESH`] (`None`: it is not, or the read failed; the cached one stays).
+    pub async fn reread_for_unknown_token(&self) -> Option<Arc<Secret>> {
+        let old_enough = |s: &Self| {
+            let guard = s.value.read().unwrap_or_else(|e| e.into_inner());
+            guard
+                .as_ref()
+                .is_some_and(|c| c.fetched_at.elapsed() >= UNKNOWN_TOKEN_REFRESH.min(s.ttl))
+        };
+        if !old_enough(self) {
+            return None;
+        }
+        let _refreshing = self.refresh.lock().await;
+        // Another request may have read it while we waited.
+        if !old_enough(self) {
+            return self.fresh();
+        }
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let secret = Arc::new(self.source.fetch().await.ok()?);
+        let mut guard = self.value.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Some(Cached {
+            secret: secret.clone(),
+            fetched_at: Instant::now(),
+            refresh_at: Instant::now() + self.ttl,
+        });
+        Some(secret)
+    }
+
     /// The secret, fetching it when the cache is empty or older than the TTL.
     pub async fn get(&self) -> Result<Arc<Secret>, ProxyError> {
         if let Some(s) = self.fresh() {
@@ -180,12 +230,14 @@ impl SecretCache {
             Ok(secret) => {
                 tracing::info!(
                     latency_ms = started.elapsed().as_millis() as u64,
-                    caller_tokens = secret.caller_tokens.len(),
+                    callers = secret.callers.len(),
+                    plaintext_caller_tokens = secret.caller_tokens.len(),
                     "secret loaded"
                 );
                 let secret = Arc::new(secret);
                 *guard = Some(Cached {
                     secret: secret.clone(),
+                    fetched_at: Instant::now(),
                     refresh_at: Instant::now() + self.ttl,
                 });
                 Ok(secret)
@@ -228,6 +280,16 @@ mod tests {
             ("", 1)
         );
         assert!(!format!("{s:?}").contains("\"k\""));
+        // Named callers by hash, beside old plaintext tokens; a bad hash is an error.
+        let h = crate::callers::token_sha256_hex("tok");
+        let s = Secret::parse(&format!(
+            r#"{{"callers": [{{"name": "alice", "token_sha256": "{h}", "created_at": "2026-01-01T00:00:00Z", "rotated_at": null, "limits": {{"max_tokens": 5}}}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(s.callers[0].name, "alice");
+        assert_eq!(s.callers[0].limits.max_tokens, Some(5));
+        assert!(!format!("{s:?}").contains(&h));
+        assert!(Secret::parse(r#"{"callers": [{"name": "a", "token_sha256": "zz"}]}"#).is_err());
     }
 
     #[tokio::test]

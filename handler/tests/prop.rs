@@ -146,6 +146,7 @@ impl Harness {
         let source = SecretSource::Static(Secret {
             anthropic_api_key: KEY.into(),
             caller_tokens: vec![TOKEN.into()],
+            callers: vec![],
         });
         let app = App::with_provider(config(), source, upstream.clone());
         Harness { app, upstream }

@@ -84,6 +84,10 @@ pub enum Kind {
     FunctionUrl,
     HttpApi,
     Permission,
+    /// The secret's plaintext caller tokens hashed into named callers (`secret::migrate`).
+    /// Ordering: after `Function` (and everything that serves requests): the function must
+    /// run a handler that reads hashes before the secret holds only hashes. Never deleted.
+    Callers,
 }
 
 impl Kind {
@@ -110,6 +114,8 @@ impl Kind {
             Kind::RolePolicy | Kind::AttachedPolicy => 11,
             Kind::Role => 12,
             Kind::Secret => 13,
+            // Only in deploys (teardown deletes the secret itself).
+            Kind::Callers => 14,
         }
     }
 
@@ -130,6 +136,7 @@ impl Kind {
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
             Kind::Permission => "permission",
+            Kind::Callers => "secret callers",
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct StackConfig {
     pub limits: LimitsSection,
     pub provider: ProviderSection,
     pub release: ReleaseSection,
+    /// `[prices]`: USD per million tokens by model (name or prefix), over the built-in table
+    /// (`infra::prices`), for `cargo xtask usage` and the plan's worst case.
+    pub prices: std::collections::BTreeMap<String, crate::prices::ModelPrice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

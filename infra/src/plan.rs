@@ -301,6 +301,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .unwrap_or_default();
     changes.extend(permission::plan(&names.function, &wanted, a_perms));
 
+    // Last: plaintext caller tokens hashed once the function reads hashes.
+    changes.extend(secret::migrate::plan(
+        names,
+        spec.is_some(),
+        actual.secret.as_ref(),
+    ));
+
     // Execution order: deletions (teardown order), then the rest (creation order). Old layer
     // versions of a stack that stays go last, once the function has switched off them (a
     // version still attached to the function would otherwise be deleted under it).
@@ -323,6 +330,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         notes.push("the function is replaced, so its function URL is created again with a new address: take it from the deploy output".into());
     }
     if let Some(s) = spec {
+        if !changes.is_empty() {
+            notes.extend(worst_case_note(&s.config, reservation.reserved));
+        }
         notes.extend(s.config.warnings());
         if s.config.http_api.enabled {
             let timeout = s.config.function.timeout_seconds;
@@ -517,4 +527,33 @@ fn show(v: &str) -> &str {
     } else {
         v
     }
+}
+
+/// The worst case in dollars per hour, when a reservation bounds it (`infra::prices`).
+fn worst_case_note(config: &crate::config::StackConfig, reserved: Option<u32>) -> Option<String> {
+    let r = reserved.filter(|r| *r > 0)?;
+    let models = if config.limits.allowed_models.is_empty() {
+        config.configured_models()
+    } else {
+        config.limits.allowed_models.clone()
+    };
+    let per_request = config.concurrency.expected_duration_seconds;
+    let (usd, p) = crate::prices::worst_case_output_usd_per_hour(
+        r,
+        config.limits.max_tokens_cap,
+        per_request,
+        &models,
+        &config.prices,
+    )?;
+    Some(format!(
+        "worst case: about ${usd:.2}/hour of output tokens ({r} reserved × {} max_tokens × 3600/{per_request} s requests per hour at {} output ${}/MTok, {})",
+        config.limits.max_tokens_cap,
+        p.entry,
+        p.price.output,
+        if p.source.starts_with("built-in") {
+            format!("built-in prices of {}", crate::prices::TABLE_DATE)
+        } else {
+            p.source.clone()
+        }
+    ))
 }

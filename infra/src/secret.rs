@@ -1,10 +1,20 @@
-//! The Secrets Manager secret `claude-proxy/<stack>`: `{"anthropic_api_key", "caller_tokens"}`.
+//! The Secrets Manager secret `claude-proxy/<stack>`: `{"anthropic_api_key", "callers"}`,
+//! each caller `{name, token_sha256, created_at, rotated_at, limits}` ([`crate::callers`]).
 //!
 //! The key comes from the caller of `apply` (the CLI reads it from `ANTHROPIC_API_KEY` or
-//! stdin, never argv). A caller token is generated on first deploy and returned once;
+//! stdin, never argv). A caller `default` is made on first deploy and its token returned once;
 //! redeploys rotate nothing unless asked. Values never appear in plans or `Debug` output.
+//!
+//! Secrets written before named callers hold plaintext `caller_tokens`. They are hashed into
+//! `callers` by a step of its own ([`migrate`], `Kind::Callers`) that runs after the function
+//! is updated to a handler that reads hashes; until then this module keeps writing the old
+//! form (a crash in between leaves the old handler able to read its secret, and the next
+//! deploy finishes the migration).
+
+pub mod migrate;
 
 use crate::aws::{ctx, Aws, OrNotFound};
+use crate::callers::{self, CallerEntry};
 use crate::change::{Change, FieldChange, Kind, Output, Setting};
 use crate::config::ProviderKind;
 pub use crate::credentials::{ApiKey, CallerToken, SecretInput};
@@ -22,8 +32,18 @@ use std::collections::BTreeMap;
 pub struct SecretValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anthropic_api_key: Option<ApiKey>,
-    #[serde(default)]
+    /// Plaintext tokens of the secret format before named callers (migrated by [`migrate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caller_tokens: Vec<CallerToken>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<CallerEntry>,
+}
+
+impl SecretValue {
+    /// How many tokens work: named callers and plaintext tokens.
+    pub fn token_count(&self) -> usize {
+        self.callers.len() + self.caller_tokens.len()
+    }
 }
 
 /// The secret as it is in the account.
@@ -208,8 +228,8 @@ pub fn diff(
                 settings.push(Setting::new("anthropic_api_key", "(given, hidden)"));
             }
             settings.push(Setting::new(
-                "caller_tokens",
-                "1 new token (shown once after deploy)",
+                "callers",
+                "default (new token, shown once after deploy)",
             ));
             Some(Change::Create { settings })
         }
@@ -261,20 +281,17 @@ pub fn diff(
                 }
                 _ => {}
             }
-            let has_tokens = a
-                .value
-                .as_ref()
-                .is_some_and(|v| !v.caller_tokens.is_empty());
+            let has_tokens = a.value.as_ref().is_some_and(|v| v.token_count() > 0);
             if d.input.rotate_token || (a.value.is_some() && !has_tokens) {
                 let from = a
                     .value
                     .as_ref()
-                    .map(|v| format!("{} token(s)", v.caller_tokens.len()))
+                    .map(|v| format!("{} caller(s)", v.token_count()))
                     .unwrap_or_else(|| "(unreadable)".into());
                 fields.push(FieldChange::new(
-                    "caller_tokens",
+                    "callers",
                     from,
-                    "1 new token (shown once after deploy)".to_string(),
+                    "new token for default (shown once after deploy)".to_string(),
                 ));
             }
             let missing = names::missing_tags(&d.stack, &a.tags);
@@ -313,10 +330,17 @@ pub async fn create(
         None if !spec.key_required => None,
         None => anyhow::bail!(no_key_message(&spec.name)),
     };
-    let token = CallerToken::generate();
+    // A new secret: the function that reads it is created after it, with a handler that
+    // reads hashes, so the caller is stored hashed from the start.
+    let (entry, token) = callers::new_caller(
+        callers::DEFAULT_CALLER,
+        Default::default(),
+        &callers::now_rfc3339(),
+    );
     let value = SecretValue {
         anthropic_api_key: key,
-        caller_tokens: vec![token.clone()],
+        caller_tokens: Vec::new(),
+        callers: vec![entry],
     };
     let request = aws
         .secrets
@@ -365,16 +389,18 @@ pub async fn update(
     let mut value = match (&actual.value, &spec.input.anthropic_api_key) {
         (Some(v), Some(k)) => SecretValue {
             anthropic_api_key: Some(k.clone()),
-            caller_tokens: v.caller_tokens.clone(),
+            ..v.clone()
         },
         (Some(v), None) => v.clone(),
         (None, Some(k)) => SecretValue {
             anthropic_api_key: Some(k.clone()),
             caller_tokens: Vec::new(),
+            callers: Vec::new(),
         },
         (None, None) if !spec.key_required => SecretValue {
             anthropic_api_key: None,
             caller_tokens: Vec::new(),
+            callers: Vec::new(),
         },
         (None, None) => anyhow::bail!(no_key_message(&spec.name)),
     };
@@ -382,10 +408,8 @@ pub async fn update(
         anyhow::bail!(no_key_message(&spec.name));
     }
     let mut new_token = None;
-    if spec.input.rotate_token || value.caller_tokens.is_empty() {
-        let t = CallerToken::generate();
-        value.caller_tokens = vec![t.clone()];
-        new_token = Some(t);
+    if spec.input.rotate_token || value.token_count() == 0 {
+        new_token = Some(new_default_token(&mut value));
     }
     if actual.value.as_ref() != Some(&value) || actual.scheduled_for_deletion {
         aws.secrets
@@ -412,6 +436,27 @@ pub async fn update(
     Ok(new_token)
 }
 
+/// A new token for the `default` caller, in the form the secret is in: hashed once it holds
+/// named callers (its function reads hashes), else plaintext, replacing the plaintext tokens
+/// (the function may still run a handler that reads only those; [`migrate`] hashes it after
+/// the function is updated).
+fn new_default_token(value: &mut SecretValue) -> CallerToken {
+    let now = callers::now_rfc3339();
+    if value.callers.is_empty() {
+        let t = CallerToken::generate();
+        value.caller_tokens = vec![t.clone()];
+        return t;
+    }
+    match callers::rotate(&mut value.callers, callers::DEFAULT_CALLER, &now) {
+        Ok(t) => t,
+        Err(_) => {
+            let (entry, t) = callers::new_caller(callers::DEFAULT_CALLER, Default::default(), &now);
+            value.callers.push(entry);
+            t
+        }
+    }
+}
+
 /// Deletes the secret immediately (no recovery window), so the name is free again.
 pub async fn delete(aws: &Aws, id: &str) -> Result<()> {
     aws.secrets
@@ -426,51 +471,4 @@ pub async fn delete(aws: &Aws, id: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_and_token_are_redacted() {
-        let k = ApiKey::new("sk-ant-secret-value");
-        assert!(!format!("{k:?} {k}").contains("sk-ant"));
-        let t = CallerToken::generate();
-        assert!(!format!("{t:?} {t}").contains(t.expose()));
-        let input = SecretInput {
-            anthropic_api_key: Some(k),
-            rotate_token: false,
-        };
-        assert!(!format!("{input:?}").contains("sk-ant"));
-    }
-
-    #[test]
-    fn tokens_are_random_and_url_safe() {
-        let a = CallerToken::generate();
-        let b = CallerToken::generate();
-        assert_ne!(a, b);
-        assert!(a.expose().len() >= 40);
-        assert!(a
-            .expose()
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-    }
-
-    #[test]
-    fn value_json_shape() {
-        let v = SecretValue {
-            anthropic_api_key: Some(ApiKey::new("k")),
-            caller_tokens: vec![serde_json::from_str::<CallerToken>("\"t\"").unwrap()],
-        };
-        assert_eq!(
-            serde_json::to_string(&v).unwrap(),
-            r#"{"anthropic_api_key":"k","caller_tokens":["t"]}"#
-        );
-        // Bedrock: caller tokens only, and it reads back.
-        let v = SecretValue {
-            anthropic_api_key: None,
-            caller_tokens: vec![serde_json::from_str::<CallerToken>("\"t\"").unwrap()],
-        };
-        let text = serde_json::to_string(&v).unwrap();
-        assert_eq!(text, r#"{"caller_tokens":["t"]}"#);
-        assert_eq!(serde_json::from_str::<SecretValue>(&text).unwrap(), v);
-    }
-}
+mod tests;

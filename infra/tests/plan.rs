@@ -48,7 +48,9 @@ fn deployed(d: &Desired) -> Actual {
         n.secret
     );
     let value: secret::SecretValue = serde_json::from_value(serde_json::json!({
-        "anthropic_api_key": KEY, "caller_tokens": ["clp_existing"]
+        "anthropic_api_key": KEY,
+        "callers": [{"name": "default", "token_sha256": "0".repeat(64),
+                     "created_at": "2026-01-01T00:00:00Z", "rotated_at": null, "limits": {}}]
     }))
     .unwrap();
     let api_id = "abc123".to_string();
@@ -271,7 +273,43 @@ fn rotate_token_is_planned() {
     let Change::Update { fields } = &p.changes[0].change else {
         panic!("{p}")
     };
-    assert_eq!(fields[0].field, "caller_tokens");
+    assert_eq!(fields[0].field, "callers");
+}
+
+#[test]
+fn plaintext_tokens_are_hashed_after_the_function_is_updated() {
+    let d = desired();
+    let mut a = deployed(&d);
+    let secret = a.secret.as_mut().unwrap();
+    secret.value = Some(
+        serde_json::from_value(serde_json::json!({
+            "anthropic_api_key": KEY, "caller_tokens": ["clp_existing"]
+        }))
+        .unwrap(),
+    );
+    // A function change too: the function's update must come before the migration.
+    let d2 = desired_with(
+        Overrides {
+            memory_mb: Some(512),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let p = plan(&d2, &a);
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    let function = kinds
+        .iter()
+        .position(|k| *k == Kind::Function)
+        .expect("function update");
+    let callers = kinds
+        .iter()
+        .position(|k| *k == Kind::Callers)
+        .expect("migration");
+    assert!(function < callers, "{p}");
+    let text = p.to_string();
+    assert!(!text.contains("clp_existing"), "{text}");
+    // Once hashed, nothing is planned.
+    assert!(plan(&d, &deployed(&d)).is_empty());
 }
 
 #[test]

@@ -216,7 +216,11 @@ pub async fn check_deployed_code(
     )
     .unwrap();
     assert_eq!(v["anthropic_api_key"], KEY);
-    assert_eq!(v["caller_tokens"].as_array().unwrap().len(), 1);
+    // One named caller, stored as its token's hash; no plaintext token.
+    assert!(v.get("caller_tokens").is_none(), "{v}");
+    assert_eq!(v["callers"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["callers"][0]["name"], "default");
+    assert_eq!(v["callers"][0]["token_sha256"].as_str().unwrap().len(), 64);
 
     // Role: trust policy, exactly one inline policy, no managed policies.
     let role_name = format!("{f}-role");

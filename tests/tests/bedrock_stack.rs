@@ -212,7 +212,7 @@ async fn bedrock_role_names_exactly_the_configured_models_and_switching_converge
     );
     let secret = secret_value(&env, stack).await;
     assert!(secret.get("anthropic_api_key").is_none(), "{secret}");
-    assert_eq!(secret["caller_tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(secret["callers"].as_array().unwrap().len(), 1);
 
     // To Anthropic (the key is now needed): no Bedrock permission or setting is left.
     let to_anthropic = apply(&env, &desired(stack, "anthropic", Some(KEY))).await;
@@ -224,7 +224,7 @@ async fn bedrock_role_names_exactly_the_configured_models_and_switching_converge
     let secret2 = secret_value(&env, stack).await;
     assert_eq!(secret2["anthropic_api_key"], KEY);
     assert_eq!(
-        secret2["caller_tokens"], secret["caller_tokens"],
+        secret2["callers"], secret["callers"],
         "the caller token survives the switch"
     );
 

@@ -529,11 +529,79 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         1,
         "the canary is in the secret"
     );
+    // Callers are stored by their token's hash: the token itself is not in the secret.
     assert_eq!(
         secret_only.find(&token).len(),
-        1,
+        0,
         "the token is in the secret"
     );
+    assert_eq!(
+        secret_only
+            .find(&infra::callers::token_sha256(
+                &serde_json::from_value(serde_json::json!(token)).unwrap()
+            ))
+            .len(),
+        1,
+        "the token's hash is in the secret"
+    );
+
+    // callers: a named caller's token shown once by `add` and once by `rotate`, and never by
+    // `list` (text and JSON).
+    let added = x.run(
+        &[
+            "callers",
+            "add",
+            "leakcheck",
+            "--stack",
+            STACK,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(added.code, Some(0), "{}", added.text());
+    let added_json: Value = serde_json::from_slice(&added.stdout).unwrap();
+    let named = added_json["token"].as_str().unwrap().to_string();
+    let rotated = x.run(
+        &[
+            "callers",
+            "rotate",
+            "leakcheck",
+            "--stack",
+            STACK,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(rotated.code, Some(0), "{}", rotated.text());
+    let rotated_json: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let named2 = rotated_json["token"].as_str().unwrap().to_string();
+    let mut named_allowed = Evidence::default();
+    named_allowed.add(
+        "`callers add` stdout",
+        String::from_utf8_lossy(&added.stdout).into_owned(),
+    );
+    named_allowed.add(
+        "`callers rotate` stdout",
+        String::from_utf8_lossy(&rotated.stdout).into_owned(),
+    );
+    ev.add(
+        "`callers add` stderr",
+        String::from_utf8_lossy(&added.stderr).into_owned(),
+    );
+    ev.add(
+        "`callers rotate` stderr",
+        String::from_utf8_lossy(&rotated.stderr).into_owned(),
+    );
+    for args in [
+        vec!["callers", "list", "--stack", STACK],
+        vec!["callers", "list", "--stack", STACK, "--output", "json"],
+    ] {
+        let listed = x.run(&args, &[]);
+        assert_eq!(listed.code, Some(0), "{}", listed.text());
+        record(&mut ev, "callers list", &listed);
+    }
 
     // Serve the function as deployed: its configured environment, read back from moto.
     let lambda_api = aws_sdk_lambda::Client::new(&direct);
@@ -640,6 +708,20 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         logs.text()
     );
     record(&mut ev, "logs", &logs);
+    // usage: the function's EMF lines read back.
+    let usage = x.run(
+        &[
+            "usage", "--stack", STACK, "--since", "30m", "--output", "json",
+        ],
+        &[],
+    );
+    assert_eq!(usage.code, Some(0), "{}", usage.text());
+    assert!(
+        String::from_utf8_lossy(&usage.stdout).contains("\"output_tokens\""),
+        "usage found no EMF line:\n{}",
+        usage.text()
+    );
+    record(&mut ev, "usage", &usage);
 
     step("logs done");
     // The deployed stack, read back, and moto's whole state.
@@ -650,7 +732,22 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         "the canary must be found in the secret's value in moto's state (scanner check)"
     );
     assert!(check_state(&deployed, &tail, &secret_arn, "after deploy (tail)") >= 1);
-    assert!(check_state(&deployed, &token, &secret_arn, "after deploy (token)") >= 1);
+    assert_eq!(
+        check_state(&deployed, &token, &secret_arn, "after deploy (token)"),
+        0
+    );
+    check_state(
+        &deployed,
+        &named,
+        &secret_arn,
+        "after deploy (named caller)",
+    );
+    check_state(
+        &deployed,
+        &named2,
+        &secret_arn,
+        "after deploy (rotated caller)",
+    );
     for needle in [key.as_str(), tail.as_str()] {
         let mut found = Vec::new();
         json_hits(&deployed, needle, &mut Vec::new(), &mut found);
@@ -684,7 +781,22 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         leaks.len(),
         leaks.join("\n")
     );
-    let token_leaks = ev.find(&token);
+    let mut token_leaks = ev.find(&token);
+    for t in [&named, &named2] {
+        token_leaks.extend(ev.find(t));
+        token_leaks.extend(token_allowed.find(t));
+    }
+    token_leaks.extend(named_allowed.find(&token));
+    assert_eq!(
+        named_allowed.find(&named).len(),
+        1,
+        "`callers add` shows its token once"
+    );
+    assert_eq!(
+        named_allowed.find(&named2).len(),
+        1,
+        "`callers rotate` shows its token once"
+    );
     assert!(
         token_leaks.is_empty(),
         "the caller token leaked ({} hits):\n{}",

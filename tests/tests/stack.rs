@@ -140,7 +140,13 @@ async fn second_deploy_makes_no_mutating_calls() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(v["caller_tokens"], serde_json::json!([token.expose()]));
+    // The caller `default`, by the rotated token's hash; the token itself is nowhere.
+    assert_eq!(
+        v["callers"][0]["token_sha256"],
+        infra::callers::token_sha256(&token)
+    );
+    assert!(v["callers"][0]["rotated_at"].is_string(), "{v}");
+    assert!(!v.to_string().contains(token.expose()));
     assert_eq!(
         v["anthropic_api_key"], KEY,
         "the key is kept when none is given"

@@ -128,6 +128,19 @@ pub enum Command {
     Invoke(Invoke),
     /// Show the function's logs from CloudWatch Logs (--follow to tail)
     Logs(Logs),
+    /// Tokens and estimated cost per caller and model, from the function's logs
+    #[command(
+        after_help = "Reads the function's per-request metric lines (CloudWatch Embedded Metric Format) from its log group\n\
+        with logs:FilterLogEvents. Prices: the built-in table (its date and source are printed), overridden by [prices] in stack.toml."
+    )]
+    Usage(Usage),
+    /// Manage the stack's named callers: add, list, revoke, rotate (tokens are shown once)
+    #[command(
+        after_help = "The secret keeps only a SHA-256 of each token; a token is shown once, by `add` and `rotate`.\n\
+        The function picks up changes within its secret cache TTL (SECRET_TTL_SECONDS, default 300 s), without a redeploy.\n\
+        Exit 4 when another deploy, teardown or callers command holds the stack's lock."
+    )]
+    Callers(Callers),
     /// Serve the handler's routes on localhost (real API or a built-in fake upstream)
     Dev(Dev),
     /// Delete every resource of the stack (or, with --older-than, of every old stack)
@@ -345,7 +358,8 @@ pub struct Deploy {
     /// Read the Anthropic API key from stdin instead of ANTHROPIC_API_KEY
     #[arg(long)]
     pub api_key_stdin: bool,
-    /// Generate a new caller token (the old one stops working)
+    /// Generate a new token for the caller `default` (its old token stops working; other
+    /// callers keep theirs)
     #[arg(long)]
     pub rotate_token: bool,
     /// Deploy to a local AWS emulator (moto, installed if missing) and serve the function
@@ -436,6 +450,51 @@ pub struct Invoke {
     /// Sign the request with SigV4 (default: when the Function URL uses AWS_IAM)
     #[arg(long)]
     pub sigv4: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Callers {
+    #[command(subcommand)]
+    pub action: CallersAction,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallersAction {
+    /// Make a caller and show its token, once (`--output json`: {"name", "token"})
+    Add {
+        /// 1 to 64 of a-z, 0-9, '.', '_', '-'
+        name: String,
+        /// Models this caller may use, comma-separated (default: the stack's)
+        #[arg(long, value_delimiter = ',', value_name = "MODELS")]
+        models: Option<Vec<String>>,
+        /// Its max_tokens cap, at most the stack's [limits] max_tokens_cap (default: the stack's)
+        #[arg(long, value_name = "N")]
+        max_tokens: Option<u64>,
+    },
+    /// Names, when each was made and last rotated, and its limits (never a token)
+    List,
+    /// Remove a caller: its token stops working
+    Revoke { name: String },
+    /// A new token for a caller, shown once; the old one stops working
+    Rotate { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct Usage {
+    /// How far back to count, e.g. 24h, 7d, 90m
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// One row per caller or per model (default: per caller and model)
+    #[arg(long, value_enum)]
+    pub by: Option<UsageBy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UsageBy {
+    Caller,
+    Model,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,12 @@
 //! `cargo xtask invoke`: the post-deploy smoke test. Sends one real request to the deployed
 //! endpoint and streams the answer to stdout; a non-2xx answer is an error (exit 1).
+//!
+//! Without `CLAUDE_PROXY_TOKEN` it makes a short-lived caller for the request
+//! (`smoke-<random>`, limited to the request's model and `max_tokens`) and revokes it after,
+//! whatever the outcome: the secret keeps token hashes only, so there is no stored token to
+//! read, and no plaintext token is left anywhere.
 
+use crate::caller_admin;
 use crate::flags::{self, Common, OutputFormat};
 use crate::stack::StackContext;
 use anyhow::{bail, Context, Result};
@@ -11,6 +17,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::smoke::TOKEN_ENV;
+/// How long a 401 to a just-made smoke-test caller is retried (the function re-reads its
+/// secret for an unknown token at most every `handler::secrets::UNKNOWN_TOKEN_REFRESH`).
+const NEW_CALLER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl flags::Invoke {
     pub async fn run(self, common: &Common) -> Result<ExitCode> {
@@ -32,15 +41,70 @@ impl flags::Invoke {
             (None, Some(ctx)) => self.resolve_target(ctx).await?,
             (None, None) => unreachable!("AWS is connected when there is no --url"),
         };
-        let stream = !self.no_stream;
         let sign = self.sigv4 || target.iam;
-        let token = match (env_token, &ctx) {
-            (Some(t), _) => Some(t),
-            (None, _) if sign => None,
-            (None, Some(ctx)) => Some(read_token_from_secret(ctx).await?),
+        let (token, smoke) = match (env_token, &ctx) {
+            (Some(t), _) => (Some(t), None),
+            (None, _) if sign => (None, None),
+            (None, Some(ctx)) => {
+                let (name, token) = self.smoke_caller(ctx).await?;
+                (Some(token), Some(name))
+            }
             (None, None) => unreachable!("AWS is connected when there is no token"),
         };
+        let result = self
+            .send(common, &target, ctx.as_ref(), token, smoke.is_some())
+            .await;
+        if let (Some(name), Some(ctx)) = (&smoke, &ctx) {
+            let lock = infra::LockOptions::new("invoke");
+            let revoked = caller_admin::revoke(ctx, &lock, &|m| eprintln!("{m}"), name)
+                .await
+                .with_context(|| {
+                    format!(
+                        "revoking the smoke-test caller {name} (revoke it with `cargo xtask callers revoke {name}`)"
+                    )
+                });
+            if let Err(e) = revoked {
+                return Err(match result {
+                    Ok(_) => e,
+                    Err(first) => first.context(format!("{e:#}")),
+                });
+            }
+        }
+        result
+    }
 
+    /// A caller for this one request, limited to its model and `max_tokens`.
+    async fn smoke_caller(&self, ctx: &StackContext) -> Result<(String, String)> {
+        // Random (from the token generator's CSPRNG), not secret.
+        let random = infra::secret::CallerToken::generate();
+        let name = format!("smoke-{}", &infra::callers::token_sha256(&random)[..8]);
+        let limits = infra::callers::CallerLimits {
+            allowed_models: self.model.clone().map(|m| vec![m]),
+            max_tokens: Some(u64::from(self.max_tokens)),
+        };
+        let lock = infra::LockOptions::new("invoke");
+        let token = caller_admin::add(ctx, &lock, &|m| eprintln!("{m}"), &name, limits)
+            .await
+            .with_context(|| {
+                format!(
+                    "making a short-lived caller for the smoke test in secret {} (or set {TOKEN_ENV} to a caller's token)",
+                    ctx.secret_name()
+                )
+            })?;
+        tracing::info!(caller = %name, "made a short-lived caller for this request");
+        Ok((name, token.expose().to_string()))
+    }
+
+    async fn send(
+        &self,
+        common: &Common,
+        target: &Target,
+        ctx: Option<&StackContext>,
+        token: Option<String>,
+        new_caller: bool,
+    ) -> Result<ExitCode> {
+        let stream = !self.no_stream;
+        let sign = self.sigv4 || target.iam;
         let url = format!("{}{}", target.base.trim_end_matches('/'), self.path);
         let body = self.body(stream);
         let body = serde_json::to_vec(&body)?;
@@ -55,26 +119,41 @@ impl flags::Invoke {
         if let Some(token) = &token {
             headers.push(("x-api-key".into(), token.clone()));
         }
-        if sign {
-            let ctx = ctx.as_ref().expect("AWS is connected when signing");
-            let signed = sigv4_headers(ctx.sdk_config(), &url, &headers, &body).await?;
-            headers.extend(signed);
-        }
         tracing::info!(%url, stream, signed = sign, "sending request");
 
         let client = reqwest::Client::builder()
             .build()
             .context("building the HTTP client")?;
-        let mut req = client.post(&url).body(body);
-        for (k, v) in &headers {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "sending the request to {url} (is the URL reachable from here? against an emulator, \
-                 use `cargo xtask deploy --local`, which serves the function locally)"
-            )
-        })?;
+        // A caller made just now may not be known yet to a function instance that read its
+        // secret moments before (it reads it again at most every few seconds when a token is
+        // unknown): a 401 is retried until the caller is accepted, for a bounded time.
+        let accept_by = std::time::Instant::now() + NEW_CALLER_WAIT;
+        let mut wait = std::time::Duration::from_millis(500);
+        let resp = loop {
+            let mut headers = headers.clone();
+            if sign {
+                let ctx = ctx.expect("AWS is connected when signing");
+                let signed = sigv4_headers(ctx.sdk_config(), &url, &headers, &body).await?;
+                headers.extend(signed);
+            }
+            let mut req = client.post(&url).body(body.clone());
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.with_context(|| {
+                format!(
+                    "sending the request to {url} (is the URL reachable from here? against an emulator, \
+                     use `cargo xtask deploy --local`, which serves the function locally)"
+                )
+            })?;
+            let refused = resp.status() == reqwest::StatusCode::UNAUTHORIZED;
+            if !(new_caller && refused && std::time::Instant::now() + wait < accept_by) {
+                break resp;
+            }
+            tracing::info!("the new caller is not accepted yet; trying again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(4));
+        };
         let status = resp.status();
         let request_id = resp
             .headers()
@@ -198,17 +277,12 @@ struct Target {
 
 fn hint_for(status: u16, signed: bool) -> &'static str {
     match status {
-        401 => "The caller token was refused: set CLAUDE_PROXY_TOKEN to a current token (see the deploy output), or unset it to read it from the stack's secret.",
+        401 => "The caller token was refused: set CLAUDE_PROXY_TOKEN to a current token (`cargo xtask callers add NAME` makes one), or unset it to use a short-lived caller.",
         403 if signed => "AWS refused the signed request: your credentials need both lambda:InvokeFunctionUrl and lambda:InvokeFunction on this function (AWS_IAM URLs ask for both since October 2025).",
         403 => "AWS refused the request: the URL may use AWS_IAM auth (try --sigv4), or the public URL is missing its resource-policy statements (redeploy).",
         429 | 529 => "The upstream is rate limiting or overloaded: try again shortly.",
         _ => "See `cargo xtask logs` for the function's side.",
     }
-}
-
-/// The newest caller token from the stack's secret (needs secretsmanager:GetSecretValue).
-async fn read_token_from_secret(ctx: &StackContext) -> Result<String> {
-    crate::smoke::caller_token(&ctx.aws, &ctx.secret_name(), TOKEN_ENV).await
 }
 
 /// SigV4 headers (service `lambda`) for a Function URL with AWS_IAM auth.

@@ -6,6 +6,7 @@
 // Commands.
 mod bench;
 mod build;
+mod callers;
 mod deploy;
 mod dev;
 mod invoke;
@@ -17,9 +18,11 @@ mod releases;
 mod rollback;
 mod teardown;
 mod test;
+mod usage;
 
 // Shared by the commands.
 mod bootstrap;
+mod caller_admin;
 mod cmd;
 mod code;
 mod flags;
@@ -60,6 +63,8 @@ fn main() -> ExitCode {
             Command::Rollback(cmd) => cmd.run(&common, &progress).await,
             Command::Invoke(cmd) => cmd.run(&common).await,
             Command::Logs(cmd) => cmd.run(&common).await,
+            Command::Callers(cmd) => cmd.run(&common, &progress).await,
+            Command::Usage(cmd) => cmd.run(&common).await,
             Command::Dev(cmd) => cmd.run(&common).await,
             Command::Teardown(cmd) => cmd.run(&common, &progress).await,
             Command::Test(cmd) => cmd.run().await,

@@ -44,7 +44,6 @@ pub async fn compute(
             .is_some_and(|s| s.caller_auth() == "token");
         desired = desired.with_smoke_test(Arc::new(Smoke {
             secret: token.then(|| ctx.secret_name()),
-            token_env: crate::smoke::TOKEN_ENV,
         }));
     }
     let actual = infra::actual::read_for(&ctx.aws, &desired).await?;

@@ -47,31 +47,42 @@ pub fn request_body(
     }
 }
 
-/// The newest caller token from the stack's secret `name` (needs
-/// secretsmanager:GetSecretValue).
-pub async fn caller_token(aws: &Aws, name: &str, token_env: &str) -> Result<String> {
-    let out = aws
-        .secrets
-        .get_secret_value()
-        .secret_id(name)
-        .send()
-        .await
-        .map_err(infra::aws::ctx(format!("secretsmanager:GetSecretValue {name}")))
-        .with_context(|| {
-            format!(
-                "reading the caller token from secret {name} (set {token_env} instead if you cannot read the secret)"
-            )
-        })?;
-    let doc: Value = serde_json::from_str(out.secret_string().unwrap_or_default())
-        .with_context(|| format!("secret {name} is not the JSON document the stack writes"))?;
-    doc["caller_tokens"]
-        .as_array()
-        .and_then(|t| t.last())
-        .and_then(|t| t.as_str())
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("secret {name} holds no caller token: redeploy with --rotate-token")
-        })
+/// A token the smoke test can send, and the short-lived caller made for it, if one was made.
+/// A secret still in the format before named callers (plaintext tokens, migrated by this
+/// deploy after the function is updated) gives its newest token; otherwise a caller
+/// `smoke-<random>` is added, limited to the smoke request's `max_tokens`, and [`revoke`]
+/// removes it after the request: the secret keeps hashes only, and no plaintext token is left
+/// at rest. Runs under the deploy's own lock.
+pub async fn smoke_token(aws: &Aws, secret: &str) -> Result<(String, Option<String>)> {
+    let value = infra::secret::migrate::read_value(aws, secret).await?;
+    if let Some(token) = value.caller_tokens.last() {
+        return Ok((token.expose().to_string(), None));
+    }
+    let random = infra::secret::CallerToken::generate();
+    let name = format!("smoke-{}", &infra::callers::token_sha256(&random)[..8]);
+    let limits = infra::callers::CallerLimits {
+        allowed_models: None,
+        max_tokens: Some(u64::from(SMOKE_MAX_TOKENS)),
+    };
+    let now = infra::callers::now_rfc3339();
+    let token = infra::secret::migrate::edit_secret_callers(aws, secret, |c| {
+        Ok((infra::callers::add(c, &name, limits, &now)?, true))
+    })
+    .await
+    .with_context(|| format!("making a short-lived caller for the smoke test in secret {secret}"))?;
+    Ok((token.expose().to_string(), Some(name)))
+}
+
+/// Removes the short-lived caller [`smoke_token`] made.
+pub async fn revoke(aws: &Aws, secret: &str, name: &str) -> Result<()> {
+    infra::secret::migrate::edit_secret_callers(aws, secret, |c| {
+        infra::callers::revoke(c, name)?;
+        Ok(((), true))
+    })
+    .await
+    .with_context(|| {
+        format!("revoking the smoke test's caller {name} (revoke it with `cargo xtask callers revoke {name}`)")
+    })
 }
 
 /// The payload-2.0 event a Function URL delivers for `POST path` with these headers and body.
@@ -144,21 +155,41 @@ pub fn parse_answer(payload: &[u8]) -> Result<(u16, Value, String)> {
 pub struct Smoke {
     /// The stack's secret (the caller token), when callers need one.
     pub secret: Option<String>,
-    pub token_env: &'static str,
 }
 
 impl SmokeTest for Smoke {
     fn check<'a>(&'a self, aws: &'a Aws, function: &'a str, version: &'a str) -> SmokeFuture<'a> {
         Box::pin(async move {
             let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+            let mut made = None;
             if let Some(secret) = &self.secret {
-                let token = caller_token(aws, secret, self.token_env).await?;
+                let (token, caller) = smoke_token(aws, secret).await?;
                 headers.push(("x-api-key".into(), token));
+                made = caller.map(|name| (secret, name));
             }
+            let result = self.send(aws, function, version, &headers).await;
+            if let Some((secret, name)) = made {
+                revoke(aws, secret, &name).await?;
+            }
+            result
+        })
+    }
+}
+
+impl Smoke {
+    /// The smoke request to `function:version`; an error says what failed and the request id.
+    async fn send(
+        &self,
+        aws: &Aws,
+        function: &str,
+        version: &str,
+        headers: &[(String, String)],
+    ) -> Result<()> {
+        {
             let body = request_body(SMOKE_PATH, SMOKE_MESSAGE, SMOKE_MAX_TOKENS, false, None);
             let event = url_event(
                 SMOKE_PATH,
-                &headers,
+                headers,
                 &body.to_string(),
                 &format!("smoke-{version}"),
             );
@@ -198,7 +229,7 @@ impl SmokeTest for Smoke {
                 );
             }
             Ok(())
-        })
+        }
     }
 }
 

@@ -119,19 +119,23 @@ fn request() -> UpstreamRequest {
 }
 
 fn log() -> RequestLog {
-    RequestLog::start(&ProxyRequest {
-        method: Method::POST,
-        path: "/v1/messages".into(),
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        deadline: Instant::now(),
-    })
+    RequestLog::start(
+        &ProxyRequest {
+            method: Method::POST,
+            path: "/v1/messages".into(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            deadline: Instant::now(),
+        },
+        None,
+    )
 }
 
 fn secret() -> Secret {
     Secret {
         anthropic_api_key: "k".into(),
         caller_tokens: vec![],
+        callers: vec![],
     }
 }
 

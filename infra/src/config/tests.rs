@@ -226,3 +226,18 @@ fn fallback_settings() {
         .unwrap();
     assert_eq!(off.provider.fallback, None);
 }
+
+#[test]
+fn prices_override_the_table_by_model() {
+    let c = StackConfig::parse("[prices]\n\"claude-haiku-4-5\" = { input = 2.0, output = 10.0 }\n")
+        .unwrap();
+    let p = crate::prices::price_of("claude-haiku-4-5-20251001", &c.prices).unwrap();
+    assert_eq!(
+        (p.price.input, p.price.output, p.price.cache_read),
+        (2.0, 10.0, 0.0)
+    );
+    assert_eq!(p.source, "stack.toml [prices]");
+    assert!(
+        StackConfig::parse("[prices]\n\"m\" = { input = 1.0, output = 1.0, typo = 1 }\n").is_err()
+    );
+}
