@@ -64,6 +64,22 @@ pub struct ProxyRequest {
     pub body: Bytes,
     /// Everything (retries, sleeps, streaming) ends by this instant.
     pub deadline: Instant,
+    /// Set when API Gateway checked the caller's API key before invoking the function (a REST
+    /// API method with `apiKeyRequired`); such a request needs no caller token.
+    pub api_key: Option<GatewayKey>,
+}
+
+/// The API key API Gateway checked for a request (from the REST event's
+/// `requestContext.identity`). Holds the key's id only: its value (`identity.apiKey`) is a
+/// credential and is never kept, logged or echoed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayKey {
+    /// `requestContext.apiId`.
+    pub api_id: String,
+    /// `requestContext.stage`.
+    pub stage: String,
+    /// `requestContext.identity.apiKeyId`: the caller's name in the request log.
+    pub key_id: String,
 }
 
 /// A response body: complete, or chunks sent as they come (errors already in-band).
@@ -299,11 +315,7 @@ impl App {
                         "reading the secret did not finish before the request deadline".into(),
                     )
                 })??;
-            auth::authenticate(
-                self.config.caller_auth,
-                &head.headers,
-                &secret.caller_tokens,
-            )
+            authenticate(self.config.caller_auth, head, &secret)
         };
         match check.await {
             Ok(()) => None,
@@ -331,7 +343,7 @@ impl App {
                     "reading the secret did not finish before the request deadline".into(),
                 )
             })??;
-        auth::authenticate(self.config.caller_auth, &req.headers, &secret.caller_tokens)?;
+        authenticate(self.config.caller_auth, req, &secret)?;
         // 3. validate (shape, policy) → 4. upstream → 5. response, per route
         validate::check_body(&req.headers, &req.body, self.config.max_request_bytes)?;
         match route {
@@ -371,6 +383,16 @@ impl App {
     }
 }
 
+/// Step 2: a request whose API key API Gateway checked is the key's caller; any other
+/// request (a Function URL, an HTTP API, a REST method without `apiKeyRequired`) presents a
+/// caller token.
+fn authenticate(mode: CallerAuth, req: &ProxyRequest, secret: &Secret) -> Result<(), ProxyError> {
+    if req.api_key.is_some() {
+        return Ok(());
+    }
+    auth::authenticate(mode, &req.headers, &secret.caller_tokens)
+}
+
 /// The one log line per request, written when the request (and its stream, if any) is done.
 /// Holds only metadata: never prompt or reply text, keys or tokens.
 #[derive(Clone)]
@@ -381,6 +403,8 @@ struct LogInner {
     started: std::time::Instant,
     method: String,
     path: String,
+    /// The API key API Gateway checked (its id, never its value).
+    api_key_id: Option<String>,
     fields: Mutex<LogFields>,
 }
 
@@ -415,6 +439,7 @@ impl RequestLog {
             method: req.method.to_string(),
             // The path is one of a handful of routes; anything else is cut to keep logs tidy.
             path: req.path.chars().take(64).collect(),
+            api_key_id: req.api_key.as_ref().map(|k| k.key_id.chars().take(64).collect()),
             fields: Mutex::new(LogFields::default()),
         }))
     }
@@ -492,6 +517,7 @@ impl Drop for LogInner {
         tracing::info!(
             method = %self.method,
             path = %self.path,
+            api_key_id = self.api_key_id.as_deref(),
             route = f.route.unwrap_or("none"),
             status = f.status,
             latency_ms = self.started.elapsed().as_millis() as u64,

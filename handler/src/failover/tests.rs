@@ -125,6 +125,7 @@ fn log() -> RequestLog {
         headers: HeaderMap::new(),
         body: Bytes::new(),
         deadline: Instant::now(),
+        api_key: None,
     })
 }
 
