@@ -439,7 +439,10 @@ impl RequestLog {
             method: req.method.to_string(),
             // The path is one of a handful of routes; anything else is cut to keep logs tidy.
             path: req.path.chars().take(64).collect(),
-            api_key_id: req.api_key.as_ref().map(|k| k.key_id.chars().take(64).collect()),
+            api_key_id: req
+                .api_key
+                .as_ref()
+                .map(|k| k.key_id.chars().take(64).collect()),
             fields: Mutex::new(LogFields::default()),
         }))
     }

@@ -79,6 +79,11 @@ pub enum Kind {
     Concurrency,
     FunctionUrl,
     HttpApi,
+    /// The REST API (`[api] kind = "rest"`): resources, methods, streaming integration,
+    /// deployment and stage.
+    RestApi,
+    /// The REST API's usage plan with the `default` caller's API key.
+    UsagePlan,
     Permission,
 }
 
@@ -88,22 +93,25 @@ impl Kind {
         self as u8
     }
 
-    /// Position when deleting: permissions, URL, API, concurrency, function, layer versions,
-    /// repository, log group, policies, role, secret.
+    /// Position when deleting: permissions, URL, APIs (the usage plan before the REST API
+    /// it names), concurrency, function, layer versions, repository, log group, policies,
+    /// role, secret.
     pub fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
             Kind::FunctionUrl => 1,
             Kind::HttpApi => 2,
-            Kind::Concurrency => 3,
-            Kind::Function => 4,
-            Kind::Layer => 5,
-            Kind::Image => 6,
-            Kind::Repository => 7,
-            Kind::LogGroup => 8,
-            Kind::RolePolicy | Kind::AttachedPolicy => 9,
-            Kind::Role => 10,
-            Kind::Secret => 11,
+            Kind::UsagePlan => 3,
+            Kind::RestApi => 4,
+            Kind::Concurrency => 5,
+            Kind::Function => 6,
+            Kind::Layer => 7,
+            Kind::Image => 8,
+            Kind::Repository => 9,
+            Kind::LogGroup => 10,
+            Kind::RolePolicy | Kind::AttachedPolicy => 11,
+            Kind::Role => 12,
+            Kind::Secret => 13,
         }
     }
 
@@ -121,6 +129,8 @@ impl Kind {
             Kind::Concurrency => "reserved concurrency",
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
+            Kind::RestApi => "REST API",
+            Kind::UsagePlan => "usage plan",
             Kind::Permission => "permission",
         }
     }
@@ -149,6 +159,12 @@ pub enum Output {
     ApiEndpoint,
     /// The `SourceArn` a permission for the HTTP API names.
     ApiSourceArn,
+    /// The REST API's id (`None` once deleted).
+    RestApiId,
+    /// The REST API stage's invoke URL (`None` once deleted).
+    RestApiUrl,
+    /// The `SourceArn` a permission for the REST API names.
+    RestApiSourceArn,
     /// The reserved concurrency the function has after its step (`None`: none).
     ReservedConcurrency,
 }
@@ -166,6 +182,9 @@ impl Output {
             Output::ApiId => "the HTTP API's id",
             Output::ApiEndpoint => "the HTTP API's endpoint",
             Output::ApiSourceArn => "the HTTP API's source ARN",
+            Output::RestApiId => "the REST API's id",
+            Output::RestApiUrl => "the REST API's URL",
+            Output::RestApiSourceArn => "the REST API's source ARN",
             Output::ReservedConcurrency => "the reserved concurrency",
         }
     }
@@ -244,6 +263,10 @@ pub struct Refs {
     pub function_arn: Late,
     /// The `SourceArn` of the HTTP API's permission.
     pub api_source_arn: Late,
+    /// The REST API's id (its usage plan names it).
+    pub rest_api_id: Late,
+    /// The `SourceArn` of the REST API's permission.
+    pub rest_source_arn: Late,
     /// The layer version the function uses (`package = "layer"`).
     pub layer_arn: Late,
     /// The ECR repository's URI (`package = "image"`).

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 pub use artifacts::Arch;
 pub use validate::LOG_RETENTION_DAYS;
 
+mod api;
 mod validate;
+pub use api::{ApiKind, ApiSection, QuotaPeriod};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -23,6 +25,7 @@ pub struct StackConfig {
     pub concurrency: ConcurrencySection,
     pub function_url: FunctionUrlSection,
     pub http_api: HttpApiSection,
+    pub api: ApiSection,
     pub limits: LimitsSection,
     pub provider: ProviderSection,
 }
@@ -466,7 +469,11 @@ pub struct Overrides {
     pub invoke_mode: Option<InvokeMode>,
     pub url_auth: Option<UrlAuth>,
     pub function_url: Option<bool>,
+    /// `--http-api` / `--no-http-api`: the older spelling of `--api http` / (from http)
+    /// `--api none`.
     pub http_api: Option<bool>,
+    /// `--api rest|http|none`.
+    pub api: Option<ApiKind>,
     pub allowed_models: Option<Vec<String>>,
     pub max_tokens_cap: Option<u32>,
     pub default_model: Option<String>,
@@ -496,8 +503,39 @@ impl StackConfig {
                 e.to_string().trim_end()
             )
         })?;
+        if let (Some(kind), true) = (config.api.kind, config.http_api.enabled) {
+            if kind != ApiKind::Http {
+                bail!(
+                    "[http_api] enabled = true conflicts with [api] kind = \"{kind}\": [http_api] is the older spelling of kind = \"http\"; remove it"
+                );
+            }
+        }
+        let config = config.normalized();
         config.validate()?;
         Ok(config)
+    }
+
+    /// The API Gateway front (`[api] kind`, or `http` from the older `[http_api]`).
+    pub fn api_kind(&self) -> ApiKind {
+        self.api.kind.unwrap_or(if self.http_api.enabled {
+            ApiKind::Http
+        } else {
+            ApiKind::None
+        })
+    }
+
+    /// One spelling of the front: `api.kind` set for `http` and `rest` (unset for none, as
+    /// by default), `http_api.enabled` true exactly for `http`. With the REST API as the
+    /// front a public (`NONE`) Function URL is turned off, so that nobody goes around the
+    /// usage plan's throttles and quotas (an `AWS_IAM` URL stays); the plan says so.
+    fn normalized(mut self) -> StackConfig {
+        let kind = self.api_kind();
+        self.api.kind = (kind != ApiKind::None).then_some(kind);
+        self.http_api.enabled = kind == ApiKind::Http;
+        if kind == ApiKind::Rest && self.function_url.auth == UrlAuth::None {
+            self.function_url.enabled = false;
+        }
+        self
     }
 
     /// This configuration with the flags applied, validated.
@@ -542,8 +580,13 @@ impl StackConfig {
         if let Some(v) = o.function_url {
             c.function_url.enabled = v;
         }
-        if let Some(v) = o.http_api {
-            c.http_api.enabled = v;
+        match (o.api, o.http_api) {
+            (Some(kind), _) => c.api.kind = Some(kind),
+            (None, Some(true)) => c.api.kind = Some(ApiKind::Http),
+            (None, Some(false)) if c.api_kind() == ApiKind::Http => {
+                c.api.kind = Some(ApiKind::None)
+            }
+            _ => {}
         }
         if let Some(v) = &o.allowed_models {
             c.limits.allowed_models = v.clone();
@@ -563,6 +606,7 @@ impl StackConfig {
         if let Some(v) = o.fallback {
             c.provider.fallback = v;
         }
+        let c = c.normalized();
         c.validate()?;
         Ok(c)
     }

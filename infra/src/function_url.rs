@@ -85,7 +85,7 @@ impl Step for Action {
                     delete(cx.aws, function).await?;
                     Ok(Done {
                         outputs: vec![(Output::FunctionUrl, None)],
-                        caller_token: None,
+                        ..Done::default()
                     })
                 }
             }

@@ -8,7 +8,7 @@
 //! stack file (`config`) and the `step` trait → `desired` → one module per resource kind,
 //! each owning that resource's whole lifecycle (spec, read, diff, plan, and the step that
 //! creates, updates or deletes it): `secret`, `log_group`, `role`, `layer`, `ecr`,
-//! `function`, `concurrency`, `function_url`, `http_api`, `permission` → `actual` → `plan`
+//! `function`, `concurrency`, `function_url`, `http_api`, `rest_api` (+ `rest_api::usage_plan`), `permission` → `actual` → `plan`
 //! → `apply` → `teardown`.
 
 pub mod actual;
@@ -34,6 +34,7 @@ pub mod names;
 pub mod permission;
 pub mod plan;
 pub mod progress;
+pub mod rest_api;
 pub mod role;
 mod role_bedrock;
 pub mod secret;

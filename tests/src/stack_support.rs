@@ -619,6 +619,35 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             "tagged HTTP API left"
         );
     }
+    let rest = aws_sdk_apigateway::Client::new(direct);
+    for a in rest.get_rest_apis().send().await.unwrap().items() {
+        assert_ne!(a.name(), Some(f.as_str()), "REST API left");
+        assert_ne!(
+            a.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged REST API left"
+        );
+    }
+    for p in rest.get_usage_plans().send().await.unwrap().items() {
+        assert_ne!(p.name(), Some(f.as_str()), "usage plan left");
+        assert_ne!(
+            p.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged usage plan left"
+        );
+    }
+    for k in rest.get_api_keys().send().await.unwrap().items() {
+        assert_ne!(
+            k.name(),
+            Some(format!("{f}-default").as_str()),
+            "API key left"
+        );
+        assert_ne!(
+            k.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged API key left"
+        );
+    }
 }
 
 /// The real `cargo xtask` binary, run as a pipeline runs it: in a scratch directory, with no

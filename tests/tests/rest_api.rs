@@ -122,7 +122,10 @@ async fn post_with_key(url: &str, key: Option<&str>, body: &Value) -> reqwest::R
 
 fn assert_no_key_values(logs: &str) {
     for secret in [KEY_VALUE, TEST_ANTHROPIC_KEY, TEST_CALLER_TOKEN] {
-        assert!(!logs.contains(secret), "a key leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "a key leaked into the logs:\n{logs}"
+        );
     }
 }
 
@@ -168,7 +171,11 @@ async fn a_streaming_rest_api_streams_event_by_event_with_the_api_key_alone() {
             break;
         };
         names.push(ev.event.clone().unwrap_or_default());
-        assert_eq!(fake.events_sent() - before, names.len(), "events: {names:?}");
+        assert_eq!(
+            fake.events_sent() - before,
+            names.len(),
+            "events: {names:?}"
+        );
         if names.last().map(String::as_str) == Some("message_stop") {
             break;
         }
@@ -241,7 +248,9 @@ async fn a_method_without_api_keys_still_takes_the_caller_token() {
     assert_eq!(resp.status(), 200);
     assert_eq!(fake.request_count(), 1);
     let lines = rest.request_lines(2).await;
-    assert!(lines.iter().all(|l| l["fields"].get("api_key_id").is_none()));
+    assert!(lines
+        .iter()
+        .all(|l| l["fields"].get("api_key_id").is_none()));
     assert_no_key_values(&rest.logs());
     rest.lambda.stop().await;
 }
@@ -254,7 +263,12 @@ async fn a_buffered_integration_takes_the_rest_response_format() {
         timeout: Duration::from_secs(29),
         ..keyed(None)
     };
-    let rest = Rest::start(&fake, buffered.clone(), &[("REST_RESPONSE_MODE", "buffered")]).await;
+    let rest = Rest::start(
+        &fake,
+        buffered.clone(),
+        &[("REST_RESPONSE_MODE", "buffered")],
+    )
+    .await;
     let resp = post_with_key(
         &rest.url("/v1/messages"),
         Some(KEY_VALUE),
@@ -264,18 +278,29 @@ async fn a_buffered_integration_takes_the_rest_response_format() {
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let events = parse_sse(&text);
-    assert_eq!(names(&events).last().map(String::as_str), Some("message_stop"));
+    assert_eq!(
+        names(&events).last().map(String::as_str),
+        Some("message_stop")
+    );
     rest.lambda.stop().await;
 
     // A function streaming into a buffered integration is API Gateway's 502, and the
     // platform log says why.
     let rest = Rest::start(&fake, buffered, &[]).await;
     let (status, v) = json_of(
-        post_with_key(&rest.url("/chat"), Some(KEY_VALUE), &json!({"message": "x"})).await,
+        post_with_key(
+            &rest.url("/chat"),
+            Some(KEY_VALUE),
+            &json!({"message": "x"}),
+        )
+        .await,
     )
     .await
     .unwrap();
-    assert_eq!((status, &v), (502, &json!({"message": "Internal server error"})));
+    assert_eq!(
+        (status, &v),
+        (502, &json!({"message": "Internal server error"}))
+    );
     let deadline = tokio::time::Instant::now() + T;
     while !rest.logs().contains("responseTransferMode STREAM") {
         assert!(tokio::time::Instant::now() < deadline, "{}", rest.logs());

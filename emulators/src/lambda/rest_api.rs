@@ -107,14 +107,9 @@ impl RestFront {
         let path = match parts.uri.path().strip_prefix(&prefix) {
             Some("") => "/".to_string(),
             Some(rest) if rest.starts_with('/') => rest.to_string(),
-            _ => {
-                return gateway_message(StatusCode::FORBIDDEN, "Missing Authentication Token")
-            }
+            _ => return gateway_message(StatusCode::FORBIDDEN, "Missing Authentication Token"),
         };
-        let presented = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok());
+        let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
         let key = self.key_for(presented);
         if self.opts.api_key_required {
             let Some(key) = key else {
@@ -127,10 +122,7 @@ impl RestFront {
         let body = match read_limited(body, REST_MAX_REQUEST).await {
             Ok(body) => body,
             Err(ReadError::TooLarge) => {
-                return gateway_message(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request Entity Too Large",
-                )
+                return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
             }
             Err(ReadError::Broken(_)) => {
                 return gateway_message(StatusCode::BAD_REQUEST, "Bad Request")
@@ -154,8 +146,7 @@ impl RestFront {
             now,
         );
         let lambda_request_id = ids::uuid_v4();
-        let internal_error =
-            || gateway_message(StatusCode::BAD_GATEWAY, "Internal server error");
+        let internal_error = || gateway_message(StatusCode::BAD_GATEWAY, "Internal server error");
         let invocation = async {
             let outcome = self
                 .pool

@@ -62,7 +62,11 @@ pub fn gateway_key(ev: &ApiGatewayProxyRequest) -> Option<GatewayKey> {
 }
 
 /// A buffered answer in the REST proxy response format.
-pub fn response(status: http::StatusCode, headers: HeaderMap, body: Bytes) -> ApiGatewayProxyResponse {
+pub fn response(
+    status: http::StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiGatewayProxyResponse {
     let mut out = ApiGatewayProxyResponse::default();
     out.status_code = status.as_u16() as i64;
     out.headers = headers;
@@ -192,7 +196,11 @@ mod tests {
 
     #[test]
     fn buffered_answers_use_the_rest_format() {
-        let out = response(http::StatusCode::CREATED, HeaderMap::new(), Bytes::from("hi"));
+        let out = response(
+            http::StatusCode::CREATED,
+            HeaderMap::new(),
+            Bytes::from("hi"),
+        );
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v["statusCode"], 201);
         assert_eq!(v["body"], "hi");
