@@ -194,6 +194,7 @@ async fn a_rest_front_streams_checks_keys_and_converges() {
 
     // Redeploy: nothing to do, nothing written, no key shown (the transfer mode moto does
     // not echo is not taken for a difference).
+    let mut seen = e.proxy.calls();
     e.proxy.clear();
     let (p2, again) = deploy_with(&e.aws, &rest("rest"), None).await.unwrap();
     assert!(p2.is_empty(), "{p2}");
@@ -241,6 +242,35 @@ async fn a_rest_front_streams_checks_keys_and_converges() {
         .await
         .unwrap();
     assert_nothing_left(&e.direct, "rest").await;
+
+    // docs/deployer-policy.json allows every call made: create, redeploy, change,
+    // rotation, teardown.
+    let policy: Value =
+        serde_json::from_str(include_str!("../../docs/deployer-policy.json")).unwrap();
+    let allowed: std::collections::BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| as_strings(&s["Action"]))
+        .collect();
+    seen.extend(e.proxy.calls());
+    let needed: std::collections::BTreeSet<String> = seen
+        .iter()
+        .filter_map(stand_ins::iam_actions::iam_action)
+        .collect();
+    let missing: Vec<&String> = needed.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/deployer-policy.json lacks {missing:?}"
+    );
+    for a in [
+        "apigateway:PUT",
+        "apigateway:PATCH",
+        "apigateway:POST",
+        "apigateway:DELETE",
+    ] {
+        assert!(needed.contains(a), "{a} not used? {needed:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
