@@ -750,11 +750,16 @@ impl Cli {
 
     /// `deploy` of `stack` with every resource (the HTTP API too), JSON output.
     pub fn deploy_args(&self, stack: &str) -> Vec<String> {
+        self.deploy_args_with(stack, "--http-api")
+    }
+
+    /// [`Cli::deploy_args`] with another front flag (`--api=rest`).
+    pub fn deploy_args_with(&self, stack: &str, front: &str) -> Vec<String> {
         [
             "deploy",
             "--stack",
             stack,
-            "--http-api",
+            front,
             "--bootstrap",
             self.bootstrap.to_str().unwrap(),
             "--yes",
@@ -768,11 +773,16 @@ impl Cli {
 
     /// What the CLI deploys for `stack`, as the in-process API sees it (same package).
     pub fn desired(&self, stack: &str) -> Desired {
+        self.desired_with(overrides(stack))
+    }
+
+    /// [`Cli::desired`] with other overrides (the region is the tests').
+    pub fn desired_with(&self, o: Overrides) -> Desired {
         Desired::new(
             StackConfig::default()
                 .with_overrides(&Overrides {
                     region: Some(REGION.into()),
-                    ..overrides(stack)
+                    ..o
                 })
                 .unwrap(),
             Some(&Artifact::from_bootstrap(&self.bootstrap).unwrap()),
