@@ -503,39 +503,10 @@ impl StackConfig {
                 e.to_string().trim_end()
             )
         })?;
-        if let (Some(kind), true) = (config.api.kind, config.http_api.enabled) {
-            if kind != ApiKind::Http {
-                bail!(
-                    "[http_api] enabled = true conflicts with [api] kind = \"{kind}\": [http_api] is the older spelling of kind = \"http\"; remove it"
-                );
-            }
-        }
+        config.check_api_spelling()?;
         let config = config.normalized();
         config.validate()?;
         Ok(config)
-    }
-
-    /// The API Gateway front (`[api] kind`, or `http` from the older `[http_api]`).
-    pub fn api_kind(&self) -> ApiKind {
-        self.api.kind.unwrap_or(if self.http_api.enabled {
-            ApiKind::Http
-        } else {
-            ApiKind::None
-        })
-    }
-
-    /// One spelling of the front: `api.kind` set for `http` and `rest` (unset for none, as
-    /// by default), `http_api.enabled` true exactly for `http`. With the REST API as the
-    /// front a public (`NONE`) Function URL is turned off, so that nobody goes around the
-    /// usage plan's throttles and quotas (an `AWS_IAM` URL stays); the plan says so.
-    fn normalized(mut self) -> StackConfig {
-        let kind = self.api_kind();
-        self.api.kind = (kind != ApiKind::None).then_some(kind);
-        self.http_api.enabled = kind == ApiKind::Http;
-        if kind == ApiKind::Rest && self.function_url.auth == UrlAuth::None {
-            self.function_url.enabled = false;
-        }
-        self
     }
 
     /// This configuration with the flags applied, validated.
@@ -580,14 +551,7 @@ impl StackConfig {
         if let Some(v) = o.function_url {
             c.function_url.enabled = v;
         }
-        match (o.api, o.http_api) {
-            (Some(kind), _) => c.api.kind = Some(kind),
-            (None, Some(true)) => c.api.kind = Some(ApiKind::Http),
-            (None, Some(false)) if c.api_kind() == ApiKind::Http => {
-                c.api.kind = Some(ApiKind::None)
-            }
-            _ => {}
-        }
+        c.set_api_kind(o.api, o.http_api);
         if let Some(v) = &o.allowed_models {
             c.limits.allowed_models = v.clone();
         }

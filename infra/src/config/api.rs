@@ -3,6 +3,7 @@
 //! quota per day, week or month). `[http_api] enabled = true` is the older spelling of
 //! `kind = "http"` and still read.
 
+use super::UrlAuth;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -137,6 +138,57 @@ impl ApiSection {
             "rate {} req/s, burst {}, {quota} (per caller key)",
             self.rate_limit, self.burst_limit
         )
+    }
+}
+
+impl super::StackConfig {
+    /// The API Gateway front (`[api] kind`, or `http` from the older `[http_api]`).
+    pub fn api_kind(&self) -> ApiKind {
+        self.api.kind.unwrap_or(if self.http_api.enabled {
+            ApiKind::Http
+        } else {
+            ApiKind::None
+        })
+    }
+
+    /// One spelling of the front: `api.kind` set for `http` and `rest` (unset for none, as
+    /// by default), `http_api.enabled` true exactly for `http`. With the REST API as the
+    /// front a public (`NONE`) Function URL is turned off, so that nobody goes around the
+    /// usage plan's throttles and quotas (an `AWS_IAM` URL stays); the plan says so.
+    pub(super) fn normalized(mut self) -> super::StackConfig {
+        let kind = self.api_kind();
+        self.api.kind = (kind != ApiKind::None).then_some(kind);
+        self.http_api.enabled = kind == ApiKind::Http;
+        if kind == ApiKind::Rest && self.function_url.auth == UrlAuth::None {
+            self.function_url.enabled = false;
+        }
+        self
+    }
+
+    /// `--api` and its older spelling `--http-api` / `--no-http-api` (which takes only the
+    /// HTTP API away).
+    pub(super) fn set_api_kind(&mut self, api: Option<ApiKind>, http_api: Option<bool>) {
+        match (api, http_api) {
+            (Some(kind), _) => self.api.kind = Some(kind),
+            (None, Some(true)) => self.api.kind = Some(ApiKind::Http),
+            (None, Some(false)) if self.api_kind() == ApiKind::Http => {
+                self.api.kind = Some(ApiKind::None)
+            }
+            _ => {}
+        }
+    }
+
+    /// `[http_api] enabled = true` is the older spelling of `kind = "http"`: not together
+    /// with another kind.
+    pub(super) fn check_api_spelling(&self) -> Result<()> {
+        if let (Some(kind), true) = (self.api.kind, self.http_api.enabled) {
+            if kind != ApiKind::Http {
+                bail!(
+                    "[http_api] enabled = true conflicts with [api] kind = \"{kind}\": [http_api] is the older spelling of kind = \"http\"; remove it"
+                );
+            }
+        }
+        Ok(())
     }
 }
 

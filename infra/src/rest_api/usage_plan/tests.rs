@@ -1,4 +1,5 @@
 use super::*;
+use crate::credentials::GatewayApiKey;
 
 fn spec() -> Spec {
     Spec {
