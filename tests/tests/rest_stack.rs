@@ -35,6 +35,9 @@ async fn rest_api(c: &RestClient, stack: &str) -> aws_sdk_apigateway::types::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rest_front_streams_checks_keys_and_converges() {
     let e = env().await;
+    // A 120 s integration is accepted only in STREAM mode, as API Gateway decides.
+    e.proxy
+        .enable(stand_ins::aws_proxy::strict::Profile::RestIntegrationTimeouts);
     let (p, out) = deploy_with(&e.aws, &rest("rest"), Some(KEY)).await.unwrap();
     let plan_text = p.to_string();
     assert!(
