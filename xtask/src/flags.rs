@@ -379,10 +379,11 @@ impl LockArgs {
 
 #[derive(Debug, Args)]
 pub struct Invoke {
-    /// Endpoint URL (default: the stack's Function URL, else its HTTP API URL)
+    /// Endpoint URL (default: the stack's Function URL, else its HTTP API URL, else its REST
+    /// API URL with the default caller's API key)
     #[arg(long)]
     pub url: Option<String>,
-    /// Send to the stack's API Gateway URL instead of its Function URL
+    /// Send to the stack's API Gateway URL (HTTP API, else REST API) instead of its Function URL
     #[arg(long, conflicts_with = "url")]
     pub api: bool,
     /// The message to send

@@ -843,6 +843,16 @@ async fn deploy_local_serves_a_rest_front_with_the_new_api_key() {
     let (status, body) = post_chat(&rest, Some("wrong")).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["message"], "Forbidden");
+    // `invoke` streams through the REST front with the key as the token.
+    let r = Run::from(
+        env.cmd(&["invoke", "--url", &rest, "--message", "Hello through REST"])
+            .env("CLAUDE_PROXY_TOKEN", &key)
+            .output()
+            .unwrap(),
+    );
+    r.ok();
+    assert!(!r.stdout.trim().is_empty(), "no answer streamed:\n{r}");
+    assert!(!r.stdout.contains(&key) && !r.stderr.contains(&key), "{r}");
     served.interrupt();
 }
 
