@@ -205,7 +205,10 @@ pub fn diff(desired: Option<&Spec>, actual: &State) -> Option<Change> {
         None => Some(Change::Delete),
         Some(d) if actual.is_empty() => Some(Change::Create {
             settings: vec![
-                Setting::new("stage", d.api_stage()),
+                Setting::new(
+                    "stage",
+                    format!("{STAGE} of the REST API {}", d.api_id.planned()),
+                ),
                 Setting::new(
                     "throttle",
                     format!(

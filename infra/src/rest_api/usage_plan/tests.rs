@@ -55,7 +55,7 @@ fn created_converged_and_deleted() {
     };
     let text = format!("{settings:?}");
     assert!(
-        text.contains("a1:live") && text.contains("5000 per DAY"),
+        text.contains("live of the REST API a1") && text.contains("5000 per DAY"),
         "{text}"
     );
     assert!(text.contains("shown once"), "{text}");
