@@ -277,6 +277,43 @@ async fn a_rest_front_streams_checks_keys_and_converges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_left_with_only_its_rest_front_is_still_found_by_its_tags() {
+    // A teardown that stopped after the function and its role went still leaves a stack
+    // `teardown --older-than` finds: the REST API, its usage plan and key carry the tags.
+    let e = env().await;
+    deploy_with(&e.aws, &rest("orphan"), Some(KEY))
+        .await
+        .unwrap();
+    let lambda = aws_sdk_lambda::Client::new(&e.direct);
+    lambda
+        .delete_function()
+        .function_name("claude-proxy-orphan")
+        .send()
+        .await
+        .unwrap();
+    let found = infra::discover::find_stacks(&e.aws).await.unwrap();
+    let ours = found
+        .iter()
+        .find(|s| s.stack == "orphan")
+        .expect("the stack is found");
+    for what in [
+        "REST API claude-proxy-orphan",
+        "usage plan claude-proxy-orphan",
+        "API key claude-proxy-orphan-default",
+    ] {
+        assert!(
+            ours.resources.iter().any(|r| r.starts_with(what)),
+            "{what} not among {:?}",
+            ours.resources
+        );
+    }
+    infra::teardown(&e.aws, "orphan", &infra::Silent)
+        .await
+        .unwrap();
+    assert_nothing_left(&e.direct, "orphan").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_fronts_removes_what_the_other_made() {
     let e = env().await;
     deploy_with(&e.aws, &rest("swap"), Some(KEY)).await.unwrap();
