@@ -10,6 +10,9 @@
 //!   prelude is parsed and body chunks are forwarded as they arrive.
 //! * API Gateway front: payload-2.0 HTTP API events with route keys, always buffered, gives up
 //!   after [`GatewayOptions::timeout`] (30 s, as API Gateway does) with `503`.
+//! * REST API front: payload-1.0 REST API events under one stage, `x-api-key` checked against
+//!   the configured keys (and their quotas) before the function runs, the answer streamed when
+//!   the integration streams ([`RestApiOptions::stream`]) or buffered.
 //! * Instances are spawned on demand up to [`LocalLambdaOptions::max_instances`]; a timed-out
 //!   or crashed instance is killed and replaced by a fresh one (a new cold start) when needed.
 
@@ -23,6 +26,8 @@ mod invocation;
 mod options;
 mod pool;
 mod response;
+mod rest_api;
+mod rest_event;
 mod runtime_api;
 mod slot;
 
@@ -35,13 +40,18 @@ use std::time::Duration;
 
 pub use instance::ColdStart;
 pub use invocation::FunctionError;
-pub use options::{GatewayOptions, InvokeMode, LocalLambdaOptions, LogLine, LogSink, LogSource};
+pub use options::{
+    GatewayOptions, InvokeMode, LocalLambdaOptions, LogLine, LogSink, LogSource, RestApiKey,
+    RestApiOptions,
+};
 
 /// A running local Lambda. Stops its servers and kills its instances when dropped.
 pub struct LocalLambda {
     pool: Arc<pool::Pool>,
     url: Server,
     gateway: Option<Server>,
+    /// The REST API front and its stage.
+    rest_api: Option<(Server, String)>,
 }
 
 impl LocalLambda {
@@ -63,7 +73,21 @@ impl LocalLambda {
             ),
             None => None,
         };
-        Ok(LocalLambda { pool, url, gateway })
+        let rest_api = match &opts.rest_api {
+            Some(rest) => Some((
+                rest_api::RestFront::new(pool.clone(), rest)
+                    .serve(rest.listen)
+                    .await?,
+                rest.stage.clone(),
+            )),
+            None => None,
+        };
+        Ok(LocalLambda {
+            pool,
+            url,
+            gateway,
+            rest_api,
+        })
     }
 
     /// The Function URL, `http://127.0.0.1:<port>/` (with the trailing slash, as AWS returns
@@ -83,6 +107,14 @@ impl LocalLambda {
         self.gateway
             .as_ref()
             .map(|g| format!("http://{}", g.addr()))
+    }
+
+    /// The REST API stage's invoke URL, `http://127.0.0.1:<port>/<stage>` (as API Gateway's
+    /// `https://<api>.execute-api.<region>.amazonaws.com/<stage>`), when the REST front is on.
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest_api
+            .as_ref()
+            .map(|(s, stage)| format!("http://{}/{stage}", s.addr()))
     }
 
     /// The function's ARN as the instances see it (`Lambda-Runtime-Invoked-Function-Arn`).
@@ -112,6 +144,9 @@ impl LocalLambda {
         self.url.stop();
         if let Some(g) = &self.gateway {
             g.stop();
+        }
+        if let Some((r, _)) = &self.rest_api {
+            r.stop();
         }
         self.pool.shutdown();
         self.pool.wait_all_exited(Duration::from_secs(10)).await;

@@ -55,6 +55,9 @@ pub struct Config {
     pub anthropic_base_url: String,
     /// `RESPONSE_MODE`.
     pub response_mode: ResponseMode,
+    /// `REST_RESPONSE_MODE`: how requests through an API Gateway REST API (payload 1.0) are
+    /// answered; `stream` matches an integration in `responseTransferMode: STREAM`.
+    pub rest_response_mode: ResponseMode,
     /// `ALLOWED_MODELS`; empty = the configured models only ([`Config::configured_models`]:
     /// `DEFAULT_MODEL`, plus the `BEDROCK_MODEL_MAP` names with Bedrock); `*` = any model.
     pub allowed_models: Vec<String>,
@@ -141,6 +144,7 @@ impl Config {
         Config {
             anthropic_base_url: DEFAULT_BASE_URL.to_string(),
             response_mode: ResponseMode::Stream,
+            rest_response_mode: ResponseMode::Stream,
             allowed_models: Vec::new(),
             allowed_betas: Vec::new(),
             allowed_tool_types: Vec::new(),
@@ -267,16 +271,10 @@ impl Config {
             c.anthropic_base_url = url.trim_end_matches('/').to_string();
         }
         if let Some(mode) = var("RESPONSE_MODE") {
-            c.response_mode = match mode.to_ascii_lowercase().as_str() {
-                "stream" | "response_stream" => ResponseMode::Stream,
-                "buffered" => ResponseMode::Buffered,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        name: "RESPONSE_MODE",
-                        message: format!("`{other}`; expected `stream` or `buffered`"),
-                    })
-                }
-            };
+            c.response_mode = response_mode("RESPONSE_MODE", &mode)?;
+        }
+        if let Some(mode) = var("REST_RESPONSE_MODE") {
+            c.rest_response_mode = response_mode("REST_RESPONSE_MODE", &mode)?;
         }
         if let Some(models) = var("ALLOWED_MODELS") {
             c.allowed_models = list(&models);
@@ -429,6 +427,17 @@ fn parse_positive(name: &'static str, v: &str) -> Result<u64, ConfigError> {
     }
 }
 
+fn response_mode(name: &'static str, value: &str) -> Result<ResponseMode, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "stream" | "response_stream" => Ok(ResponseMode::Stream),
+        "buffered" => Ok(ResponseMode::Buffered),
+        other => Err(ConfigError::Invalid {
+            name,
+            message: format!("`{other}`; expected `stream` or `buffered`"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +457,7 @@ mod tests {
         assert!(matches!(c.secret, SecretConfig::SecretsManager { .. }));
         assert_eq!(c.max_tokens_cap, 4096);
         assert_eq!(c.response_mode, ResponseMode::Stream);
+        assert_eq!(c.rest_response_mode, ResponseMode::Stream);
         assert_eq!(c.caller_auth, CallerAuth::Token);
         assert_eq!(c.anthropic_base_url, DEFAULT_BASE_URL);
     }
@@ -465,6 +475,7 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (name, value) in [
             ("RESPONSE_MODE", "fast"),
+            ("REST_RESPONSE_MODE", "slow"),
             ("CALLER_AUTH", "maybe"),
             ("MAX_TOKENS_CAP", "-1"),
             ("MAX_TOKENS_CAP", "0"),
@@ -575,11 +586,13 @@ mod tests {
             ("CALLER_TOKEN", "t"),
             ("ALLOWED_MODELS", " a, b ,,"),
             ("RESPONSE_MODE", "buffered"),
+            ("REST_RESPONSE_MODE", "buffered"),
             ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1/"),
         ])
         .unwrap();
         assert_eq!(c.allowed_models, vec!["a", "b"]);
         assert_eq!(c.response_mode, ResponseMode::Buffered);
+        assert_eq!(c.rest_response_mode, ResponseMode::Buffered);
         assert_eq!(c.anthropic_base_url, "http://127.0.0.1:1");
         match &c.secret {
             SecretConfig::Local { caller_tokens, .. } => assert_eq!(caller_tokens, &vec!["t"]),

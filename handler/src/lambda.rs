@@ -1,18 +1,25 @@
 //! The Lambda adapter. The response mode is chosen per invocation:
 //! - requests through API Gateway HTTP API (payload 2.0) are answered buffered, with the
 //!   `GATEWAY_DEADLINE_MS` deadline (the gateway gives up at 30 s and cannot stream);
+//! - requests through an API Gateway REST API (payload 1.0, [`rest`]) follow
+//!   `REST_RESPONSE_MODE`: `stream` (an integration in `responseTransferMode: STREAM`, invoked
+//!   with InvokeWithResponseStream, up to 15 minutes) answers in the same streaming format as a
+//!   Function URL; `buffered` in the REST proxy response format, with the gateway deadline;
 //! - Function URL requests follow `RESPONSE_MODE`: `stream` answers with a streaming
 //!   response (JSON prelude, then the body as it is produced), `buffered` with one JSON
 //!   response document.
+
+pub mod rest;
 
 use crate::config::ResponseMode;
 use crate::{App, ProxyRequest, ProxyResponse, ResponseBody};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
 use lambda_http::aws_lambda_events::encodings::Body as LambdaBody;
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{FunctionResponse, LambdaEvent, MetadataPrelude, StreamResponse};
+use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +28,17 @@ use tokio::time::Instant;
 /// The streamed body type handed to the runtime.
 pub type LambdaStream = BoxStream<'static, Result<Bytes, Infallible>>;
 /// What one invocation returns.
-pub type LambdaResponse = FunctionResponse<ApiGatewayV2httpResponse, LambdaStream>;
+pub type LambdaResponse = FunctionResponse<BufferedResponse, LambdaStream>;
+
+/// A buffered answer, in the format of the front that sent the event.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BufferedResponse {
+    /// Function URL and HTTP API (payload 2.0).
+    V2(ApiGatewayV2httpResponse),
+    /// REST API (payload 1.0).
+    Rest(ApiGatewayProxyResponse),
+}
 
 /// How an invocation is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +47,18 @@ pub enum Delivery {
     Gateway,
     /// A Function URL in `RESPONSE_MODE`.
     FunctionUrl(ResponseMode),
+    /// A REST API in `REST_RESPONSE_MODE` (buffered: capped by `GATEWAY_DEADLINE_MS`).
+    Rest(ResponseMode),
+}
+
+impl Delivery {
+    /// The deadline cap of this delivery (`None`: the Lambda context's deadline alone).
+    fn cap(self, gateway_deadline: Duration) -> Option<Duration> {
+        match self {
+            Delivery::Gateway | Delivery::Rest(ResponseMode::Buffered) => Some(gateway_deadline),
+            Delivery::FunctionUrl(_) | Delivery::Rest(ResponseMode::Stream) => None,
+        }
+    }
 }
 
 /// True for events from API Gateway HTTP API: its domain (`*.execute-api.*`) or a route
@@ -67,8 +96,43 @@ pub fn time_budget(
 /// Answers one invocation; never fails (errors are HTTP responses).
 pub async fn handle_event(app: &App, event: LambdaEvent<LambdaRequest>) -> LambdaResponse {
     let LambdaEvent { payload, context } = event;
+    let delivery = delivery(app, &payload);
+    let budget = time_budget(
+        context.deadline,
+        SystemTime::now(),
+        app.config.deadline_margin,
+        delivery.cap(app.config.gateway_deadline),
+    );
+    let deadline = Instant::now() + budget;
+    tracing::debug!(
+        ?delivery,
+        budget_ms = budget.as_millis() as u64,
+        "invocation"
+    );
+    let request = match payload {
+        LambdaRequest::ApiGatewayV1(ev) => rest::request(ev, deadline),
+        other => v2_request(other, deadline),
+    };
+    let response = app.handle(request).await;
+
+    match delivery {
+        Delivery::FunctionUrl(ResponseMode::Stream) | Delivery::Rest(ResponseMode::Stream) => {
+            streaming(response)
+        }
+        Delivery::Rest(ResponseMode::Buffered) => {
+            let (status, headers, body) = response.into_bytes().await;
+            FunctionResponse::BufferedResponse(BufferedResponse::Rest(rest::response(
+                status, headers, body,
+            )))
+        }
+        _ => buffered(response).await,
+    }
+}
+
+/// Which front sent the event, and so how it is answered.
+pub fn delivery(app: &App, payload: &LambdaRequest) -> Delivery {
     #[allow(unreachable_patterns)]
-    let delivery = match &payload {
+    match payload {
         LambdaRequest::ApiGatewayV2(ev) => {
             let route_key = ev
                 .route_key
@@ -80,17 +144,13 @@ pub async fn handle_event(app: &App, event: LambdaEvent<LambdaRequest>) -> Lambd
                 Delivery::FunctionUrl(app.config.response_mode)
             }
         }
+        LambdaRequest::ApiGatewayV1(_) => Delivery::Rest(app.config.rest_response_mode),
         _ => Delivery::Gateway,
-    };
-    let cap = (delivery == Delivery::Gateway).then_some(app.config.gateway_deadline);
-    let budget = time_budget(
-        context.deadline,
-        SystemTime::now(),
-        app.config.deadline_margin,
-        cap,
-    );
-    let deadline = Instant::now() + budget;
+    }
+}
 
+/// A payload-2.0 event (Function URL, HTTP API) read into a request.
+fn v2_request(payload: LambdaRequest, deadline: Instant) -> ProxyRequest {
     let request: lambda_http::Request = payload.into();
     let (parts, body) = request.into_parts();
     let body = match body {
@@ -100,24 +160,13 @@ pub async fn handle_event(app: &App, event: LambdaEvent<LambdaRequest>) -> Lambd
         #[allow(unreachable_patterns)]
         _ => Bytes::new(),
     };
-    tracing::debug!(
-        ?delivery,
-        budget_ms = budget.as_millis() as u64,
-        "invocation"
-    );
-    let response = app
-        .handle(ProxyRequest {
-            method: parts.method,
-            path: parts.uri.path().to_string(),
-            headers: parts.headers,
-            body,
-            deadline,
-        })
-        .await;
-
-    match delivery {
-        Delivery::FunctionUrl(ResponseMode::Stream) => streaming(response),
-        _ => buffered(response).await,
+    ProxyRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        headers: parts.headers,
+        body,
+        deadline,
+        api_key: None,
     }
 }
 
@@ -152,7 +201,7 @@ async fn buffered(response: ProxyResponse) -> LambdaResponse {
             out.is_base64_encoded = true;
         }
     }
-    FunctionResponse::BufferedResponse(out)
+    FunctionResponse::BufferedResponse(BufferedResponse::V2(out))
 }
 
 /// Runs the Lambda runtime loop with this app (the `bootstrap` binary's main loop).
@@ -183,6 +232,43 @@ mod tests {
         ));
         assert!(!is_api_gateway(Some("localhost"), Some("$default")));
         assert!(!is_api_gateway(None, None));
+    }
+
+    /// A request API Gateway checked the key of needs no caller token; any other does.
+    #[tokio::test]
+    async fn a_checked_api_key_stands_in_for_the_caller_token() {
+        let config = crate::Config::new(crate::SecretConfig::Local {
+            anthropic_api_key: "sk-test".into(),
+            caller_tokens: vec!["tok".into()],
+        });
+        let app = App::new(config).await.unwrap();
+        let req = |api_key: Option<crate::GatewayKey>| ProxyRequest {
+            method: http::Method::POST,
+            path: "/v1/messages".into(),
+            headers: http::HeaderMap::new(),
+            // Not JSON: a request past authentication answers 400.
+            body: Bytes::from_static(b"not json"),
+            deadline: Instant::now() + Duration::from_secs(5),
+            api_key,
+        };
+        assert_eq!(app.handle(req(None)).await.status, 401);
+        let key = crate::GatewayKey {
+            api_id: "a".into(),
+            stage: "live".into(),
+            key_id: "k".into(),
+        };
+        assert_eq!(app.handle(req(Some(key.clone()))).await.status, 400);
+        assert!(app.admit(&req(Some(key))).await.is_none());
+        assert!(app.admit(&req(None)).await.is_some());
+    }
+
+    #[test]
+    fn rest_streaming_has_no_gateway_cap() {
+        let g = Duration::from_secs(28);
+        assert_eq!(Delivery::Rest(ResponseMode::Stream).cap(g), None);
+        assert_eq!(Delivery::Rest(ResponseMode::Buffered).cap(g), Some(g));
+        assert_eq!(Delivery::Gateway.cap(g), Some(g));
+        assert_eq!(Delivery::FunctionUrl(ResponseMode::Buffered).cap(g), None);
     }
 
     #[test]

@@ -68,6 +68,22 @@ pub struct ProxyRequest {
     pub body: Bytes,
     /// Everything (retries, sleeps, streaming) ends by this instant.
     pub deadline: Instant,
+    /// Set when API Gateway checked the caller's API key before invoking the function (a REST
+    /// API method with `apiKeyRequired`); such a request needs no caller token.
+    pub api_key: Option<GatewayKey>,
+}
+
+/// The API key API Gateway checked for a request (from the REST event's
+/// `requestContext.identity`). Holds the key's id only: its value (`identity.apiKey`) is a
+/// credential and is never kept, logged or echoed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayKey {
+    /// `requestContext.apiId`.
+    pub api_id: String,
+    /// `requestContext.stage`.
+    pub stage: String,
+    /// `requestContext.identity.apiKeyId`: the caller's name in the request log.
+    pub key_id: String,
 }
 
 /// A response body: complete, or chunks sent as they come (errors already in-band).
@@ -374,6 +390,16 @@ impl App {
         req: &ProxyRequest,
     ) -> Result<(Arc<Secret>, callers::Identity), ProxyError> {
         let secret = before(req.deadline, self.secrets.get()).await??;
+        // A request whose API key API Gateway checked (a REST API method with
+        // `apiKeyRequired`) is the key's caller: the usage plan limits it. Any other request (a
+        // Function URL, an HTTP API) presents a caller token.
+        if let Some(key) = &req.api_key {
+            let caller = callers::Identity {
+                name: format!("api-key-{}", key.key_id.chars().take(48).collect::<String>()),
+                limits: Default::default(),
+            };
+            return Ok((secret, caller));
+        }
         match auth::authenticate(self.config.caller_auth, &req.headers, &secret) {
             Ok(caller) => Ok((secret, caller)),
             Err(e) if auth::presented_token(&req.headers).is_some() => {

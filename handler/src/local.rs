@@ -63,6 +63,7 @@ async fn handle(app: &App, req: http::Request<Incoming>) -> http::Response<Body>
         headers: parts.headers,
         body: Bytes::new(),
         deadline,
+        api_key: None,
     };
     // Route and authenticate from the head; the body is not read for a refused caller.
     if let Some(refused) = app.admit(&request).await {

@@ -18,6 +18,8 @@ struct LogInner {
     started: std::time::Instant,
     method: String,
     path: String,
+    /// The API key API Gateway checked (its id, never its value).
+    api_key_id: Option<String>,
     fields: Mutex<LogFields>,
     /// Where the EMF line goes (none: no metrics, e.g. local runs), and the function's name.
     metrics: Option<(Sink, String)>,
@@ -62,6 +64,10 @@ impl RequestLog {
             method: req.method.to_string(),
             // The path is one of a handful of routes; anything else is cut to keep logs tidy.
             path: req.path.chars().take(64).collect(),
+            api_key_id: req
+                .api_key
+                .as_ref()
+                .map(|k| k.key_id.chars().take(64).collect()),
             fields: Mutex::new(LogFields::default()),
             metrics,
         }))
@@ -186,6 +192,7 @@ impl Drop for LogInner {
         tracing::info!(
             method = %self.method,
             path = %self.path,
+            api_key_id = self.api_key_id.as_deref(),
             route = f.route.unwrap_or("none"),
             status = f.status,
             latency_ms,

@@ -166,6 +166,7 @@ impl Harness {
             headers,
             body: Bytes::copy_from_slice(body),
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+            api_key: None,
         };
         let app = self.app.clone();
         let (status, headers, body) = rt().block_on(async move {

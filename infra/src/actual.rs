@@ -5,7 +5,7 @@ use crate::aws::Aws;
 use crate::names::{self, Names};
 use crate::{
     alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
-    permission, role, secret, version,
+    permission, rest_api, role, secret, version,
 };
 use anyhow::Result;
 
@@ -33,6 +33,10 @@ pub struct Actual {
     pub permissions: Vec<permission::Statement>,
     /// HTTP APIs with the stack's name or tags (normally zero or one).
     pub http_apis: Vec<http_api::State>,
+    /// REST APIs with the stack's name or tags (normally zero or one).
+    pub rest_apis: Vec<rest_api::State>,
+    /// The REST API's usage plan and the stack's API keys.
+    pub usage_plan: rest_api::usage_plan::State,
     /// Versions of the stack's layer, newest first.
     pub layer_versions: Vec<layer::Version>,
     /// The stack's ECR repository.
@@ -68,6 +72,8 @@ impl Actual {
             && self.alias.is_none()
             && self.permissions.is_empty()
             && self.http_apis.is_empty()
+            && self.rest_apis.is_empty()
+            && self.usage_plan.is_empty()
             && self.layer_versions.is_empty()
             && self.repository.is_none()
     }
@@ -90,6 +96,8 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
                     // Boxed so the joined future stays small (callers run it on small test stacks).
                     Box::pin(layer::read(aws, &names)),
                     Box::pin(ecr::read(aws, &names)),
+                    Box::pin(rest_api::read(aws, &names)),
+                    Box::pin(rest_api::usage_plan::read(aws, &names)),
                 )
             },
             // Never fails: what the endpoint refuses becomes a note in the plan.
@@ -97,7 +105,17 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         )
     })
     .await;
-    let (secret, log_group, role, function, http_apis, layer_versions, repository) = resources?;
+    let (
+        secret,
+        log_group,
+        role,
+        function,
+        http_apis,
+        layer_versions,
+        repository,
+        rest_apis,
+        usage_plan,
+    ) = resources?;
     let f = names.function.as_str();
     let (concurrency, versions, alias) = if function.is_some() {
         tokio::try_join!(
@@ -146,6 +164,8 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         alias,
         permissions,
         http_apis,
+        rest_apis,
+        usage_plan,
         layer_versions,
         repository,
         bedrock_profiles: Default::default(),

@@ -167,7 +167,7 @@ impl Step for Action {
                     delete(cx.aws, function).await?;
                     Ok(Done {
                         outputs: vec![(Output::AliasVersion, None)],
-                        caller_token: None,
+                        ..Done::default()
                     })
                 }
             }

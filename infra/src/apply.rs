@@ -5,7 +5,7 @@
 
 use crate::aws::Aws;
 use crate::change::{Late, Output, Produced};
-use crate::credentials::CallerToken;
+use crate::credentials::{CallerToken, GatewayApiKey};
 use crate::desired::Desired;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -28,6 +28,8 @@ struct Writer<'a> {
     done: Vec<String>,
     /// A caller token was generated in this run: if a later step fails, say how to get one.
     token_made: bool,
+    /// Likewise an API key.
+    api_key_made: bool,
 }
 
 impl Writer<'_> {
@@ -42,14 +44,23 @@ impl Writer<'_> {
         }
         self.progress.start(&step);
         let token_made = self.token_made;
+        let api_key_made = self.api_key_made;
         let out = fut
             .await
             .with_context(|| format!("failed to {step}"))
             .map_err(|e| {
-                if token_made {
+                let e = if token_made {
                     e.context(
                         "a caller token was generated before this failure and could not be shown: \
                      run the deploy again with --rotate-token to get one",
+                    )
+                } else {
+                    e
+                };
+                if api_key_made {
+                    e.context(
+                        "an API key was generated before this failure and could not be shown: \
+                     run the deploy again with --rotate-token to get a new one",
                     )
                 } else {
                     e
@@ -143,6 +154,9 @@ pub struct Outputs {
     pub region: String,
     pub function_url: Option<String>,
     pub api_url: Option<String>,
+    /// The REST API stage's invoke URL (`[api] kind = "rest"`): the `base_url` of a client
+    /// that sends its API key in `x-api-key`.
+    pub rest_url: Option<String>,
     pub function_arn: String,
     /// The version the alias `live` points to (what callers reach).
     pub live_version: Option<String>,
@@ -154,11 +168,24 @@ pub struct Outputs {
         serialize_with = "expose_token"
     )]
     pub caller_token: Option<CallerToken>,
+    /// The `default` caller's REST API key, only when one was just generated.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_api_key"
+    )]
+    pub api_key: Option<GatewayApiKey>,
     /// False when the plan was empty ("no changes").
     pub changed: bool,
     /// The steps that ran.
     pub steps: Vec<String>,
     pub spend_bound: SpendBound,
+}
+
+fn expose_api_key<S: Serializer>(k: &Option<GatewayApiKey>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_str(k.expose()),
+        None => s.serialize_none(),
+    }
 }
 
 fn expose_token<S: Serializer>(t: &Option<CallerToken>, s: S) -> Result<S::Ok, S::Error> {
@@ -183,6 +210,7 @@ impl fmt::Display for Outputs {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(not enabled)".into());
         writeln!(f, "  function URL:  {}", opt(&self.function_url))?;
         writeln!(f, "  API URL:       {}", opt(&self.api_url))?;
+        writeln!(f, "  REST API URL:  {}", opt(&self.rest_url))?;
         writeln!(f, "  function ARN:  {}", self.function_arn)?;
         if let Some(v) = &self.live_version {
             writeln!(
@@ -197,6 +225,13 @@ impl fmt::Display for Outputs {
             writeln!(
                 f,
                 "                 (shown once: store it now; send it as `Authorization: Bearer <token>`; `--rotate-token` makes a new one)"
+            )?;
+        }
+        if let Some(k) = &self.api_key {
+            writeln!(f, "  API key:       {}", k.expose())?;
+            writeln!(
+                f,
+                "                 (the default caller's, shown once: store it now; send it as `x-api-key: <key>` to the REST API URL; `--rotate-token` makes a new one)"
             )?;
         }
         writeln!(f, "  spend bound:   {}", self.spend_bound.summary)?;
@@ -259,9 +294,11 @@ async fn run(
         dry_run: options.dry_run,
         done: Vec::new(),
         token_made: false,
+        api_key_made: false,
     };
     let mut produced = Produced::default();
     let mut caller_token: Option<CallerToken> = None;
+    let mut api_key: Option<GatewayApiKey> = None;
     for c in &plan.changes {
         let cx = StepContext {
             aws,
@@ -275,6 +312,10 @@ async fn run(
         if let Some(token) = done.caller_token {
             caller_token = Some(token);
             w.token_made = true;
+        }
+        if let Some(key) = done.api_key {
+            api_key = Some(key);
+            w.api_key_made = true;
         }
         for (output, value) in done.outputs {
             produced.set(output, value);
@@ -308,6 +349,14 @@ async fn run(
     let actual = &plan.actual;
     let url_enabled = spec.is_some_and(|s| s.config.function_url.enabled);
     let api_enabled = spec.is_some_and(|s| s.config.http_api.enabled);
+    let rest_enabled = spec.is_some_and(|s| s.config.api_kind() == crate::config::ApiKind::Rest);
+    let rest_url = last(
+        Output::RestApiUrl,
+        actual
+            .rest_apis
+            .first()
+            .map(|a| crate::rest_api::stage_url(&actual.partition, &actual.region, &a.id)),
+    );
     let url = last(
         Output::FunctionUrl,
         actual.function_url.as_ref().map(|u| u.url.clone()),
@@ -321,6 +370,7 @@ async fn run(
         region: actual.region.clone(),
         function_url: url.filter(|_| url_enabled),
         api_url: api_endpoint.filter(|_| api_enabled),
+        rest_url: rest_url.filter(|_| rest_enabled),
         function_arn: arn(Output::FunctionArn, &refs.function_arn),
         live_version: last(
             Output::AliasVersion,
@@ -330,6 +380,7 @@ async fn run(
         role_arn: arn(Output::RoleArn, &refs.role_arn),
         secret_arn: arn(Output::SecretArn, &refs.secret_arn),
         caller_token,
+        api_key,
         changed: !plan.is_empty(),
         steps: Vec::new(),
         spend_bound,

@@ -83,6 +83,11 @@ pub enum Kind {
     Alias,
     FunctionUrl,
     HttpApi,
+    /// The REST API (`[api] kind = "rest"`): resources, methods, streaming integration,
+    /// deployment and stage.
+    RestApi,
+    /// The REST API's usage plan with the `default` caller's API key.
+    UsagePlan,
     Permission,
     /// The secret's plaintext caller tokens hashed into named callers (`secret::migrate`).
     /// Ordering: after `Function` (and everything that serves requests): the function must
@@ -96,26 +101,29 @@ impl Kind {
         self as u8
     }
 
-    /// Position when deleting: permissions, URL, API, alias, versions, concurrency, function,
-    /// layer versions, repository, log group, policies, role, secret.
+    /// Position when deleting: permissions, URL, APIs (the usage plan before the REST API
+    /// it names), alias, versions, concurrency, function, layer versions, repository, log
+    /// group, policies, role, secret.
     pub fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
             Kind::FunctionUrl => 1,
             Kind::HttpApi => 2,
-            Kind::Alias => 3,
-            Kind::Version => 4,
-            Kind::Concurrency => 5,
-            Kind::Function => 6,
-            Kind::Layer => 7,
-            Kind::Image => 8,
-            Kind::Repository => 9,
-            Kind::LogGroup => 10,
-            Kind::RolePolicy | Kind::AttachedPolicy => 11,
-            Kind::Role => 12,
-            Kind::Secret => 13,
+            Kind::UsagePlan => 3,
+            Kind::RestApi => 4,
+            Kind::Alias => 5,
+            Kind::Version => 6,
+            Kind::Concurrency => 7,
+            Kind::Function => 8,
+            Kind::Layer => 9,
+            Kind::Image => 10,
+            Kind::Repository => 11,
+            Kind::LogGroup => 12,
+            Kind::RolePolicy | Kind::AttachedPolicy => 13,
+            Kind::Role => 14,
+            Kind::Secret => 15,
             // Only in deploys (teardown deletes the secret itself).
-            Kind::Callers => 14,
+            Kind::Callers => 16,
         }
     }
 
@@ -135,6 +143,8 @@ impl Kind {
             Kind::Alias => "alias",
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
+            Kind::RestApi => "REST API",
+            Kind::UsagePlan => "usage plan",
             Kind::Permission => "permission",
             Kind::Callers => "secret callers",
         }
@@ -164,6 +174,12 @@ pub enum Output {
     ApiEndpoint,
     /// The `SourceArn` a permission for the HTTP API names.
     ApiSourceArn,
+    /// The REST API's id (`None` once deleted).
+    RestApiId,
+    /// The REST API stage's invoke URL (`None` once deleted).
+    RestApiUrl,
+    /// The `SourceArn` a permission for the REST API names.
+    RestApiSourceArn,
     /// The reserved concurrency the function has after its step (`None`: none).
     ReservedConcurrency,
     /// The function version this apply published.
@@ -185,6 +201,9 @@ impl Output {
             Output::ApiId => "the HTTP API's id",
             Output::ApiEndpoint => "the HTTP API's endpoint",
             Output::ApiSourceArn => "the HTTP API's source ARN",
+            Output::RestApiId => "the REST API's id",
+            Output::RestApiUrl => "the REST API's URL",
+            Output::RestApiSourceArn => "the REST API's source ARN",
             Output::ReservedConcurrency => "the reserved concurrency",
             Output::FunctionVersion => "the published version",
             Output::AliasVersion => "the version the alias points to",
@@ -268,6 +287,10 @@ pub struct Refs {
     pub alias_arn: Late,
     /// The `SourceArn` of the HTTP API's permission.
     pub api_source_arn: Late,
+    /// The REST API's id (its usage plan names it).
+    pub rest_api_id: Late,
+    /// The `SourceArn` of the REST API's permission.
+    pub rest_source_arn: Late,
     /// The layer version the function uses (`package = "layer"`).
     pub layer_arn: Late,
     /// The ECR repository's URI (`package = "image"`).

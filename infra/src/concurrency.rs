@@ -243,7 +243,7 @@ impl Step for Action {
                                 Output::ReservedConcurrency,
                                 fallback.map(|f| f.to_string()),
                             )],
-                            caller_token: None,
+                            ..Done::default()
                         });
                     }
                 }

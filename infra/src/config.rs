@@ -8,9 +8,11 @@ use anyhow::{bail, Context, Result};
 pub use artifacts::Arch;
 pub use validate::LOG_RETENTION_DAYS;
 
+mod api;
 mod release;
 mod validate;
 pub use release::{ReleaseSection, Strategy};
+pub use api::{ApiKind, ApiSection, QuotaPeriod};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -25,6 +27,7 @@ pub struct StackConfig {
     pub concurrency: ConcurrencySection,
     pub function_url: FunctionUrlSection,
     pub http_api: HttpApiSection,
+    pub api: ApiSection,
     pub limits: LimitsSection,
     pub provider: ProviderSection,
     pub release: ReleaseSection,
@@ -472,7 +475,11 @@ pub struct Overrides {
     pub invoke_mode: Option<InvokeMode>,
     pub url_auth: Option<UrlAuth>,
     pub function_url: Option<bool>,
+    /// `--http-api` / `--no-http-api`: the older spelling of `--api http` / (from http)
+    /// `--api none`.
     pub http_api: Option<bool>,
+    /// `--api rest|http|none`.
+    pub api: Option<ApiKind>,
     pub allowed_models: Option<Vec<String>>,
     pub max_tokens_cap: Option<u32>,
     pub default_model: Option<String>,
@@ -504,6 +511,8 @@ impl StackConfig {
                 e.to_string().trim_end()
             )
         })?;
+        config.check_api_spelling()?;
+        let config = config.normalized();
         config.validate()?;
         Ok(config)
     }
@@ -550,9 +559,7 @@ impl StackConfig {
         if let Some(v) = o.function_url {
             c.function_url.enabled = v;
         }
-        if let Some(v) = o.http_api {
-            c.http_api.enabled = v;
-        }
+        c.set_api_kind(o.api, o.http_api);
         if let Some(v) = &o.allowed_models {
             c.limits.allowed_models = v.clone();
         }
@@ -577,6 +584,7 @@ impl StackConfig {
         if let Some(v) = o.keep_versions {
             c.release.keep_versions = v;
         }
+        let c = c.normalized();
         c.validate()?;
         Ok(c)
     }

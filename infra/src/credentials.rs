@@ -70,6 +70,53 @@ impl fmt::Display for CallerToken {
     }
 }
 
+/// An API Gateway API key's value (what a caller sends in `x-api-key` to the REST API).
+/// `Debug`/`Display` redact; shown once, when it is made.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewayApiKey(String);
+
+impl GatewayApiKey {
+    /// 40 random letters and digits (API Gateway wants at least 20 characters).
+    pub fn generate() -> GatewayApiKey {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut bytes = [0u8; 40];
+        rand::fill(&mut bytes);
+        // 248 = 4 * 62: values at or above it are drawn again, so every letter is as likely.
+        let mut out = String::with_capacity(40);
+        let mut pool = bytes.to_vec();
+        while out.len() < 40 {
+            let b = match pool.pop() {
+                Some(b) => b,
+                None => {
+                    let mut more = [0u8; 16];
+                    rand::fill(&mut more);
+                    pool.extend_from_slice(&more);
+                    continue;
+                }
+            };
+            if b < 248 {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+        GatewayApiKey(out)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GatewayApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GatewayApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for GatewayApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// What the deploying user gives for the secret.
 #[derive(Debug, Clone, Default)]
 pub struct SecretInput {

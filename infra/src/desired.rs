@@ -112,12 +112,14 @@ impl Desired {
 }
 
 impl StackSpec {
-    /// `CALLER_AUTH`: tokens are checked whenever any endpoint is public
-    /// (a NONE URL, or the HTTP API which has no authorizer).
+    /// `CALLER_AUTH`: tokens are checked whenever any endpoint is public (a NONE URL, or
+    /// the HTTP API which has no authorizer), and with the REST API for any request that
+    /// did not come through a method that checked an API key.
     pub fn caller_auth(&self) -> &'static str {
         let url = &self.config.function_url;
         let public_url = url.enabled && url.auth == UrlAuth::None;
-        if public_url || self.config.http_api.enabled {
+        let gateway = self.config.api_kind() != crate::config::ApiKind::None;
+        if public_url || gateway {
             "token"
         } else {
             "none"
@@ -138,6 +140,10 @@ impl StackSpec {
             "buffered"
         };
         env.insert("RESPONSE_MODE".into(), mode.into());
+        if c.api_kind() == crate::config::ApiKind::Rest {
+            // The REST API's integration streams (responseTransferMode STREAM).
+            env.insert("REST_RESPONSE_MODE".into(), "stream".into());
+        }
         env.insert("ALLOWED_MODELS".into(), c.allowed_models_env());
         // The other allowlists only when the owner opened them: unset is the handler's
         // closed default (ARCHITECTURE.md), and the environment is limited to 4 KB.

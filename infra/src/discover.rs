@@ -203,6 +203,48 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
         );
     }
 
+    // REST APIs (tags come with the list), their usage plans and API keys.
+    for a in crate::rest_api::list_apis(aws).await? {
+        let tags = a.tags().cloned().unwrap_or_default();
+        acc.add(
+            format!(
+                "REST API {} ({})",
+                a.name().unwrap_or_default(),
+                a.id().unwrap_or_default()
+            ),
+            &tags.into_iter().collect(),
+        );
+    }
+    let mut pages = aws.apigw_rest.get_usage_plans().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for p in page.map_err(ctx("apigateway:GetUsagePlans"))?.items() {
+            let tags = p.tags().cloned().unwrap_or_default();
+            acc.add(
+                format!("usage plan {}", p.name().unwrap_or_default()),
+                &tags.into_iter().collect(),
+            );
+        }
+    }
+    let mut pages = aws
+        .apigw_rest
+        .get_api_keys()
+        .name_query("claude-proxy-")
+        .include_values(false)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for k in page
+            .map_err(ctx("apigateway:GetApiKeys claude-proxy-*"))?
+            .items()
+        {
+            let tags = k.tags().cloned().unwrap_or_default();
+            acc.add(
+                format!("API key {}", k.name().unwrap_or_default()),
+                &tags.into_iter().collect(),
+            );
+        }
+    }
+
     Ok(acc.stacks.into_values().collect())
 }
 

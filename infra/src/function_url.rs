@@ -100,7 +100,7 @@ impl Step for Action {
                     delete(cx.aws, function, Some(ALIAS)).await?;
                     Ok(Done {
                         outputs: vec![(Output::FunctionUrl, None)],
-                        caller_token: None,
+                        ..Done::default()
                     })
                 }
                 Action::DeleteUnqualified(function) => {

@@ -143,7 +143,7 @@ impl Step for Action {
                             (Output::ApiEndpoint, Some(endpoint)),
                             (Output::ApiSourceArn, Some(source)),
                         ],
-                        caller_token: None,
+                        ..Done::default()
                     })
                 }
                 Action::Update(spec, a) => {
@@ -160,7 +160,7 @@ impl Step for Action {
                     };
                     Ok(Done {
                         outputs,
-                        caller_token: None,
+                        ..Done::default()
                     })
                 }
             }

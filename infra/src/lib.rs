@@ -9,7 +9,8 @@
 //! each owning that resource's whole lifecycle (spec, read, diff, plan, and the step that
 //! creates, updates or deletes it): `secret`, `log_group`, `role`, `layer`, `ecr`,
 //! `function`, `concurrency`, `version`, `alias` (with `alias::release`), `function_url`,
-//! `http_api`, `permission` → `actual` (and `releases`: versions, `live`, rollback) → `plan`
+//! `http_api`, `rest_api` (+ `rest_api::usage_plan`), `permission` → `actual` (and
+//! `releases`: versions, `live`, rollback) → `plan`
 //! → `apply` → `teardown`.
 
 pub mod actual;
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod prices;
 pub mod progress;
 pub mod releases;
+pub mod rest_api;
 pub mod role;
 mod role_bedrock;
 pub mod secret;

@@ -17,6 +17,7 @@ pub const SID_URL_INVOKE_FUNCTION: &str = "claude-proxy-url-invoke-function";
 /// The alias callers reach the function through.
 pub const ALIAS: &str = "live";
 pub const SID_API_INVOKE: &str = "claude-proxy-apigateway-invoke";
+pub const SID_REST_INVOKE: &str = "claude-proxy-rest-api-invoke";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Names {
@@ -27,6 +28,12 @@ pub struct Names {
     pub secret: String,
     pub log_group: String,
     pub http_api: String,
+    /// The REST API (`[api] kind = "rest"`), named like the HTTP API.
+    pub rest_api: String,
+    /// The REST API's usage plan.
+    pub usage_plan: String,
+    /// The API key of the stack's `default` caller.
+    pub default_api_key: String,
     pub layer: String,
     pub ecr_repository: String,
 }
@@ -41,6 +48,9 @@ impl Names {
             secret: format!("claude-proxy/{stack}"),
             log_group: format!("/aws/lambda/{function}"),
             http_api: function.clone(),
+            rest_api: function.clone(),
+            usage_plan: function.clone(),
+            default_api_key: format!("{function}-default"),
             layer: format!("{function}-bootstrap"),
             ecr_repository: format!("claude-proxy-{}", stack.to_ascii_lowercase()),
             function,
@@ -122,6 +132,9 @@ mod tests {
         assert_eq!(n.secret, "claude-proxy/team-a");
         assert_eq!(n.log_group, "/aws/lambda/claude-proxy-team-a");
         assert_eq!(n.http_api, "claude-proxy-team-a");
+        assert_eq!(n.rest_api, "claude-proxy-team-a");
+        assert_eq!(n.usage_plan, "claude-proxy-team-a");
+        assert_eq!(n.default_api_key, "claude-proxy-team-a-default");
         assert_eq!(n.layer, "claude-proxy-team-a-bootstrap");
         assert_eq!(n.ecr_repository, "claude-proxy-team-a");
         assert_eq!(

@@ -4,7 +4,7 @@
 //!   `lambda:InvokeFunctionUrl` with `lambda:FunctionUrlAuthType = NONE`, and
 //!   `lambda:InvokeFunction` with `lambda:InvokedViaFunctionUrl = true`.
 //! - The HTTP API needs `lambda:InvokeFunction` for `apigateway.amazonaws.com` with
-//!   `SourceArn` scoped to that API.
+//!   `SourceArn` scoped to that API; the REST API the same, scoped to its stage.
 //!
 //! Every statement is on the alias `live` (`Qualifier=live`): callers reach only the alias.
 //! Statements of the unqualified function (stacks deployed before releases) are removed.
@@ -200,6 +200,19 @@ pub fn api_statement(api_source_arn: &str) -> Statement {
     }
 }
 
+/// The REST API's statement, scoped to its stage (any method, any path).
+pub fn rest_statement(source_arn: &str) -> Statement {
+    Statement {
+        sid: crate::names::SID_REST_INVOKE.into(),
+        action: "lambda:InvokeFunction".into(),
+        principal: "apigateway.amazonaws.com".into(),
+        source_arn: Some(source_arn.into()),
+        function_url_auth_type: None,
+        invoked_via_function_url: false,
+        qualifier: Some(ALIAS.into()),
+    }
+}
+
 pub fn api_source_arn(partition: &str, region: &str, account_id: &str, api_id: &str) -> String {
     format!("arn:{partition}:execute-api:{region}:{account_id}:{api_id}/*/*")
 }
@@ -236,6 +249,14 @@ pub fn specs(s: &StackSpec, refs: &Refs) -> Vec<Wanted> {
         out.push(Wanted {
             statement: api_statement(refs.api_source_arn.planned()),
             source_arn: Some(refs.api_source_arn.clone()),
+        });
+    }
+    // InvokeWithResponseStream, which the REST API's streaming integration calls, is
+    // authorized by `lambda:InvokeFunction`.
+    if s.config.api_kind() == crate::config::ApiKind::Rest {
+        out.push(Wanted {
+            statement: rest_statement(refs.rest_source_arn.planned()),
+            source_arn: Some(refs.rest_source_arn.clone()),
         });
     }
     out

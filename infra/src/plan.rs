@@ -9,8 +9,8 @@ use crate::desired::Desired;
 use crate::names::Names;
 pub use crate::step::ResourceChange;
 use crate::{
-    alias, concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role,
-    secret, version,
+    alias, concurrency, ecr, function, function_url, http_api, layer, log_group, permission,
+    rest_api, role, secret, version,
 };
 use serde::Serialize;
 use std::fmt;
@@ -83,6 +83,14 @@ fn refs_from_actual(names: &Names, actual: &Actual) -> Refs {
                 partition, region, account, &a.id,
             )),
             None => Late::after(Output::ApiSourceArn),
+        },
+        rest_api_id: match actual.rest_apis.first() {
+            Some(a) => Late::Known(a.id.clone()),
+            None => Late::after(Output::RestApiId),
+        },
+        rest_source_arn: match actual.rest_apis.first() {
+            Some(a) => Late::Known(rest_api::source_arn(partition, region, account, &a.id)),
+            None => Late::after(Output::RestApiSourceArn),
         },
         layer_arn: Late::after(Output::LayerVersionArn),
         repository_uri: match &actual.repository {
@@ -296,6 +304,16 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let api = spec.and_then(|s| http_api::spec(names, s, &refs));
     changes.extend(http_api::plan(names, api, &actual.http_apis));
 
+    let rest = spec.and_then(|s| rest_api::spec(names, s, &refs));
+    let rest_changes = rest_api::plan(names, rest, &actual.rest_apis);
+    if creates(&rest_changes, Kind::RestApi) {
+        refs.rest_api_id = produced_by(&refs.rest_api_id, Output::RestApiId);
+        refs.rest_source_arn = produced_by(&refs.rest_source_arn, Output::RestApiSourceArn);
+    }
+    changes.extend(rest_changes);
+    let usage = spec.and_then(|s| rest_api::usage_plan::spec(names, s, &refs));
+    changes.extend(rest_api::usage_plan::plan(names, usage, &actual.usage_plan));
+
     let wanted = spec
         .map(|s| permission::specs(s, &refs))
         .unwrap_or_default();
@@ -345,6 +363,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 "the HTTP API gives up after 30 s and cannot stream: requests through it are answered buffered, with a {} ms handler deadline (GATEWAY_DEADLINE_MS){longer}; use the function URL for long or streamed answers",
                 s.config.limits.gateway_deadline_ms
             ));
+        }
+        if s.config.api_kind() == crate::config::ApiKind::Rest {
+            notes.push(rest_note(&s.config));
         }
         if s.config.function_url.enabled && s.config.function_url.auth == UrlAuth::AwsIam {
             notes.push("the function URL uses AWS_IAM: callers must sign requests with SigV4 and hold both lambda:InvokeFunctionUrl and lambda:InvokeFunction on the function in their own IAM policy (AWS asks for both since October 2025)".into());
@@ -412,6 +433,20 @@ fn release_note(r: &crate::config::ReleaseSection) -> String {
             r.duration_seconds()
         ),
     }
+}
+
+/// What the REST API front means for callers, and what happened to the function URL.
+fn rest_note(c: &crate::config::StackConfig) -> String {
+    let url = if !c.function_url.enabled {
+        "the function URL is off, so nobody can go around the usage plan's throttles and quotas (function_url.auth = \"aws-iam\" keeps an IAM-signed URL)"
+    } else {
+        "the function URL stays, with AWS_IAM auth only (callers who sign with SigV4 go around the usage plan)"
+    };
+    format!(
+        "the REST API streams answers (responseTransferMode STREAM, up to {} s, the function's timeout, at most 15 minutes) and checks each caller's API key (x-api-key) against the usage plan before the function runs: {}; {url}",
+        (c.function.timeout_seconds).min(900),
+        c.api.summary()
+    )
 }
 
 /// Which provider is primary, which the fallback, and what fails over.

@@ -195,11 +195,13 @@ impl Step for Action {
                     Ok(Done {
                         outputs: vec![(Output::SecretArn, Some(arn))],
                         caller_token: Some(token),
+                        ..Done::default()
                     })
                 }
                 Action::Update(spec, actual) => Ok(Done {
                     outputs: Vec::new(),
                     caller_token: update(cx.aws, spec, actual, cx.created_at).await?,
+                    ..Done::default()
                 }),
                 Action::Delete(id) => {
                     delete(cx.aws, id).await?;

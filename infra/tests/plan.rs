@@ -4,8 +4,8 @@
 use infra::config::{ConcurrencySetting, Overrides, StackConfig};
 use infra::names::{self, Names};
 use infra::{
-    artifact::Artifact, function, function_url, http_api, log_group, permission, plan, role,
-    secret, Actual, ApiKey, Change, Desired, Kind, SecretInput,
+    artifact::Artifact, function, function_url, http_api, log_group, permission, plan, rest_api,
+    role, secret, Actual, ApiKey, Change, Desired, Kind, SecretInput,
 };
 use std::collections::BTreeMap;
 
@@ -145,6 +145,14 @@ fn deployed(d: &Desired) -> Actual {
                 "aws", REGION, ACCOUNT, &api_id,
             )));
     }
+    if s.config.api_kind() == infra::config::ApiKind::Rest {
+        a.rest_apis.push(deployed_rest(d));
+        a.usage_plan = deployed_usage_plan(d);
+        a.permissions
+            .push(permission::rest_statement(&rest_api::source_arn(
+                "aws", REGION, ACCOUNT, "rest01",
+            )));
+    }
     released(a)
 }
 
@@ -164,6 +172,97 @@ fn released(mut a: Actual) -> Actual {
         revision_id: Some("r1".into()),
     });
     a
+}
+
+/// The REST API a deploy of `d` leaves (as moto reads it back: no transfer mode echoed).
+fn deployed_rest(d: &Desired) -> rest_api::State {
+    let n = &d.names;
+    let s = d.spec.as_ref().unwrap();
+    let spec = rest_api::Spec {
+        name: n.rest_api.clone(),
+        stack: d.stack.clone(),
+        partition: "aws".into(),
+        region: REGION.into(),
+        function_arn: infra::change::Late::Known(function::function_arn(
+            "aws",
+            REGION,
+            ACCOUNT,
+            &n.function,
+        )),
+        timeout_ms: s.config.function.timeout_seconds as i32 * 1000,
+    };
+    let method = rest_api::Method {
+        http_method: "ANY".into(),
+        authorization_type: "NONE".into(),
+        api_key_required: true,
+        integration: Some(rest_api::Integration {
+            integration_type: "AWS_PROXY".into(),
+            http_method: "POST".into(),
+            uri: spec.uri(),
+            timeout_ms: spec.timeout_ms,
+            transfer_mode: None,
+        }),
+    };
+    rest_api::State {
+        id: "rest01".into(),
+        name: n.rest_api.clone(),
+        tags: tags(&d.stack),
+        endpoint_types: vec!["REGIONAL".into()],
+        api_key_source: Some("HEADER".into()),
+        resources: vec![
+            rest_api::Resource {
+                id: "root".into(),
+                path: "/".into(),
+                parent_id: None,
+                methods: vec![method.clone()],
+            },
+            rest_api::Resource {
+                id: "proxy".into(),
+                path: "/{proxy+}".into(),
+                parent_id: Some("root".into()),
+                methods: vec![method],
+            },
+        ],
+        stages: vec![rest_api::Stage {
+            name: rest_api::STAGE.into(),
+            deployment_id: Some("dep1".into()),
+            deployment_description: Some(spec.fingerprint()),
+            tags: tags(&d.stack),
+        }],
+    }
+}
+
+fn deployed_usage_plan(d: &Desired) -> rest_api::usage_plan::State {
+    let n = &d.names;
+    let a = &d.spec.as_ref().unwrap().config.api;
+    rest_api::usage_plan::State {
+        plans: vec![rest_api::usage_plan::PlanState {
+            id: "plan1".into(),
+            name: n.usage_plan.clone(),
+            tags: tags(&d.stack),
+            api_stages: vec!["rest01:live".into()],
+            rate_limit: Some(a.rate_limit),
+            burst_limit: Some(a.burst_limit as i32),
+            quota: (a.quota_limit > 0)
+                .then(|| (a.quota_limit as i32, a.quota_period.as_aws().to_string())),
+            key_ids: vec!["key1".into()],
+        }],
+        keys: vec![rest_api::usage_plan::KeyState {
+            id: "key1".into(),
+            name: n.default_api_key.clone(),
+            enabled: true,
+            tags: tags(&d.stack),
+        }],
+    }
+}
+
+fn action(c: &Change) -> &'static str {
+    match c {
+        Change::Create { .. } => "create",
+        Change::Update { .. } => "update",
+        Change::Replace { .. } => "replace",
+        Change::Delete => "delete",
+    }
 }
 
 #[test]
@@ -381,6 +480,55 @@ fn http_api_plan_mentions_the_30_second_limit() {
     let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, [Kind::HttpApi, Kind::Permission]);
     insta::assert_snapshot!("enable_http_api", text);
+}
+
+#[test]
+fn rest_api_plan_streams_turns_the_public_url_off_and_says_so() {
+    let d = desired_with(
+        Overrides {
+            api: Some(infra::config::ApiKind::Rest),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let p = plan(&d, &deployed(&desired()));
+    let text = p.to_string();
+    assert!(
+        text.contains("responseTransferMode STREAM")
+            && text.contains("function URL is off")
+            && text.contains("quota 5000 per day"),
+        "{text}"
+    );
+    let kinds: Vec<(Kind, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.kind, action(&c.change)))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            // The public URL and its two statements go first, then the REST front comes.
+            (Kind::Permission, "delete"),
+            (Kind::Permission, "delete"),
+            (Kind::FunctionUrl, "delete"),
+            (Kind::Function, "update"),
+            (Kind::RestApi, "create"),
+            (Kind::UsagePlan, "create"),
+            (Kind::Permission, "create"),
+        ]
+    );
+    insta::assert_snapshot!("enable_rest_api", text);
+    // Deployed: no changes (moto's missing transfer mode included).
+    let p = plan(&d, &deployed(&d));
+    assert!(p.is_empty(), "{p}");
+    // Torn down: the permission, the usage plan, then the API it names.
+    let p = plan(&Desired::empty("dev").unwrap(), &deployed(&d));
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        &kinds[..3],
+        [Kind::Permission, Kind::UsagePlan, Kind::RestApi],
+        "{p}"
+    );
 }
 
 #[test]

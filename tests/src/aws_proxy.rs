@@ -60,6 +60,9 @@ pub struct Call {
     pub injected: bool,
     /// Status code returned to the SDK.
     pub status: u16,
+    /// The request body as the SDK sent it (lossy UTF-8), to check what the toolkit sends
+    /// where moto does not echo it back.
+    pub body: String,
 }
 
 impl std::fmt::Display for Call {
@@ -707,6 +710,7 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             mutating,
             injected,
             status,
+            body: String::from_utf8_lossy(&body).into_owned(),
         });
     };
 

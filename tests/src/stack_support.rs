@@ -666,6 +666,35 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             "tagged HTTP API left"
         );
     }
+    let rest = aws_sdk_apigateway::Client::new(direct);
+    for a in rest.get_rest_apis().send().await.unwrap().items() {
+        assert_ne!(a.name(), Some(f.as_str()), "REST API left");
+        assert_ne!(
+            a.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged REST API left"
+        );
+    }
+    for p in rest.get_usage_plans().send().await.unwrap().items() {
+        assert_ne!(p.name(), Some(f.as_str()), "usage plan left");
+        assert_ne!(
+            p.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged usage plan left"
+        );
+    }
+    for k in rest.get_api_keys().send().await.unwrap().items() {
+        assert_ne!(
+            k.name(),
+            Some(format!("{f}-default").as_str()),
+            "API key left"
+        );
+        assert_ne!(
+            k.tags().and_then(|t| t.get("stack")).map(String::as_str),
+            Some(stack),
+            "tagged API key left"
+        );
+    }
 }
 
 /// The real `cargo xtask` binary, run as a pipeline runs it: in a scratch directory, with no
@@ -768,6 +797,11 @@ impl Cli {
 
     /// `deploy` of `stack` with every resource (the HTTP API too), JSON output.
     pub fn deploy_args(&self, stack: &str) -> Vec<String> {
+        self.deploy_args_with(stack, "--http-api")
+    }
+
+    /// [`Cli::deploy_args`] with another front flag (`--api=rest`).
+    pub fn deploy_args_with(&self, stack: &str, front: &str) -> Vec<String> {
         [
             "deploy",
             // moto cannot run the handler (the smoke test runs under the Lambda emulator in
@@ -775,7 +809,7 @@ impl Cli {
             "--skip-smoke-test",
             "--stack",
             stack,
-            "--http-api",
+            front,
             "--bootstrap",
             self.bootstrap.to_str().unwrap(),
             "--yes",
@@ -789,11 +823,16 @@ impl Cli {
 
     /// What the CLI deploys for `stack`, as the in-process API sees it (same package).
     pub fn desired(&self, stack: &str) -> Desired {
+        self.desired_with(overrides(stack))
+    }
+
+    /// [`Cli::desired`] with other overrides (the region is the tests').
+    pub fn desired_with(&self, o: Overrides) -> Desired {
         Desired::new(
             StackConfig::default()
                 .with_overrides(&Overrides {
                     region: Some(REGION.into()),
-                    ..overrides(stack)
+                    ..o
                 })
                 .unwrap(),
             Some(&Artifact::from_bootstrap(&self.bootstrap).unwrap()),

@@ -13,22 +13,98 @@ use stand_ins::stack_support::{
 };
 use std::time::Duration;
 
+/// The front a crash test deploys.
+#[derive(Clone, Copy, PartialEq)]
+enum Front {
+    /// The function URL and the HTTP API.
+    Http,
+    /// The REST API with its usage plan and key (the public URL off).
+    Rest,
+}
+
+impl Front {
+    fn flag(self) -> &'static str {
+        match self {
+            Front::Http => "--http-api",
+            Front::Rest => "--api=rest",
+        }
+    }
+    fn stack(self, name: &str) -> String {
+        match self {
+            Front::Http => name.to_string(),
+            Front::Rest => name.replacen("crash", "crest", 1),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up() {
     // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
-    Box::pin(killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up_body())
-        .await
+    Box::pin(killed_after_every_mutating_call(Front::Http)).await
 }
 
-async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up_body() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_front_killed_after_every_mutating_call_converges_and_cleans_up() {
+    Box::pin(killed_after_every_mutating_call(Front::Rest)).await
+}
+
+/// What a converged REST front holds: one API, one usage plan naming its stage, one key in
+/// it; the output names the stage URL.
+async fn check_rest_front(direct: &aws_config::SdkConfig, stack: &str, out: &infra::Outputs) {
+    let c = aws_sdk_apigateway::Client::new(direct);
+    let name = format!("claude-proxy-{stack}");
+    let apis = c.get_rest_apis().send().await.unwrap();
+    let ours: Vec<_> = apis
+        .items()
+        .iter()
+        .filter(|a| a.name() == Some(name.as_str()))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stack}: {:?}", apis.items());
+    let id = ours[0].id().unwrap();
+    assert!(
+        out.rest_url.as_deref().is_some_and(|u| u.contains(id)),
+        "{out:?}"
+    );
+    let plans = c.get_usage_plans().send().await.unwrap();
+    let plans: Vec<_> = plans
+        .items()
+        .iter()
+        .filter(|p| p.name() == Some(name.as_str()))
+        .collect();
+    assert_eq!(plans.len(), 1, "{stack}");
+    assert_eq!(plans[0].api_stages()[0].api_id(), Some(id));
+    let keys = c.get_api_keys().name_query(&name).send().await.unwrap();
+    assert_eq!(keys.items().len(), 1, "{stack}: {:?}", keys.items());
+    let members = c
+        .get_usage_plan_keys()
+        .usage_plan_id(plans[0].id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(members
+        .items()
+        .iter()
+        .any(|m| m.id() == keys.items()[0].id()));
+}
+
+async fn killed_after_every_mutating_call(front: Front) {
     let e = env().await;
     let cli = Cli::new().await;
     let endpoint = e.proxy.endpoint_url();
+    let args = |stack: &str| cli.deploy_args_with(stack, front.flag());
+    let desired = |stack: &str| match front {
+        Front::Http => cli.desired(stack),
+        Front::Rest => cli.desired_with(infra::config::Overrides {
+            stack: Some(stack.into()),
+            api: Some(infra::config::ApiKind::Rest),
+            ..Default::default()
+        }),
+    };
 
     // N: the mutating calls of an uninterrupted full deploy, measured now.
     e.proxy.clear();
     let r = cli
-        .run(&endpoint, &strs(&cli.deploy_args("crash-ref")))
+        .run(&endpoint, &strs(&args(&front.stack("crash-ref"))))
         .await;
     assert_eq!(r.code, Some(0), "{r}");
     let calls = e.proxy.mutating_calls();
@@ -55,11 +131,11 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
             calls[k - 1],
             started.elapsed()
         );
-        let stack = format!("crash-{k}");
+        let stack = front.stack(&format!("crash-{k}"));
         e.proxy.clear();
         e.proxy.hold_after_mutating(k);
         let mut child = cli
-            .command(&endpoint, &strs(&cli.deploy_args(&stack)))
+            .command(&endpoint, &strs(&args(&stack)))
             .spawn()
             .unwrap();
         tokio::select! {
@@ -86,7 +162,7 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
         // the stale lock to the next deploy or teardown.
         let lock_left = infra::lock::read(&e.aws, &stack).await.unwrap().is_some();
         assert_eq!(lock_left, k < n, "k={k}: the lock is released last");
-        let r = cli.run(&endpoint, &strs(&cli.deploy_args(&stack))).await;
+        let r = cli.run(&endpoint, &strs(&args(&stack))).await;
         match r.code {
             Some(0) => {
                 assert!(
@@ -102,13 +178,16 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
             Some(3) => assert!(k + 1 >= n, "k={k}: nothing to do this early?\n{r}"),
             _ => panic!("k={k}: redeploy failed\n{r}"),
         }
-        let desired = cli.desired(&stack);
+        let desired = desired(&stack);
         let plan = plan_for(&e.aws, &desired).await;
         assert!(plan.is_empty(), "k={k}: not converged:\n{plan}");
         let outputs = Box::pin(infra::apply(&e.aws, &plan, &desired, &infra::Silent))
             .await
             .unwrap();
-        check_deployed_code(&e.direct, &stack, &outputs, &cli.code_sha256).await;
+        match front {
+            Front::Http => check_deployed_code(&e.direct, &stack, &outputs, &cli.code_sha256).await,
+            Front::Rest => check_rest_front(&e.direct, &stack, &outputs).await,
+        }
 
         // Teardown leaves nothing (a stale lock included).
         let r = cli

@@ -134,6 +134,9 @@ fn the_function_resource_policy_matches_the_reference() {
         statements.push(permission::api_statement(&permission::api_source_arn(
             partition, region, ACCOUNT, "abc123",
         )));
+        statements.push(permission::rest_statement(&infra::rest_api::source_arn(
+            partition, region, ACCOUNT, "rest01",
+        )));
         // As Lambda writes them into the function's policy.
         let doc = json!({
             "Version": "2012-10-17",
@@ -194,7 +197,12 @@ fn the_reference_check_finds_what_is_wrong() {
              "Resource": "arn:aws:ecr:us-east-1:1:repository/x"},
             {"Sid": "E", "Effect": "Allow", "Action": "bedrock:InvokeModel",
              "Resource": "arn:aws:bedrock:us-east-1::foundation-model/m",
-             "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": "x", "aws:RequestedRegion": "unspecified"}}}
+             "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": "x", "aws:RequestedRegion": "unspecified"}}},
+            // REST API resources fit API Gateway's formats; another service's do not.
+            {"Sid": "F", "Effect": "Allow", "Action": "apigateway:POST",
+             "Resource": "arn:aws:lambda:us-east-1:1:function:f"},
+            {"Sid": "G", "Effect": "Allow", "Action": ["apigateway:PUT", "apigateway:POST"],
+             "Resource": ["arn:aws:apigateway:*::/restapis/*", "arn:aws:apigateway:*::/usageplans"]}
         ]
     });
     let problems = r.check(&doc, DocKind::Identity);
@@ -202,5 +210,5 @@ fn the_reference_check_finds_what_is_wrong() {
         .iter()
         .map(|p| p.split(':').next().unwrap())
         .collect();
-    assert_eq!(sids, ["A", "B", "C", "D"], "{problems:#?}");
+    assert_eq!(sids, ["A", "B", "C", "D", "F"], "{problems:#?}");
 }

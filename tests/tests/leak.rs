@@ -824,3 +824,74 @@ fn record(ev: &mut Evidence, name: &str, r: &Run) {
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// The REST API front's key: the deploy that makes it shows it once (JSON and text), and no
+/// other output of `plan`, `deploy` (again) or `teardown`, all with `-vv`, nor the function's
+/// configuration, carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_key_is_shown_once_and_never_again() {
+    let (key, _) = canary();
+    let moto = MotoServer::start()
+        .await
+        .expect("moto server (see the message for how to install it)");
+    let direct = sdk_config(&moto.endpoint_url()).await;
+    let x = Xtask {
+        bin: xtask_bin().await.unwrap(),
+        dir: tempfile::tempdir().unwrap(),
+        moto: moto.endpoint_url(),
+        key,
+    };
+    let uploaded = stand_in_elf(x.dir.path());
+    let stack = "leak-rest";
+    let args = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        [cmd, "--stack", stack, "--api", "rest", "--bootstrap"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([uploaded.to_str().unwrap().to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let mut ev = Evidence::default();
+    let plan = x.run(&strs(&args("plan", &[])), &[]);
+    assert_eq!(plan.code, Some(2), "{}", plan.text());
+    record(&mut ev, "plan --api rest", &plan);
+    let deploy = x.run(&strs(&args("deploy", &["--yes", "--output", "json"])), &[]);
+    assert_eq!(deploy.code, Some(0), "{}", deploy.text());
+    let out = stdout_json(&deploy);
+    let api_key = out["api_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no API key on the first deploy:\n{}", deploy.text()))
+        .to_string();
+    assert!(
+        out["rest_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/live")),
+        "{out}"
+    );
+    let mut shown = Evidence::default();
+    shown.add("`deploy --api rest` stdout", deploy.stdout.clone());
+    ev.add("`deploy --api rest` stderr", deploy.stderr.clone());
+    let again = x.run(&strs(&args("deploy", &["--yes"])), &[]);
+    assert_eq!(again.code, Some(3), "{}", again.text());
+    record(&mut ev, "deploy --api rest (again)", &again);
+    let plan2 = x.run(&strs(&args("plan", &["--output", "json"])), &[]);
+    assert_eq!(plan2.code, Some(0), "{}", plan2.text());
+    record(&mut ev, "plan --api rest (converged)", &plan2);
+    let cfg = aws_sdk_lambda::Client::new(&direct)
+        .get_function_configuration()
+        .function_name(format!("claude-proxy-{stack}"))
+        .send()
+        .await
+        .unwrap();
+    ev.add("function configuration", format!("{cfg:?}"));
+    let td = x.run(&["teardown", "--stack", stack, "--yes"], &[]);
+    assert_eq!(td.code, Some(0), "{}", td.text());
+    record(&mut ev, "teardown", &td);
+    let leaks = ev.find(&api_key);
+    assert!(
+        leaks.is_empty(),
+        "the API key leaked:\n{}",
+        leaks.join("\n")
+    );
+    assert_eq!(shown.find(&api_key).len(), 1, "shown exactly once");
+}

@@ -158,3 +158,60 @@ async fn a_bedrock_stack_in_aws_us_gov_grants_aws_us_gov_arns() {
         .await
         .expect("teardown in aws-us-gov");
 }
+
+/// The REST front in aws-cn: the integration URI, the permission's source ARN and the stage
+/// URL (`amazonaws.com.cn`) all in the account's partition, and nothing to do afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_front_in_aws_cn_streams_through_aws_cn_arns() {
+    let e = env_in(CN).await;
+    e.proxy.strict_partition();
+    let o = infra::config::Overrides {
+        stack: Some("china-rest".into()),
+        api: Some(infra::config::ApiKind::Rest),
+        ..Default::default()
+    };
+    let (_, out) = deploy_with(&e.aws, &o, Some(KEY))
+        .await
+        .expect("deploy in aws-cn");
+    let refused: Vec<_> = e.proxy.calls().into_iter().filter(|c| c.injected).collect();
+    assert!(
+        refused.is_empty(),
+        "refused by the partition profile: {refused:?}"
+    );
+    let url = out.rest_url.clone().unwrap();
+    assert!(
+        url.ends_with(&format!(".execute-api.{CN}.amazonaws.com.cn/live")),
+        "{url}"
+    );
+    let uris: Vec<Value> = e
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| c.method == "PUT" && c.path.ends_with("/integration"))
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["uri"].clone())
+        .collect();
+    assert_eq!(uris.len(), 2);
+    for u in &uris {
+        assert!(
+            u.as_str().unwrap().starts_with(&format!(
+                "arn:aws-cn:apigateway:{CN}:lambda:path/2021-11-15/functions/arn:aws-cn:lambda:"
+            )),
+            "{u}"
+        );
+    }
+    let policy = aws_sdk_lambda::Client::new(&e.direct)
+        .get_policy()
+        .function_name("claude-proxy-china-rest")
+        .send()
+        .await
+        .unwrap();
+    let policy = policy.policy().unwrap_or_default();
+    assert!(policy.contains("arn:aws-cn:execute-api:"), "{policy}");
+    assert!(!policy.contains("arn:aws:"), "{policy}");
+    let again = plan_for(&e.aws, &desired(&o, None)).await;
+    assert!(again.is_empty(), "perpetual diff in aws-cn:\n{again}");
+    infra::teardown(&e.aws, "china-rest", &infra::Silent)
+        .await
+        .expect("teardown in aws-cn");
+    assert_nothing_left(&e.direct, "china-rest").await;
+}

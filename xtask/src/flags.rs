@@ -267,10 +267,20 @@ pub struct StackArgs {
     /// Function URL auth: none (caller tokens) or aws-iam (SigV4)
     #[arg(long, value_name = "none|aws-iam", help_heading = "Stack settings")]
     pub url_auth: Option<infra::config::UrlAuth>,
-    /// Also create an API Gateway HTTP API (buffered, 30 s limit)
+    /// The API Gateway front: rest (a REST API that streams, up to 15 min, and checks each
+    /// caller's API key against a usage plan: rate, burst, quota from [api] in stack.toml;
+    /// a public function URL is then turned off), http (an HTTP API: buffered, 30 s) or none
+    #[arg(
+        long,
+        value_name = "rest|http|none",
+        conflicts_with_all = ["http_api", "no_http_api"],
+        help_heading = "Stack settings"
+    )]
+    pub api: Option<infra::config::ApiKind>,
+    /// The older spelling of --api http
     #[arg(long, overrides_with = "no_http_api", help_heading = "Stack settings")]
     pub http_api: bool,
-    /// Do not create (or remove) the API Gateway HTTP API
+    /// Remove the API Gateway HTTP API (--api none when the front is http)
     #[arg(long, overrides_with = "http_api", help_heading = "Stack settings")]
     pub no_http_api: bool,
     /// Do not create (or remove) the Function URL
@@ -423,10 +433,11 @@ impl LockArgs {
 
 #[derive(Debug, Args)]
 pub struct Invoke {
-    /// Endpoint URL (default: the stack's Function URL, else its HTTP API URL)
+    /// Endpoint URL (default: the stack's Function URL, else its HTTP API URL, else its REST
+    /// API URL with the default caller's API key)
     #[arg(long)]
     pub url: Option<String>,
-    /// Send to the stack's API Gateway URL instead of its Function URL
+    /// Send to the stack's API Gateway URL (HTTP API, else REST API) instead of its Function URL
     #[arg(long, conflicts_with = "url")]
     pub api: bool,
     /// The message to send

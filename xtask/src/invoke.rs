@@ -37,6 +37,7 @@ impl flags::Invoke {
             (Some(url), _) => Target {
                 base: url.clone(),
                 iam: false,
+                api_key: None,
             },
             (None, Some(ctx)) => self.resolve_target(ctx).await?,
             (None, None) => unreachable!("AWS is connected when there is no --url"),
@@ -45,6 +46,8 @@ impl flags::Invoke {
         let (token, smoke) = match (env_token, &ctx) {
             (Some(t), _) => (Some(t), None),
             (None, _) if sign => (None, None),
+            // The REST API checks its API key, read from API Gateway (never printed).
+            (None, _) if target.api_key.is_some() => (target.api_key.clone(), None),
             (None, Some(ctx)) => {
                 let (name, token) = self.smoke_caller(ctx).await?;
                 (Some(token), Some(name))
@@ -207,6 +210,7 @@ impl flags::Invoke {
             return Ok(Target {
                 base: url.clone(),
                 iam: false,
+                api_key: None,
             });
         }
         let function = ctx.function_name();
@@ -230,6 +234,7 @@ impl flags::Invoke {
                 return Ok(Target {
                     base: cfg.function_url().to_string(),
                     iam,
+                    api_key: None,
                 });
             }
         }
@@ -254,12 +259,16 @@ impl flags::Invoke {
                 return Ok(Target {
                     base: endpoint.to_string(),
                     iam: false,
+                    api_key: None,
                 });
             }
             next = page.next_token().map(str::to_owned);
             if next.is_none() {
                 break;
             }
+        }
+        if let Some(target) = rest_target(ctx).await? {
+            return Ok(target);
         }
         bail!(
             "stack {:?} has no {}endpoint in {} (is it deployed? run `cargo xtask deploy`, or pass --url)",
@@ -273,6 +282,45 @@ impl flags::Invoke {
 struct Target {
     base: String,
     iam: bool,
+    /// The REST API's key for the stack's default caller, when the target is the REST API.
+    api_key: Option<String>,
+}
+
+/// The stack's REST API stage and its default caller's key (`apigateway:GET` on the key,
+/// like reading the caller token from the secret), if it has a REST API.
+async fn rest_target(ctx: &StackContext) -> Result<Option<Target>> {
+    let name = &ctx.names.rest_api;
+    let apis = infra::rest_api::list_apis(&ctx.aws).await?;
+    let Some(id) = apis
+        .iter()
+        .find(|a| a.name() == Some(name.as_str()))
+        .and_then(|a| a.id())
+    else {
+        return Ok(None);
+    };
+    let key_name = &ctx.names.default_api_key;
+    let keys = ctx
+        .aws
+        .apigw_rest
+        .get_api_keys()
+        .name_query(key_name)
+        .include_values(true)
+        .send()
+        .await
+        .map_err(infra::aws::ctx(format!("apigateway:GetApiKeys {key_name}")))?;
+    let api_key = keys
+        .items()
+        .iter()
+        .filter(|k| k.name() == Some(key_name.as_str()))
+        .find_map(|k| k.value().map(str::to_owned))
+        .with_context(|| {
+            format!("the REST API {name} has no key {key_name}: redeploy (or with --rotate-token), or pass the key in {TOKEN_ENV}")
+        })?;
+    Ok(Some(Target {
+        base: infra::rest_api::stage_url(&ctx.aws.partition, &ctx.aws.region, id),
+        iam: false,
+        api_key: Some(api_key),
+    }))
 }
 
 fn hint_for(status: u16, signed: bool) -> &'static str {

@@ -11,7 +11,9 @@ use crate::stack::{self, StackContext};
 use crate::upstream::{curl_line, Upstream};
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
-use emulators::lambda::{GatewayOptions, InvokeMode, LocalLambda, LocalLambdaOptions};
+use emulators::lambda::{
+    GatewayOptions, InvokeMode, LocalLambda, LocalLambdaOptions, RestApiKey, RestApiOptions,
+};
 use emulators::moto::MotoServer;
 use infra::aws::{Aws, OrNotFound};
 use infra::desired::Desired;
@@ -139,6 +141,27 @@ pub async fn deploy_local(
             ..Default::default()
         });
     }
+    // The REST front: the stage, the default caller's key (just made: moto starts empty) with
+    // the usage plan's quota counted over the emulator's lifetime, the integration streaming.
+    let api_key = outputs.api_key.as_ref().map(|k| k.expose().to_string());
+    if ctx.config.api_kind() == infra::config::ApiKind::Rest {
+        let value = api_key
+            .clone()
+            .context("the deploy to moto made no API key for the REST API")?;
+        let quota = ctx.config.api.quota_limit;
+        opts.rest_api = Some(RestApiOptions {
+            stage: infra::rest_api::STAGE.into(),
+            api_key_required: true,
+            api_keys: vec![RestApiKey {
+                id: ctx.names.default_api_key.clone(),
+                value,
+                quota: (quota > 0).then_some(quota as u64),
+            }],
+            stream: true,
+            timeout: Duration::from_secs(deployed.timeout_seconds.clamp(1, 900)),
+            ..Default::default()
+        });
+    }
     let lambda = LocalLambda::start(opts)
         .await
         .context("starting the local Lambda emulator")?;
@@ -148,6 +171,8 @@ pub async fn deploy_local(
         stack: ctx.stack.clone(),
         function_url: lambda.url(),
         api_url: lambda.gateway_url(),
+        rest_url: lambda.rest_url(),
+        api_key,
         caller_token: outputs
             .caller_token
             .as_ref()
@@ -345,6 +370,8 @@ struct Served {
     stack: String,
     function_url: String,
     api_url: Option<String>,
+    rest_url: Option<String>,
+    api_key: Option<String>,
     caller_token: Option<String>,
     aws_endpoint_url: String,
     upstream: String,
@@ -365,6 +392,12 @@ impl fmt::Display for Served {
         if let Some(api) = &self.api_url {
             writeln!(f, "API URL: {api}")?;
         }
+        if let Some(rest) = &self.rest_url {
+            writeln!(f, "REST API URL: {rest}")?;
+        }
+        if let Some(k) = &self.api_key {
+            writeln!(f, "API key: {k}")?;
+        }
         writeln!(f, "Invoke mode: {}", self.invoke_mode)?;
         let token = self.caller_token.as_deref();
         if let Some(t) = token {
@@ -372,6 +405,9 @@ impl fmt::Display for Served {
         }
         writeln!(f, "Try:")?;
         writeln!(f, "  {}", curl_line(&self.function_url, token))?;
+        if let (Some(rest), Some(k)) = (&self.rest_url, &self.api_key) {
+            writeln!(f, "  {}", curl_line(rest, Some(k)))?;
+        }
         write!(f, "Press Ctrl-C to stop.")
     }
 }

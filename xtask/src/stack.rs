@@ -125,6 +125,7 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         } else {
             None
         },
+        api: a.api,
         allowed_models: a.allowed_models.as_ref().map(|m| {
             m.split(',')
                 .map(str::trim)

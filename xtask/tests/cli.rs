@@ -214,6 +214,7 @@ fn help_lists_every_command_with_a_description() {
         "--invoke-mode",
         "--url-auth",
         "--http-api",
+        "--api <rest|http|none>",
     ] {
         assert!(
             deploy.stdout.contains(flag),
@@ -250,6 +251,19 @@ fn bad_flags_are_errors() {
     let r = env.run(&["deploy", "--provider", "bedrock", "--fallback", "bedrock"]);
     assert_eq!(r.code, Some(1), "{r}");
     assert!(r.stderr.contains("the other one"), "{r}");
+    // `--api` takes one of three fronts, and not together with its older spelling.
+    let r = env.run(&["plan", "--api", "graphql"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(
+        r.stderr.contains("rest") && r.stderr.contains("http"),
+        "{r}"
+    );
+    let r = env.run(&["plan", "--api", "rest", "--http-api"]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("cannot be used with"), "{r}");
+    let r = env.run(&["plan", "--api", "none", "--no-function-url"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no endpoint"), "{r}");
 }
 
 fn zip_entry(zip: &Path) -> (u32, Vec<u8>, usize) {
@@ -806,6 +820,60 @@ async fn dev_uses_the_given_caller_token() {
     let url = served.value("URL:", Duration::from_secs(5));
     let (status, body) = post_chat(&url, Some("my-local-token-123")).await;
     assert_eq!(status, 200, "{body}");
+    served.interrupt();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_local_serves_a_rest_front_with_the_new_api_key() {
+    assert!(
+        emulators::moto::find_moto_server().is_some(),
+        "moto server is not installed: run `cargo xtask test --setup-only`"
+    );
+    let bootstrap = handler_bootstrap();
+    let env = Env::new();
+    let port = free_port().unwrap().to_string();
+    let mut served = Served::spawn(env.cmd(&[
+        "deploy",
+        "--local",
+        "--api",
+        "rest",
+        "--bootstrap",
+        bootstrap.to_str().unwrap(),
+        "--port",
+        &port,
+        "--stack",
+        "local-rest",
+    ]));
+    let rest = served.value("REST API URL:", Duration::from_secs(180));
+    let key = served.value("API key:", Duration::from_secs(5));
+    assert!(rest.ends_with("/live"), "{rest}");
+    assert!(
+        served
+            .seen
+            .iter()
+            .any(|l| l.contains("+ REST API claude-proxy-local-rest")),
+        "the plan was not printed"
+    );
+    // The key alone is enough; a wrong one never reaches the function.
+    let (status, body) = post_chat(&rest, Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["reply"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+    let (status, body) = post_chat(&rest, Some("wrong")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["message"], "Forbidden");
+    // `invoke` streams through the REST front with the key as the token.
+    let r = Run::from(
+        env.cmd(&["invoke", "--url", &rest, "--message", "Hello through REST"])
+            .env("CLAUDE_PROXY_TOKEN", &key)
+            .output()
+            .unwrap(),
+    );
+    r.ok();
+    assert!(!r.stdout.trim().is_empty(), "no answer streamed:\n{r}");
+    assert!(!r.stdout.contains(&key) && !r.stderr.contains(&key), "{r}");
     served.interrupt();
 }
 

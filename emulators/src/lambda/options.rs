@@ -98,6 +98,62 @@ impl Default for GatewayOptions {
     }
 }
 
+/// The optional API Gateway REST API front (`AWS_PROXY` integration, payload format 1.0): the
+/// root and `{proxy+}` resources with `ANY` methods under one stage.
+#[derive(Debug, Clone)]
+pub struct RestApiOptions {
+    /// The stage: the invoke URL is `http://127.0.0.1:<port>/<stage>`.
+    pub stage: String,
+    /// The methods' `apiKeyRequired`: a request without one of `api_keys` in `x-api-key` gets
+    /// API Gateway's `403 {"message":"Forbidden"}` and the function is not invoked.
+    pub api_key_required: bool,
+    /// The API keys of the usage plan.
+    pub api_keys: Vec<RestApiKey>,
+    /// The integration's `responseTransferMode`: `true` = `STREAM` (the function is invoked
+    /// with response streaming and its answer forwarded as it arrives), `false` = `BUFFERED`.
+    pub stream: bool,
+    /// Integration timeout (29 s by default for `BUFFERED`; up to 15 minutes when streaming);
+    /// then `504 {"message":"Endpoint request timed out"}`.
+    pub timeout: Duration,
+    /// Where the REST API front listens (port 0: a free port).
+    pub listen: SocketAddr,
+}
+
+/// An API key of the REST API front.
+#[derive(Clone)]
+pub struct RestApiKey {
+    /// `requestContext.identity.apiKeyId`.
+    pub id: String,
+    /// What callers send in `x-api-key`.
+    pub value: String,
+    /// The usage plan's quota for this key: requests allowed in the front's lifetime, then
+    /// `429 {"message":"Limit Exceeded"}` (`None`: no quota).
+    pub quota: Option<u64>,
+}
+
+impl std::fmt::Debug for RestApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestApiKey")
+            .field("id", &self.id)
+            .field("value", &"<redacted>")
+            .field("quota", &self.quota)
+            .finish()
+    }
+}
+
+impl Default for RestApiOptions {
+    fn default() -> Self {
+        RestApiOptions {
+            stage: "live".to_string(),
+            api_key_required: true,
+            api_keys: Vec::new(),
+            stream: true,
+            timeout: Duration::from_secs(15 * 60),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
 /// How to run the function.
 #[derive(Debug, Clone)]
 pub struct LocalLambdaOptions {
@@ -126,6 +182,8 @@ pub struct LocalLambdaOptions {
     pub listen: SocketAddr,
     /// Also serve an API Gateway HTTP API front.
     pub gateway: Option<GatewayOptions>,
+    /// Also serve an API Gateway REST API front.
+    pub rest_api: Option<RestApiOptions>,
     /// `AWS_REGION` / `AWS_DEFAULT_REGION`; also used in ARNs and domain names.
     pub region: String,
     /// The account id in ARNs and `requestContext.accountId`.
@@ -150,6 +208,7 @@ impl LocalLambdaOptions {
             throttle_when_busy: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             gateway: None,
+            rest_api: None,
             region: "us-east-1".to_string(),
             account_id: "123456789012".to_string(),
             handler: "bootstrap".to_string(),
@@ -203,6 +262,31 @@ impl LocalLambdaOptions {
             }
             if gw.routes.is_empty() {
                 bail!("the API Gateway front needs at least one route key (e.g. \"$default\")");
+            }
+        }
+        if let Some(rest) = &opts.rest_api {
+            if !rest.listen.ip().is_loopback() {
+                bail!(
+                    "the REST API front may listen on loopback addresses only, not {}",
+                    rest.listen
+                );
+            }
+            let stage_ok = !rest.stage.is_empty()
+                && rest
+                    .stage
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !stage_ok {
+                bail!(
+                    "the REST API stage name {:?} may hold only letters, digits, '-' and '_'",
+                    rest.stage
+                );
+            }
+            if rest.api_key_required && rest.api_keys.is_empty() {
+                bail!("the REST API front requires API keys but has none (add one to api_keys)");
+            }
+            if rest.timeout.is_zero() || rest.timeout > Duration::from_secs(15 * 60) {
+                bail!("the REST API integration timeout must be more than zero and at most 15 minutes");
             }
         }
         Ok(())

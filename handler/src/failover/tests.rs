@@ -126,6 +126,7 @@ fn log() -> RequestLog {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             deadline: Instant::now(),
+            api_key: None,
         },
         None,
     )

@@ -241,3 +241,76 @@ fn prices_override_the_table_by_model() {
         StackConfig::parse("[prices]\n\"m\" = { input = 1.0, output = 1.0, typo = 1 }\n").is_err()
     );
 }
+
+#[test]
+fn the_api_front_has_one_spelling() {
+    let c = StackConfig::parse("[api]\nkind = \"rest\"\n").unwrap();
+    assert_eq!(c.api_kind(), ApiKind::Rest);
+    assert!(!c.http_api.enabled);
+    // A public function URL would go around the usage plan: it is off.
+    assert!(!c.function_url.enabled);
+    let iam =
+        StackConfig::parse("[api]\nkind = \"rest\"\n[function_url]\nauth = \"AWS_IAM\"\n").unwrap();
+    assert!(iam.function_url.enabled);
+    // The older spelling.
+    let old = StackConfig::parse("[http_api]\nenabled = true\n").unwrap();
+    assert_eq!(old.api_kind(), ApiKind::Http);
+    assert_eq!(old.api.kind, Some(ApiKind::Http));
+    let e = StackConfig::parse("[http_api]\nenabled = true\n[api]\nkind = \"rest\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("older spelling"), "{e}");
+    // `none` is the default, spelled or not.
+    assert_eq!(
+        StackConfig::parse("[api]\nkind = \"none\"\n").unwrap(),
+        StackConfig::default()
+    );
+    let e = StackConfig::parse("[api]\nkind = \"rest\"\nburst_limit = 0\n").unwrap_err();
+    assert!(format!("{e:#}").contains("api.burst_limit"), "{e:#}");
+}
+
+#[test]
+fn api_flags_override_the_file() {
+    let rest = StackConfig::default()
+        .with_overrides(&Overrides {
+            api: Some(ApiKind::Rest),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rest.api_kind(), ApiKind::Rest);
+    assert!(!rest.function_url.enabled);
+    let http = rest
+        .with_overrides(&Overrides {
+            http_api: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(http.api_kind(), ApiKind::Http);
+    assert!(http.http_api.enabled);
+    // --no-http-api takes the HTTP API away, and leaves a REST API alone.
+    let none = StackConfig::parse("[http_api]\nenabled = true\n")
+        .unwrap()
+        .with_overrides(&Overrides {
+            http_api: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(none.api_kind(), ApiKind::None);
+    let still = rest
+        .with_overrides(&Overrides {
+            http_api: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(still.api_kind(), ApiKind::Rest);
+    // No endpoint at all.
+    let e = StackConfig::default()
+        .with_overrides(&Overrides {
+            function_url: Some(false),
+            api: Some(ApiKind::None),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--api rest|http"), "{e}");
+}

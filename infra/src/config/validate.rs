@@ -46,9 +46,10 @@ impl StackConfig {
                 bail!("concurrency.expected_duration_seconds must be a positive number of seconds when concurrency.reserved = \"auto\"");
             }
         }
-        if !self.function_url.enabled && !self.http_api.enabled {
-            bail!("no endpoint: enable function_url.enabled or http_api.enabled (or both)");
+        if !self.function_url.enabled && self.api_kind() == super::ApiKind::None {
+            bail!("no endpoint: enable function_url.enabled or set [api] kind = \"rest\" or \"http\" (--api rest|http)");
         }
+        self.api.validate()?;
         self.function_url.cors.validate()?;
         let l = &self.limits;
         if l.max_tokens_cap == 0 {

@@ -14,6 +14,11 @@
 //!   Manager's "You can't create this secret because a secret with this name is already
 //!   scheduled for deletion." (400 `InvalidRequestException`).
 //!
+//! - [`Profile::RestIntegrationTimeouts`]: API Gateway's bounds on a REST API integration's
+//!   `timeoutInMillis`, which moto does not check: 50 ms to 29 s, up to 15 minutes only in
+//!   `responseTransferMode: STREAM` (400 `BadRequestException` "Timeout should be between
+//!   50 ms and 29000 ms").
+//!
 //! [`all`] lists every profile; a test that should run under all of them takes that list,
 //! so a new profile is switched on for it by one line there.
 
@@ -32,6 +37,8 @@ pub enum Profile {
     IamPropagationLag(Duration),
     /// Reads show a deleted function, role or secret for this long after the delete.
     ReadsLagDeletes(Duration),
+    /// REST API integration timeouts are bounded as API Gateway bounds them.
+    RestIntegrationTimeouts,
 }
 
 impl Profile {
@@ -50,6 +57,7 @@ pub fn all() -> Vec<Profile> {
         Profile::new_account(),
         Profile::IamPropagationLag(Duration::from_secs(2)),
         Profile::ReadsLagDeletes(Duration::from_secs(3)),
+        Profile::RestIntegrationTimeouts,
     ]
 }
 
@@ -117,6 +125,11 @@ impl Strict {
     /// The answer AWS would give instead of moto's, if any (the request is then not
     /// forwarded).
     pub fn answer(&mut self, r: &Req) -> Option<Response> {
+        if self.profiles.contains(&Profile::RestIntegrationTimeouts) {
+            if let Some(refused) = rest_integration_timeout(r) {
+                return Some(refused);
+            }
+        }
         let segs = lambda_path(r.path);
         if let Some((total, floor)) = self.new_account() {
             if r.service == "lambda"
@@ -386,6 +399,30 @@ fn replay(k: &Kept) -> Response {
         .unwrap()
 }
 
+/// PutIntegration of a REST API (`PUT /restapis/{id}/resources/{id}/methods/{m}/integration`)
+/// with a timeout API Gateway refuses.
+fn rest_integration_timeout(r: &Req) -> Option<Response> {
+    if r.service != "apigateway"
+        || r.method != http::Method::PUT
+        || !r.path.starts_with("/restapis/")
+        || !r.path.ends_with("/integration")
+    {
+        return None;
+    }
+    let body = json(r.body);
+    let timeout = body["timeoutInMillis"].as_i64()?;
+    let streams = body["responseTransferMode"] == "STREAM";
+    let most = if streams { 900_000 } else { 29_000 };
+    (!(50..=most).contains(&timeout)).then(|| {
+        aws_error(
+            "apigateway",
+            400,
+            "BadRequestException",
+            &format!("Timeout should be between 50 ms and {most} ms"),
+        )
+    })
+}
+
 fn aws_error(service: &str, status: u16, code: &str, message: &str) -> Response {
     super::error_response(
         service,
@@ -429,5 +466,33 @@ mod tests {
             Some("claude-proxy-x-role")
         );
         assert_eq!(form(b"Doc=a%2Fb+c%2B", "Doc").as_deref(), Some("a/b c+"));
+    }
+
+    #[test]
+    fn rest_integration_timeouts_are_bounded_by_the_transfer_mode() {
+        let put = |body: &str| {
+            rest_integration_timeout(&Req {
+                service: "apigateway",
+                operation: "PUT /restapis/a/resources/r/methods/ANY/integration",
+                method: &http::Method::PUT,
+                path: "/restapis/a/resources/r/methods/ANY/integration",
+                body: body.as_bytes(),
+            })
+            .map(|r| r.status().as_u16())
+        };
+        assert_eq!(put(r#"{"timeoutInMillis": 120000}"#), Some(400));
+        assert_eq!(
+            put(r#"{"timeoutInMillis": 120000, "responseTransferMode": "BUFFERED"}"#),
+            Some(400)
+        );
+        assert_eq!(
+            put(r#"{"timeoutInMillis": 120000, "responseTransferMode": "STREAM"}"#),
+            None
+        );
+        assert_eq!(
+            put(r#"{"timeoutInMillis": 900001, "responseTransferMode": "STREAM"}"#),
+            Some(400)
+        );
+        assert_eq!(put(r#"{"timeoutInMillis": 29000}"#), None);
     }
 }

@@ -1,0 +1,117 @@
+use super::*;
+use crate::credentials::GatewayApiKey;
+
+fn spec() -> Spec {
+    Spec {
+        name: "claude-proxy-dev".into(),
+        key_name: "claude-proxy-dev-default".into(),
+        stack: "dev".into(),
+        api_id: Late::Known("a1".into()),
+        rate_limit: 5.0,
+        burst_limit: 10,
+        quota: Some((5000, QuotaPeriod::Day)),
+        rotate_key: false,
+    }
+}
+
+fn tags() -> BTreeMap<String, String> {
+    names::tags_at_creation("dev", "2026-01-01T00:00:00Z")
+}
+
+fn converged() -> State {
+    State {
+        plans: vec![PlanState {
+            id: "p1".into(),
+            name: "claude-proxy-dev".into(),
+            tags: tags(),
+            api_stages: vec!["a1:live".into()],
+            rate_limit: Some(5.0),
+            burst_limit: Some(10),
+            quota: Some((5000, "DAY".into())),
+            key_ids: vec!["k1".into()],
+        }],
+        keys: vec![KeyState {
+            id: "k1".into(),
+            name: "claude-proxy-dev-default".into(),
+            enabled: true,
+            tags: tags(),
+        }],
+    }
+}
+
+fn fields_of(spec: &Spec, a: &State) -> Vec<String> {
+    match diff(Some(spec), a) {
+        None => Vec::new(),
+        Some(Change::Update { fields }) => fields.into_iter().map(|f| f.field).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn created_converged_and_deleted() {
+    let s = spec();
+    let Some(Change::Create { settings }) = diff(Some(&s), &State::default()) else {
+        panic!()
+    };
+    let text = format!("{settings:?}");
+    assert!(
+        text.contains("live of the REST API a1") && text.contains("5000 per DAY"),
+        "{text}"
+    );
+    assert!(text.contains("shown once"), "{text}");
+    assert!(fields_of(&s, &converged()).is_empty());
+    assert_eq!(diff(None, &converged()), Some(Change::Delete));
+    assert_eq!(diff(None, &State::default()), None);
+}
+
+#[test]
+fn limits_stage_and_key_drift_are_found() {
+    let s = spec();
+    let mut a = converged();
+    a.plans[0].rate_limit = Some(1.0);
+    a.plans[0].quota = None;
+    a.plans[0].api_stages = vec!["old:live".into()];
+    assert_eq!(fields_of(&s, &a), ["api_stages", "throttle", "quota"]);
+
+    // A key that never joined the plan was never shown: it is replaced.
+    let mut a = converged();
+    a.plans[0].key_ids.clear();
+    assert_eq!(fields_of(&s, &a), ["api_key"]);
+    let mut a = converged();
+    a.keys.clear();
+    assert_eq!(fields_of(&s, &a), ["api_key"]);
+    let mut a = converged();
+    a.keys[0].enabled = false;
+    assert_eq!(fields_of(&s, &a), ["api_key.enabled"]);
+    // --rotate-token makes a new key.
+    let rotate = Spec {
+        rotate_key: true,
+        ..spec()
+    };
+    assert_eq!(fields_of(&rotate, &converged()), ["api_key"]);
+    // No quota wanted: the plan's goes.
+    let unlimited = Spec {
+        quota: None,
+        ..spec()
+    };
+    assert_eq!(fields_of(&unlimited, &converged()), ["quota"]);
+    // A second plan or key of the stack is deleted.
+    let mut a = converged();
+    a.keys.push(KeyState {
+        id: "k2".into(),
+        name: "claude-proxy-dev-default".into(),
+        enabled: true,
+        tags: tags(),
+    });
+    assert_eq!(fields_of(&s, &a), ["extra"]);
+}
+
+#[test]
+fn generated_keys_are_long_alphanumeric_and_redacted() {
+    let a = GatewayApiKey::generate();
+    let b = GatewayApiKey::generate();
+    assert_ne!(a.expose(), b.expose());
+    assert_eq!(a.expose().len(), 40);
+    assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(!format!("{a:?} {a}").contains(a.expose()));
+}
