@@ -107,6 +107,41 @@ impl Kind {
         }
     }
 
+    /// The kinds whose changes earlier in the plan a change of this kind waits for
+    /// (`deleting`: the change deletes). Apply runs every change as soon as those are done
+    /// (`crate::schedule`); besides these, changes of one kind run one after another, and a
+    /// creation or update waits for the plan's deletions. What AWS needs first: the function
+    /// names the secret, the role (with its policies: the function's first request needs them),
+    /// the log group, the layer version and the image; the role's inline policy names the
+    /// secret; the URL, concurrency, API and permissions are the function's; the API's
+    /// permission names the API. Deleting: the function's URL, concurrency and permissions
+    /// first, the role's policies before the role (IAM refuses `DeleteRole` otherwise), the
+    /// function before the code and logs it uses. A new kind adds one line here.
+    pub fn waits_for(self, deleting: bool) -> &'static [Kind] {
+        use Kind::*;
+        if deleting {
+            return match self {
+                Permission | FunctionUrl | Concurrency | HttpApi => &[],
+                Function => &[Permission, FunctionUrl, Concurrency],
+                Layer | LogGroup => &[Function],
+                Image => &[Function],
+                Repository => &[Image, Function],
+                RolePolicy | AttachedPolicy => &[],
+                Role => &[RolePolicy, AttachedPolicy],
+                Secret => &[],
+            };
+        }
+        match self {
+            Secret | LogGroup | Role | Layer | Repository => &[],
+            RolePolicy => &[Role, Secret],
+            AttachedPolicy => &[Role],
+            Image => &[Repository],
+            Function => &[Secret, LogGroup, Role, RolePolicy, AttachedPolicy, Layer, Image],
+            Concurrency | FunctionUrl | HttpApi => &[Function],
+            Permission => &[Function, FunctionUrl, HttpApi],
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::Secret => "secret",

@@ -35,6 +35,7 @@ pub mod permission;
 pub mod plan;
 pub mod progress;
 pub mod role;
+pub mod schedule;
 mod role_bedrock;
 pub mod secret;
 pub mod step;

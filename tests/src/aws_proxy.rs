@@ -14,6 +14,11 @@
 //! holds its answer and every later request, and tells the test ([`AwsProxy::wait_held`]),
 //! which kills the client. Held requests are never forwarded.
 //!
+//! Latency: [`AwsProxy::set_latency`] delays every call as real AWS would (the model in
+//! `emulators/src/aws_latency.toml`), holds new functions `Pending` and updates
+//! `InProgress`, and keeps a new role unassumable for the propagation window; see [`latency`].
+//! Each [`Call`] records when it arrived and when it was answered.
+//!
 //! Strictness: [`AwsProxy::enable`] switches on a [`strict::Profile`] under which the proxy
 //! answers as real AWS does where moto is lenient (a new account's concurrency, IAM
 //! propagation lag, reads lagging deletes); see [`strict`].
@@ -27,6 +32,7 @@
 //!   ([`AwsProxy::strict_partition`]).
 
 pub mod bedrock_profiles;
+pub mod latency;
 pub mod partition;
 
 pub mod strict;
@@ -52,6 +58,11 @@ pub struct Call {
     pub injected: bool,
     /// Status code returned to the SDK.
     pub status: u16,
+    /// The operation's API name (`CreateFunction` for `POST /2015-03-31/functions`).
+    pub api: String,
+    /// When the request arrived, and when its answer was ready.
+    pub started: std::time::Instant,
+    pub answered: std::time::Instant,
 }
 
 impl std::fmt::Display for Call {
@@ -186,8 +197,12 @@ struct Inner {
     seen: usize,
     /// Hold the answer of this mutating call (1-based) and everything after it.
     hold_after: Option<usize>,
-    /// Set once holding started.
+    /// Set once the held call was let through: later requests are held.
     holding: bool,
+    /// Mutating calls let through and not answered yet.
+    in_flight: usize,
+    /// The held call was answered by moto (its answer is kept back).
+    held_call_done: bool,
     /// See [`bedrock_profiles`].
     inference_profiles: bedrock_profiles::InferenceProfiles,
     /// See [`partition`].
@@ -205,6 +220,8 @@ struct Shared {
     held: Arc<tokio::sync::watch::Sender<bool>>,
     /// The strictness profiles and what they remember (kept across `clear`).
     strict: Arc<Mutex<strict::Strict>>,
+    /// The latency profile (kept across `clear`).
+    latency: Arc<Mutex<latency::State>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -214,6 +231,7 @@ pub struct AwsProxy {
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     held: Arc<tokio::sync::watch::Sender<bool>>,
     strict: Arc<Mutex<strict::Strict>>,
+    latency: Arc<Mutex<latency::State>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -234,8 +252,10 @@ impl AwsProxy {
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let held = Arc::new(tokio::sync::watch::channel(false).0);
         let strict = Arc::new(Mutex::new(strict::Strict::default()));
+        let latency = Arc::new(Mutex::new(latency::State::default()));
         let shared = Shared {
             strict: strict.clone(),
+            latency: latency.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
@@ -287,6 +307,7 @@ impl AwsProxy {
             generation,
             held,
             strict,
+            latency,
             task,
         })
     }
@@ -324,6 +345,7 @@ impl AwsProxy {
         let mut i = self.inner.lock().unwrap();
         i.hold_after = Some(k);
         i.holding = false;
+        i.held_call_done = false;
         self.held.send_replace(false);
     }
 
@@ -344,6 +366,7 @@ impl AwsProxy {
             let mut i = self.inner.lock().unwrap();
             i.hold_after = None;
             i.holding = false;
+            i.held_call_done = false;
         }
         self.held.send_replace(false);
         self.generation.send_modify(|g| *g += 1);
@@ -372,6 +395,15 @@ impl AwsProxy {
         for p in profiles {
             self.enable(p);
         }
+    }
+
+    /// Answers as slowly as real AWS from now on (`None`: as fast as moto), and keeps a new
+    /// role unassumable for the model's propagation window. Survives [`AwsProxy::clear`].
+    pub fn set_latency(&self, profile: Option<latency::Latency>) {
+        if let Some(p) = &profile {
+            self.enable(strict::Profile::IamPropagationLag(p.iam_propagation()));
+        }
+        self.latency.lock().unwrap().set(profile);
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -581,6 +613,7 @@ pub(crate) fn forwarded(
 }
 
 async fn forward(s: Shared, req: Request) -> Option<Response> {
+    let started = std::time::Instant::now();
     let generation = *s.generation.borrow();
     if s.inner.lock().unwrap().holding {
         return Some(held(&s, generation).await);
@@ -600,6 +633,7 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let service = service_of(&parts.headers);
     let path = parts.uri.path().to_string();
     let (operation, mutating) = classify(&parts.method, &path, &parts.headers, &body);
+    let api = latency::operation_name(&service, parts.method.as_str(), &path, &operation).into_owned();
 
     // Decide on a fault (and count) under the lock.
     let decided = {
@@ -609,10 +643,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         } else {
             if mutating {
                 i.mutating_seen += 1;
+                i.in_flight += 1;
             }
             i.seen += 1;
             let (n, seen) = (i.mutating_seen, i.seen);
             let hold_this = mutating && i.hold_after == Some(n);
+            // Nothing after the held call reaches moto (calls run in parallel).
+            if hold_this {
+                i.holding = true;
+            }
             let hit = i.faults.iter_mut().find(|f| {
                 f.times > 0
                     && match &f.matcher {
@@ -636,9 +675,18 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let Some((fault, hold_this)) = decided else {
         return Some(held(&s, generation).await);
     };
+    // As long as the call takes on AWS (simulated: nothing to wait for here).
+    let delay = s.latency.lock().unwrap().delay(&service, &api);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 
     let record = |status: u16, injected: bool| {
-        s.inner.lock().unwrap().calls.push(Call {
+        let mut i = s.inner.lock().unwrap();
+        if mutating {
+            i.in_flight = i.in_flight.saturating_sub(1);
+        }
+        i.calls.push(Call {
             service: service.clone(),
             operation: operation.clone(),
             method: parts.method.to_string(),
@@ -646,7 +694,14 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             mutating,
             injected,
             status,
+            api: api.clone(),
+            started,
+            answered: std::time::Instant::now(),
         });
+        // Held: once the held call and every mutating call let through before it are done.
+        if i.held_call_done && i.in_flight == 0 {
+            s.held.send_replace(true);
+        }
     };
 
     if fault.is_none() {
@@ -713,7 +768,16 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     }
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut bytes = resp.bytes().await.unwrap_or_default();
+    {
+        let mut l = s.latency.lock().unwrap();
+        l.observe(&service, &api, &path, &body, status.as_u16());
+        if status.is_success() {
+            if let Some(b) = l.rewrite(&api, &path, &body, &bytes) {
+                bytes = b.into();
+            }
+        }
+    }
     record(status.as_u16(), false);
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
@@ -725,9 +789,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         .unwrap()
         .observe(&req, status.as_u16(), &content_type, &bytes);
     if hold_this {
-        // The call took effect in moto; its answer never leaves.
-        s.inner.lock().unwrap().holding = true;
-        s.held.send_replace(true);
+        // The call took effect in moto; its answer never leaves. Held (the test is told)
+        // once the calls let through before it are answered too.
+        {
+            let mut i = s.inner.lock().unwrap();
+            i.held_call_done = true;
+            if i.in_flight == 0 {
+                s.held.send_replace(true);
+            }
+        }
         return Some(held(&s, generation).await);
     }
     let mut out = Response::builder().status(status);

@@ -21,11 +21,13 @@ mod artifact;
 mod cold_start;
 mod latency;
 mod memory;
+mod modeled;
 
 pub use artifact::artifact;
 pub use cold_start::cold_start;
 pub use latency::{proxy_overhead, streaming_latency};
 pub use memory::memory;
+pub use modeled::deploy_modeled;
 
 const UPSTREAM_KEY: &str = "sk-ant-bench-upstream";
 const CALLER_TOKEN: &str = "clp_bench_caller_token";
@@ -466,43 +468,7 @@ async fn cli_deploys(
     };
     for round in 0..rounds {
         let stack = format!("bench-cli-{round}");
-        let run = |args: Vec<String>, expect: i32| {
-            let root = root.clone();
-            let endpoint = endpoint.to_string();
-            async move {
-                let start = Instant::now();
-                let out = tokio::time::timeout(
-                    Duration::from_secs(600),
-                    tokio::process::Command::new(crate::cmd::cargo())
-                        .arg("xtask")
-                        .args(&args)
-                        .current_dir(&root)
-                        .env("AWS_ENDPOINT_URL", &endpoint)
-                        .env("AWS_REGION", REGION)
-                        .env("AWS_ACCESS_KEY_ID", "testing")
-                        .env("AWS_SECRET_ACCESS_KEY", "testing")
-                        .env("AWS_EC2_METADATA_DISABLED", "true")
-                        .env("ANTHROPIC_API_KEY", UPSTREAM_KEY)
-                        .env_remove("AWS_PROFILE")
-                        .stdin(Stdio::null())
-                        .kill_on_drop(true)
-                        .output(),
-                )
-                .await
-                .with_context(|| format!("`cargo xtask {}` took more than 600 s", args.join(" ")))?
-                .context("running cargo xtask")?;
-                let took = start.elapsed();
-                if out.status.code() != Some(expect) {
-                    bail!(
-                        "`cargo xtask {}` exited {} (expected {expect}): {}",
-                        args.join(" "),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                Ok::<Duration, anyhow::Error>(took)
-            }
-        };
+        let run = |args: Vec<String>, expect: i32| run_cli(&root, endpoint, args, expect);
         let mut deploy: Vec<String> = ["deploy", "--stack", &stack, "--yes", "--arch", arch]
             .iter()
             .map(|s| s.to_string())
@@ -522,6 +488,42 @@ async fn cli_deploys(
         times.down.push(run(teardown, 0).await?);
     }
     Ok(times)
+}
+
+/// Runs `cargo xtask <args>` from `root` against `endpoint` as a user would (the key in
+/// `ANTHROPIC_API_KEY`), expecting exit code `expect`; its wall time.
+async fn run_cli(root: &Path, endpoint: &str, args: Vec<String>, expect: i32) -> Result<Duration> {
+    let start = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(crate::cmd::cargo())
+            .arg("xtask")
+            .args(&args)
+            .current_dir(root)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ANTHROPIC_API_KEY", UPSTREAM_KEY)
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .with_context(|| format!("`cargo xtask {}` took more than 600 s", args.join(" ")))?
+    .context("running cargo xtask")?;
+    let took = start.elapsed();
+    if out.status.code() != Some(expect) {
+        bail!(
+            "`cargo xtask {}` exited {} (expected {expect}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
 }
 
 /// `cargo lambda deploy` twice per round (first, unchanged); wall times.
