@@ -1,7 +1,8 @@
 //! The cheap build check: whether `cargo build` of `bootstrap` could do anything, answered
 //! without running cargo. After each build a stamp beside the binary records a fingerprint of
 //! every input cargo would look at (the workspace's files by size and modification time, the
-//! build's settings, the environment cargo and the linkers read, the installed toolchains) and
+//! build's settings, the environment cargo and the linkers read, the installed toolchains and
+//! cargo plugins) and
 //! the binary's identity (size, modification time, inode). When both still match, the binary
 //! is current and the deploy skips cargo (about half a second of its own work plus the
 //! toolchain probes); anything else runs cargo as before. `cargo xtask build` always runs cargo.
@@ -12,11 +13,15 @@ use std::path::{Path, PathBuf};
 /// Bump when the fingerprint's contents change.
 const STAMP_FORMAT: &str = "bootstrap-fresh-v1";
 
-/// Environment variables that change what cargo, rustc or a linker produces.
+/// Environment variables that change what cargo, rustc or a linker produces. Not those
+/// `cargo run` and rustup set for the CLI itself (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`,
+/// `CARGO_HOME`, `RUSTUP_TOOLCHAIN`, `LD_LIBRARY_PATH`, ...): the CLI run by `cargo xtask` and run directly
+/// must agree. (The toolchains themselves are fingerprinted by their files.)
 fn relevant_env(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "CARGO", "RUST", "CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "AR", "ZIG", "TARGET_",
-        "HOST_", "PKG_CONFIG", "PATH",
+        "CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_TARGET_", "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_NET_OFFLINE", "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CC", "CXX", "CFLAGS",
+        "CXXFLAGS", "LDFLAGS", "AR", "ZIG", "TARGET_", "HOST_", "PKG_CONFIG",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -55,13 +60,19 @@ pub fn fingerprint(root: &Path, target_dir: &Path, settings: &str) -> Result<Str
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".cargo"));
     let venv_bin = emulators::moto::venv_dir().join("bin");
-    for p in [
+    let mut tools = vec![
         rustup.join("settings.toml"),
         rustup.join("toolchains"),
         cargo_home.join("bin"),
         cargo_home.join("config.toml"),
         venv_bin,
-    ] {
+    ];
+    // Rewritten when a toolchain is updated in place.
+    if let Ok(dir) = std::fs::read_dir(rustup.join("update-hashes")) {
+        tools.extend(dir.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    tools.sort();
+    for p in tools {
         lines.push(format!("tool {} {:?}", p.display(), identity(&p)));
     }
     let mut files = Vec::new();
