@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn rest_paths_name_their_operations() {
         let op = |s, m, p| rest_operation(s, m, p);
-        assert_eq!(op("lambda", "POST", "/2015-03-31/functions"), Some("CreateFunction"));
+        assert_eq!(
+            op("lambda", "POST", "/2015-03-31/functions"),
+            Some("CreateFunction")
+        );
         assert_eq!(
             op("lambda", "PUT", "/2015-03-31/functions/f/code"),
             Some("UpdateFunctionCode")

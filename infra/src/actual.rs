@@ -67,8 +67,10 @@ impl Actual {
 pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     crate::names::validate_stack_name(stack)?;
     let names = Names::new(stack);
-    // Boxed: seven reads joined make a large future; keep it off the caller's stack.
-    let (resources, account_concurrency) = Box::pin(async {
+    // Every read at once, the function's concurrency, URL and policy too (they answer not
+    // found when there is no function): reading costs the slowest read, not their sum.
+    // Boxed: the joined reads make a large future; keep it off the caller's stack.
+    let (resources, function_parts, account_concurrency) = Box::pin(async {
         tokio::join!(
             async {
                 tokio::try_join!(
@@ -82,6 +84,13 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
                     Box::pin(ecr::read(aws, &names)),
                 )
             },
+            async {
+                tokio::try_join!(
+                    concurrency::read(aws, &names.function),
+                    function_url::read(aws, &names.function),
+                    permission::read(aws, &names.function),
+                )
+            },
             // Never fails: what the endpoint refuses becomes a note in the plan.
             concurrency::read_account(aws),
         )
@@ -89,11 +98,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     .await;
     let (secret, log_group, role, function, http_apis, layer_versions, repository) = resources?;
     let (concurrency, function_url, permissions) = if function.is_some() {
-        tokio::try_join!(
-            concurrency::read(aws, &names.function),
-            function_url::read(aws, &names.function),
-            permission::read(aws, &names.function),
-        )?
+        function_parts?
     } else {
         (None, None, Vec::new())
     };

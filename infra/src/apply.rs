@@ -11,9 +11,9 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::step::StepContext;
 use anyhow::{bail, Result};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Serialize, Serializer};
 use std::fmt;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 
 /// Where one step of the apply is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -136,7 +136,15 @@ impl Kind {
             RolePolicy => &[Role, Secret],
             AttachedPolicy => &[Role],
             Image => &[Repository],
-            Function => &[Secret, LogGroup, Role, RolePolicy, AttachedPolicy, Layer, Image],
+            Function => &[
+                Secret,
+                LogGroup,
+                Role,
+                RolePolicy,
+                AttachedPolicy,
+                Layer,
+                Image,
+            ],
             Concurrency | FunctionUrl | HttpApi => &[Function],
             Permission => &[Function, FunctionUrl, HttpApi],
         }

@@ -633,7 +633,8 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let service = service_of(&parts.headers);
     let path = parts.uri.path().to_string();
     let (operation, mutating) = classify(&parts.method, &path, &parts.headers, &body);
-    let api = latency::operation_name(&service, parts.method.as_str(), &path, &operation).into_owned();
+    let api =
+        latency::operation_name(&service, parts.method.as_str(), &path, &operation).into_owned();
 
     // Decide on a fault (and count) under the lock.
     let decided = {

@@ -80,8 +80,10 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
         assert_eq!(done.len(), k, "k={k}: {done:?}");
         // Independent resources are applied in parallel, so which k calls came first varies
         // from run to run; they are always calls of the full deploy.
-        let mut left: Vec<(String, String)> =
-            calls.iter().map(|c| (c.service.clone(), c.api.clone())).collect();
+        let mut left: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| (c.service.clone(), c.api.clone()))
+            .collect();
         for c in &done {
             let at = left
                 .iter()

@@ -8,7 +8,7 @@
 use stand_ins::aws_proxy::latency::Latency;
 use stand_ins::aws_proxy::Call;
 use stand_ins::stack_support::{
-    assert_nothing_left, check_deployed, deploy_with, env, overrides, plan_for, desired, KEY,
+    assert_nothing_left, check_deployed, deploy_with, desired, env, overrides, plan_for, KEY,
 };
 
 /// Runs of one deploy → change → teardown, each with its own seed.
@@ -22,21 +22,38 @@ const ORDER: &[(&str, &[&str])] = &[
     ("PutRolePolicy", &["CreateRole", "CreateSecret"]),
     (
         "CreateFunction",
-        &["CreateSecret", "CreateRole", "PutRolePolicy", "CreateLogGroup"],
+        &[
+            "CreateSecret",
+            "CreateRole",
+            "PutRolePolicy",
+            "CreateLogGroup",
+        ],
     ),
     ("CreateFunctionUrlConfig", &["CreateFunction"]),
     ("PutFunctionConcurrency", &["CreateFunction"]),
     ("CreateApi", &["CreateFunction"]),
     (
         "AddPermission",
-        &["CreateFunction", "CreateFunctionUrlConfig", "CreateApi", "CreateIntegration"],
+        &[
+            "CreateFunction",
+            "CreateFunctionUrlConfig",
+            "CreateApi",
+            "CreateIntegration",
+        ],
     ),
     // A change: updates after the deletions.
-    ("UpdateFunctionConfiguration", &["DeleteApi", "RemovePermission"]),
+    (
+        "UpdateFunctionConfiguration",
+        &["DeleteApi", "RemovePermission"],
+    ),
     // Teardown: the function after its parts, the role after its policy.
     (
         "DeleteFunction",
-        &["RemovePermission", "DeleteFunctionUrlConfig", "DeleteFunctionConcurrency"],
+        &[
+            "RemovePermission",
+            "DeleteFunctionUrlConfig",
+            "DeleteFunctionConcurrency",
+        ],
     ),
     ("DeleteRole", &["DeleteRolePolicy"]),
     ("DeleteLogGroup", &["DeleteFunction"]),
@@ -117,7 +134,10 @@ async fn body() {
             .unwrap_or_else(|err| panic!("seed {seed}: change: {err:?}"));
         check_order(&e.proxy.calls(), "change", seed);
         let plan = plan_for(&e.aws, &desired(&changed, Some(KEY))).await;
-        assert!(plan.is_empty(), "seed {seed}: change not converged:\n{plan}");
+        assert!(
+            plan.is_empty(),
+            "seed {seed}: change not converged:\n{plan}"
+        );
 
         e.proxy.clear();
         Box::pin(infra::teardown(&e.aws, &stack, &infra::Silent))
@@ -127,5 +147,8 @@ async fn body() {
         assert_nothing_left(&e.direct, &stack).await;
     }
     // Independent steps ran at the same time (a serial apply never overlaps two calls).
-    assert!(overlapping > 0, "seed {first_seed}: no two mutating calls overlapped");
+    assert!(
+        overlapping > 0,
+        "seed {first_seed}: no two mutating calls overlapped"
+    );
 }

@@ -41,25 +41,25 @@ async fn full_deploy_creates_the_least_privilege_stack() {
         .collect();
     let f = "claude-proxy-full";
     let expected = [
-            "secretsmanager CreateSecret".to_string(),
-            "logs CreateLogGroup".into(),
-            "logs PutRetentionPolicy".into(),
-            "iam CreateRole".into(),
-            "iam PutRolePolicy".into(),
-            "lambda POST /2015-03-31/functions".into(),
-            format!("lambda PUT /2017-10-31/functions/{f}/concurrency"),
-            format!("lambda POST /2021-10-31/functions/{f}/url"),
-            "apigateway POST /v2/apis".into(),
-            "apigateway POST /v2/apis/{api}/integrations".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/stages".into(),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-        ];
+        "secretsmanager CreateSecret".to_string(),
+        "logs CreateLogGroup".into(),
+        "logs PutRetentionPolicy".into(),
+        "iam CreateRole".into(),
+        "iam PutRolePolicy".into(),
+        "lambda POST /2015-03-31/functions".into(),
+        format!("lambda PUT /2017-10-31/functions/{f}/concurrency"),
+        format!("lambda POST /2021-10-31/functions/{f}/url"),
+        "apigateway POST /v2/apis".into(),
+        "apigateway POST /v2/apis/{api}/integrations".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/stages".into(),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+    ];
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
         v.sort();
@@ -70,7 +70,10 @@ async fn full_deploy_creates_the_least_privilege_stack() {
     // order is the expected one.
     for service in ["secretsmanager", "logs", "iam", "apigateway"] {
         let of = |v: &[String]| -> Vec<String> {
-            v.iter().filter(|o| o.starts_with(service)).cloned().collect()
+            v.iter()
+                .filter(|o| o.starts_with(service))
+                .cloned()
+                .collect()
         };
         assert_eq!(of(&ops), of(&expected), "{service}: {ops:#?}");
     }
@@ -81,7 +84,10 @@ async fn full_deploy_creates_the_least_privilege_stack() {
         .unwrap();
     assert_eq!(create_function, 5, "{ops:#?}");
     let first_permission = ops.iter().position(|o| o.ends_with("/policy")).unwrap();
-    let last_api = ops.iter().rposition(|o| o.starts_with("apigateway")).unwrap();
+    let last_api = ops
+        .iter()
+        .rposition(|o| o.starts_with("apigateway"))
+        .unwrap();
     let url = ops.iter().position(|o| o.ends_with("/url")).unwrap();
     assert!(first_permission > last_api.max(url), "{ops:#?}");
     check_deployed(&e.direct, "full", &out).await;

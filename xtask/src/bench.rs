@@ -62,7 +62,10 @@ impl flags::Bench {
         for o in &self.only {
             if !SECTIONS.iter().any(|(name, _)| name == o) {
                 let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-                bail!("--only {o}: no such section; the sections are {}", names.join(", "));
+                bail!(
+                    "--only {o}: no such section; the sections are {}",
+                    names.join(", ")
+                );
             }
         }
         let code = if self.bootstrap.is_some() {
@@ -85,7 +88,10 @@ impl flags::Bench {
         };
         let runs = |name: &str| self.only.is_empty() || self.only.iter().any(|o| o == name);
         // The serving process, for the sections that run it.
-        let serve = if ["proxy-overhead", "streaming-latency", "memory"].iter().any(|n| runs(n)) {
+        let serve = if ["proxy-overhead", "streaming-latency", "memory"]
+            .iter()
+            .any(|n| runs(n))
+        {
             build_serve(self.quick, progress).await?
         } else {
             PathBuf::from("(not run)")

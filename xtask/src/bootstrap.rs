@@ -120,7 +120,11 @@ pub async fn build_if_changed(
     let path = output_path(&opts);
     if fresh::is_fresh(&path, &fingerprint) {
         let report = artifacts::elf::check(&path, opts.runtime, arch).with_context(|| {
-            format!("{} cannot run on a {arch} function with {}", path.display(), opts.runtime)
+            format!(
+                "{} cannot run on a {arch} function with {}",
+                path.display(),
+                opts.runtime
+            )
         })?;
         progress.note(format!(
             "{}: up to date (no source, setting or toolchain changed since it was built)",
@@ -132,7 +136,11 @@ pub async fn build_if_changed(
 }
 
 /// The build's options and the fingerprint of its inputs.
-async fn options(arch: Arch, flags: &TargetArgs, args: &BuildArgs) -> Result<(BuildOptions, String)> {
+async fn options(
+    arch: Arch,
+    flags: &TargetArgs,
+    args: &BuildArgs,
+) -> Result<(BuildOptions, String)> {
     let target = Target {
         arch,
         static_: flags.static_,

@@ -30,10 +30,13 @@ pub fn zip_bootstrap(bootstrap: &Path, out: &Path) -> Result<Artifact> {
     let recorded = std::fs::read_to_string(&key_path).unwrap_or_default();
     let mut lines = recorded.lines();
     let (content, bin_id, zip_id) = (lines.next(), lines.next(), lines.next());
-    if let (Some(content), Some(b), Some(z)) = (content, fresh::identity(bootstrap), fresh::identity(out)) {
+    if let (Some(content), Some(b), Some(z)) =
+        (content, fresh::identity(bootstrap), fresh::identity(out))
+    {
         if bin_id == Some(b.as_str()) && zip_id == Some(z.as_str()) {
             if let Some(code_sha256) = content.split(" code-sha256=").nth(1) {
-                let zip = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+                let zip =
+                    std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
                 return Ok(Artifact {
                     zip,
                     code_sha256: code_sha256.to_string(),
@@ -68,8 +71,11 @@ pub fn zip_bootstrap(bootstrap: &Path, out: &Path) -> Result<Artifact> {
         (Some(b), Some(z)) => format!("{b}\n{z}\n"),
         _ => String::new(),
     };
-    std::fs::write(&key_path, format!("{}\n{identities}", key(&artifact.code_sha256)))
-        .with_context(|| format!("writing {}", key_path.display()))?;
+    std::fs::write(
+        &key_path,
+        format!("{}\n{identities}", key(&artifact.code_sha256)),
+    )
+    .with_context(|| format!("writing {}", key_path.display()))?;
     Ok(artifact)
 }
 
@@ -148,9 +154,11 @@ async fn bootstrap_binary(
         return Ok(path.clone());
     }
     let target = TargetArgs { static_, runtime };
-    Ok(bootstrap::build_if_changed(arch, &target, &code.build, progress)
-        .await?
-        .path)
+    Ok(
+        bootstrap::build_if_changed(arch, &target, &code.build, progress)
+            .await?
+            .path,
+    )
 }
 
 /// A zip made elsewhere: checked to hold an executable `bootstrap` at its root that `arch`
@@ -236,7 +244,10 @@ mod tests {
         // And then reused without hashing: the key names both files as they are.
         let key = std::fs::read_to_string(source_key_path(&out)).unwrap();
         assert_eq!(key.lines().count(), 3, "{key}");
-        assert_eq!(zip_bootstrap(&bootstrap, &out).unwrap().code_sha256, second.code_sha256);
+        assert_eq!(
+            zip_bootstrap(&bootstrap, &out).unwrap().code_sha256,
+            second.code_sha256
+        );
 
         // A zip changed behind the key's back is never reused.
         std::fs::write(&out, b"not the zip").unwrap();

@@ -23,8 +23,7 @@ impl flags::Package {
             }
             None => {
                 let built =
-                    bootstrap::build_if_changed(arch, &self.target, &self.build, progress)
-                        .await?;
+                    bootstrap::build_if_changed(arch, &self.target, &self.build, progress).await?;
                 (built.path, built.report)
             }
         };

@@ -49,9 +49,8 @@ fn running_from_target_dir() -> Option<PathBuf> {
     if !profile_dir.join(".fingerprint").is_dir() {
         return None;
     }
-    let is_target = |dir: &Path| {
-        dir.join("CACHEDIR.TAG").is_file() && dir.join(".rustc_info.json").is_file()
-    };
+    let is_target =
+        |dir: &Path| dir.join("CACHEDIR.TAG").is_file() && dir.join(".rustc_info.json").is_file();
     exe.ancestors()
         .skip(2)
         .take(2)

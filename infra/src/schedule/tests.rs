@@ -12,7 +12,12 @@ impl Step for Nothing {
 }
 
 fn create(kind: Kind) -> ResourceChange {
-    ResourceChange::new(kind, kind.label(), Change::Create { settings: vec![] }, Nothing)
+    ResourceChange::new(
+        kind,
+        kind.label(),
+        Change::Create { settings: vec![] },
+        Nothing,
+    )
 }
 
 fn delete(kind: Kind) -> ResourceChange {
@@ -42,7 +47,11 @@ fn secret_log_group_and_role_wait_for_nothing_and_the_function_for_them_all() {
     assert_eq!(deps[0], Vec::<usize>::new());
     assert_eq!(deps[1], Vec::<usize>::new());
     assert_eq!(deps[2], Vec::<usize>::new());
-    assert_eq!(deps[3], vec![0, 2], "the policy names the secret, on the role");
+    assert_eq!(
+        deps[3],
+        vec![0, 2],
+        "the policy names the secret, on the role"
+    );
     assert_eq!(deps[4], vec![0, 1, 2, 3]);
     assert_eq!(deps[5], vec![4]);
     assert_eq!(deps[6], vec![4, 5]);
@@ -57,7 +66,11 @@ fn every_dependency_points_back_and_creations_wait_for_deletions() {
     for (i, d) in deps.iter().enumerate() {
         assert!(d.iter().all(|&j| j < i), "{i}: {d:?}");
     }
-    assert_eq!(deps[1], Vec::<usize>::new(), "deletions of unrelated kinds overlap");
+    assert_eq!(
+        deps[1],
+        Vec::<usize>::new(),
+        "deletions of unrelated kinds overlap"
+    );
     assert_eq!(deps[2], vec![0, 1], "the secret waits for the deletions");
 }
 
@@ -99,7 +112,10 @@ fn the_critical_path_is_the_longest_chain() {
     let none = |_: &ResourceChange, _: &ResourceChange| Duration::ZERO;
     let path = critical_path(&changes, cost, none);
     // role 500 → policy (after the secret's 300, so 500..700) → function → URL → 2 permissions.
-    assert_eq!(path.total, Duration::from_millis(500 + 200 + 4000 + 150 + 100 + 100));
+    assert_eq!(
+        path.total,
+        Duration::from_millis(500 + 200 + 4000 + 150 + 100 + 100)
+    );
     assert_eq!(path.chain, vec![2, 3, 4, 5, 6, 7]);
     // The function may start only 1 s after the role was made: role → function directly.
     let propagation = |a: &ResourceChange, b: &ResourceChange| {
@@ -110,7 +126,10 @@ fn the_critical_path_is_the_longest_chain() {
         }
     };
     let path = critical_path(&changes, cost, propagation);
-    assert_eq!(path.total, Duration::from_millis(500 + 1000 + 4000 + 150 + 100 + 100));
+    assert_eq!(
+        path.total,
+        Duration::from_millis(500 + 1000 + 4000 + 150 + 100 + 100)
+    );
     assert_eq!(path.chain, vec![2, 4, 5, 6, 7]);
     assert_eq!(
         critical_path(&[], cost, none),

@@ -56,7 +56,12 @@ pub(super) struct State {
 }
 
 /// The operation's name: REST calls named from their path, others as recorded.
-pub(super) fn operation_name<'a>(service: &str, method: &str, path: &str, recorded: &'a str) -> std::borrow::Cow<'a, str> {
+pub(super) fn operation_name<'a>(
+    service: &str,
+    method: &str,
+    path: &str,
+    recorded: &'a str,
+) -> std::borrow::Cow<'a, str> {
     match emulators::aws_latency::rest_operation(service, method, path) {
         Some(op) => op.into(),
         None => recorded.into(),
@@ -95,7 +100,14 @@ impl State {
     }
 
     /// Remembers creations and updates of functions (successful answers only).
-    pub fn observe(&mut self, service: &str, operation: &str, path: &str, request: &[u8], status: u16) {
+    pub fn observe(
+        &mut self,
+        service: &str,
+        operation: &str,
+        path: &str,
+        request: &[u8],
+        status: u16,
+    ) {
         if self.profile.is_none() || service != "lambda" || !(200..300).contains(&status) {
             return;
         }
@@ -125,19 +137,26 @@ impl State {
 
     /// The answer as Lambda gives it while a hold lasts: `State: Pending` after a create,
     /// `LastUpdateStatus: InProgress` after an update; `None` to pass moto's answer on.
-    pub fn rewrite(&self, operation: &str, path: &str, request: &[u8], response: &[u8]) -> Option<Vec<u8>> {
+    pub fn rewrite(
+        &self,
+        operation: &str,
+        path: &str,
+        request: &[u8],
+        response: &[u8],
+    ) -> Option<Vec<u8>> {
         let p = self.profile.as_ref()?;
         let name = match operation {
             "CreateFunction" => serde_json::from_slice::<Value>(request).ok()?["FunctionName"]
                 .as_str()?
                 .to_string(),
-            "GetFunction" | "GetFunctionConfiguration" | "UpdateFunctionCode"
+            "GetFunction"
+            | "GetFunctionConfiguration"
+            | "UpdateFunctionCode"
             | "UpdateFunctionConfiguration" => function_of(path)?.to_string(),
             _ => return None,
         };
-        let within = |at: Option<&Instant>, hold: Duration| {
-            at.is_some_and(|t| t.elapsed() < p.scaled(hold))
-        };
+        let within =
+            |at: Option<&Instant>, hold: Duration| at.is_some_and(|t| t.elapsed() < p.scaled(hold));
         let pending = within(self.created.get(&name), p.model.holds.function_pending());
         let in_progress = within(self.updated.get(&name), p.model.holds.function_update());
         if !pending && !in_progress {
@@ -152,11 +171,17 @@ impl State {
         let config = config.as_object_mut()?;
         if pending {
             config.insert("State".into(), "Pending".into());
-            config.insert("StateReason".into(), "The function is being created.".into());
+            config.insert(
+                "StateReason".into(),
+                "The function is being created.".into(),
+            );
             config.insert("StateReasonCode".into(), "Creating".into());
         } else {
             config.insert("LastUpdateStatus".into(), "InProgress".into());
-            config.insert("LastUpdateStatusReason".into(), "The function is being updated.".into());
+            config.insert(
+                "LastUpdateStatusReason".into(),
+                "The function is being updated.".into(),
+            );
             config.insert("LastUpdateStatusReasonCode".into(), "Updating".into());
         }
         serde_json::to_vec(&v).ok()

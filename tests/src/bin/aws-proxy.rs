@@ -20,7 +20,9 @@ async fn main() -> Result<()> {
             "--upstream" => upstream = Some(value()?),
             "--scale" => scale = value()?.parse().context("--scale: a number")?,
             "--seed" => seed = value()?.parse().context("--seed: a whole number")?,
-            other => bail!("unknown argument {other}; usage: aws-proxy --upstream URL [--scale F] [--seed N]"),
+            other => bail!(
+                "unknown argument {other}; usage: aws-proxy --upstream URL [--scale F] [--seed N]"
+            ),
         }
     }
     let upstream = upstream.context("--upstream URL (moto's endpoint) is required")?;

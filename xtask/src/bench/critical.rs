@@ -3,8 +3,8 @@
 //! the calls its step makes plus the holds it waits out (a new function `Pending`, an update
 //! `InProgress`), and a function created in the same run starting no earlier than the IAM
 //! propagation window after its role. Around the apply, what every command does one call
-//! after another: `GetCallerIdentity`, reading the stack (the slowest read chain: the reads
-//! run in parallel, the function's URL, concurrency and policy after the function), and, when
+//! after another: `GetCallerIdentity`, reading the stack (the slowest chain of reads that
+//! wait for each other; all others run in parallel), and, when
 //! there are changes, the deploy lock (`CreateSecret`), reading the stack again under it, and
 //! the lock's release (`DeleteSecret`). The result is the shortest wall time any
 //! implementation of that plan could take under the model.
@@ -49,13 +49,19 @@ fn calls(c: &ResourceChange) -> Vec<(&'static str, &'static str)> {
         (Kind::Function, Delete) => vec![("lambda", "DeleteFunction")],
         (Kind::Function, Update { fields }) => {
             let mut v = Vec::new();
-            if fields.iter().any(|f| f.field != "code_sha256" && f.field != "image_uri") {
+            if fields
+                .iter()
+                .any(|f| f.field != "code_sha256" && f.field != "image_uri")
+            {
                 v.extend([
                     ("lambda", "UpdateFunctionConfiguration"),
                     ("lambda", "GetFunction"),
                 ]);
             }
-            if fields.iter().any(|f| f.field == "code_sha256" || f.field == "image_uri") {
+            if fields
+                .iter()
+                .any(|f| f.field == "code_sha256" || f.field == "image_uri")
+            {
                 v.extend([("lambda", "UpdateFunctionCode"), ("lambda", "GetFunction")]);
             }
             v
@@ -109,34 +115,45 @@ fn lag(model: &Model, earlier: &ResourceChange, later: &ResourceChange) -> Durat
     }
 }
 
-/// Reading the stack: the slowest of the parallel reads, the function's parts after it.
-pub fn read_path(model: &Model, function_exists: bool) -> Duration {
+/// Reading the stack: every read starts at once (`infra::actual`), so the slowest chain of
+/// reads that wait for each other: a role's inline policy after the list naming it, a log
+/// group's tags after it is found, an HTTP API's parts after `GetApis` finds it.
+pub fn read_path(model: &Model, exists: bool) -> Duration {
     let m = |s: &str, o: &str| model.median(s, o);
-    let first = [
+    let after = |first: Duration, then: Duration| if exists { first + then } else { first };
+    [
         m("secretsmanager", "DescribeSecret"),
-        m("logs", "DescribeLogGroups"),
+        m("secretsmanager", "GetSecretValue"),
         m("iam", "GetRole"),
-        m("apigateway", "GetApis"),
+        m("iam", "ListRoleTags"),
+        after(m("iam", "ListRolePolicies"), m("iam", "GetRolePolicy")),
+        m("iam", "ListAttachedRolePolicies"),
+        after(
+            m("logs", "DescribeLogGroups"),
+            m("logs", "ListTagsForResource"),
+        ),
+        m("lambda", "GetFunction"),
+        m("lambda", "GetFunctionConcurrency"),
+        m("lambda", "GetFunctionUrlConfig"),
+        m("lambda", "GetPolicy"),
+        after(
+            m("apigateway", "GetApis"),
+            [
+                m("apigateway", "GetIntegrations"),
+                m("apigateway", "GetRoutes"),
+                m("apigateway", "GetStages"),
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or_default(),
+        ),
         m("lambda", "ListLayerVersions"),
         m("ecr", "DescribeRepositories"),
         m("lambda", "GetAccountSettings"),
-    ];
-    let mut slowest = first.into_iter().max().unwrap_or_default();
-    let function = m("lambda", "GetFunction");
-    let parts = if function_exists {
-        [
-            m("lambda", "GetFunctionConcurrency"),
-            m("lambda", "GetFunctionUrlConfig"),
-            m("lambda", "GetPolicy"),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or_default()
-    } else {
-        Duration::ZERO
-    };
-    slowest = slowest.max(function + parts);
-    slowest
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default()
 }
 
 /// The slowest single read call of reading the stack (the no-op redeploy's yardstick).
@@ -160,11 +177,8 @@ pub fn slowest_read(model: &Model) -> (Duration, &'static str) {
 /// The critical path of one `cargo xtask deploy` / `teardown` of `plan` (see the module
 /// documentation), and the chain of changes on it.
 pub fn command_path(model: &Model, plan: &Plan, function_exists: bool) -> (Duration, String) {
-    let apply = infra::schedule::critical_path(
-        &plan.changes,
-        |c| cost(model, c),
-        |a, b| lag(model, a, b),
-    );
+    let apply =
+        infra::schedule::critical_path(&plan.changes, |c| cost(model, c), |a, b| lag(model, a, b));
     let mut total = model.median("sts", "GetCallerIdentity") + read_path(model, function_exists);
     let mut chain = vec!["GetCallerIdentity".to_string(), "read".to_string()];
     if !plan.is_empty() {

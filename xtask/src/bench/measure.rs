@@ -283,7 +283,7 @@ pub async fn deploy(bootstrap: &Path, code: CliCode, counts: Counts) -> Result<S
 
     let cl = cargo_lambda_deploys(bootstrap, &endpoint, rounds).await;
     let (cl_first, cl_again) = match &cl {
-        Ok((a, b)) => (Some(Stats::of(a)), Some(Stats::of(b))),
+        Ok((a, b, _)) => (Some(Stats::of(a)), Some(Stats::of(b))),
         Err(e) => {
             s.notes.push(format!(
                 "`cargo lambda deploy` could not be measured against moto: {}",
@@ -526,12 +526,14 @@ async fn run_cli(root: &Path, endpoint: &str, args: Vec<String>, expect: i32) ->
     Ok(took)
 }
 
-/// `cargo lambda deploy` twice per round (first, unchanged); wall times.
+/// `cargo lambda deploy` twice per round (first, unchanged); wall times, and how often a
+/// deploy had to be run again because Lambda refused the new role.
 async fn cargo_lambda_deploys(
     bootstrap: &Path,
     endpoint: &str,
     rounds: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>)> {
+) -> Result<(Vec<Duration>, Vec<Duration>, Vec<usize>)> {
+    let mut reruns = Vec::new();
     let bin = emulators::moto::venv_dir().join("bin/cargo-lambda");
     if !bin.is_file() {
         bail!(
@@ -545,34 +547,54 @@ async fn cargo_lambda_deploys(
         let name = format!("bench-cargo-lambda-{round}");
         for pass in 0..2 {
             let start = Instant::now();
-            let out = tokio::time::timeout(
-                Duration::from_secs(300),
-                tokio::process::Command::new(&bin)
-                    .args(["lambda", "deploy", "--color", "never", "--manifest-path"])
-                    .arg(&manifest)
-                    .arg("--binary-path")
-                    .arg(bootstrap)
-                    .args(["--endpoint-url", endpoint, "--region", REGION])
-                    .args([
-                        "--enable-function-url",
-                        "--memory",
-                        "128",
-                        "--timeout",
-                        "30",
-                    ])
-                    .arg(&name)
-                    .env("AWS_ACCESS_KEY_ID", "testing")
-                    .env("AWS_SECRET_ACCESS_KEY", "testing")
-                    .env("AWS_REGION", REGION)
-                    .env("AWS_EC2_METADATA_DISABLED", "true")
-                    .env_remove("AWS_PROFILE")
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .context("cargo lambda deploy took more than 300 s")?
-            .with_context(|| format!("running {}", bin.display()))?;
+            // cargo-lambda does not wait for a new role to become assumable: Lambda refuses it
+            // ("The role defined for the function cannot be assumed by Lambda.") while IAM
+            // propagates. A user runs the command again; so does the bench, and the time counts.
+            let mut attempts = 0;
+            let out = loop {
+                attempts += 1;
+                let out = tokio::time::timeout(
+                    Duration::from_secs(300),
+                    tokio::process::Command::new(&bin)
+                        .args(["lambda", "deploy", "--color", "never", "--manifest-path"])
+                        .arg(&manifest)
+                        .arg("--binary-path")
+                        .arg(bootstrap)
+                        .args(["--endpoint-url", endpoint, "--region", REGION])
+                        .args([
+                            "--enable-function-url",
+                            "--memory",
+                            "128",
+                            "--timeout",
+                            "30",
+                        ])
+                        .arg(&name)
+                        .env("AWS_ACCESS_KEY_ID", "testing")
+                        .env("AWS_SECRET_ACCESS_KEY", "testing")
+                        .env("AWS_REGION", REGION)
+                        .env("AWS_EC2_METADATA_DISABLED", "true")
+                        .env_remove("AWS_PROFILE")
+                        .stdin(Stdio::null())
+                        .kill_on_drop(true)
+                        .output(),
+                )
+                .await
+                .context("cargo lambda deploy took more than 300 s")?
+                .with_context(|| format!("running {}", bin.display()))?;
+                // Its error is wrapped across lines with box-drawing characters: compare words.
+                let words: Vec<String> = String::from_utf8_lossy(&out.stderr)
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let refused = words.join(" ").contains("cannot be assumed by Lambda");
+                if out.status.success() || !refused || attempts >= 60 {
+                    break out;
+                }
+            };
+            if attempts > 1 {
+                reruns.push(attempts - 1);
+            }
             let took = start.elapsed();
             if !out.status.success() {
                 bail!(
@@ -588,5 +610,5 @@ async fn cargo_lambda_deploys(
             }
         }
     }
-    Ok((first, again))
+    Ok((first, again, reruns))
 }

@@ -19,9 +19,24 @@ const STAMP_FORMAT: &str = "bootstrap-fresh-v1";
 /// must agree. (The toolchains themselves are fingerprinted by their files.)
 fn relevant_env(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_TARGET_", "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_NET_OFFLINE", "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CC", "CXX", "CFLAGS",
-        "CXXFLAGS", "LDFLAGS", "AR", "ZIG", "TARGET_", "HOST_", "PKG_CONFIG",
+        "CARGO_BUILD_",
+        "CARGO_PROFILE_",
+        "CARGO_TARGET_",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_NET_OFFLINE",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CC",
+        "CXX",
+        "CFLAGS",
+        "CXXFLAGS",
+        "LDFLAGS",
+        "AR",
+        "ZIG",
+        "TARGET_",
+        "HOST_",
+        "PKG_CONFIG",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -52,7 +67,9 @@ pub fn fingerprint(root: &Path, target_dir: &Path, settings: &str) -> Result<Str
     env.sort();
     lines.extend(env.into_iter().map(|(k, v)| format!("env {k}={v}")));
     // Installing or switching toolchains, targets or cargo plugins shows in these.
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let rustup = std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".rustup"));
@@ -83,7 +100,9 @@ pub fn fingerprint(root: &Path, target_dir: &Path, settings: &str) -> Result<Str
         let shown = f.strip_prefix(root).unwrap_or(&f).display().to_string();
         lines.push(format!("file {shown} {:?}", identity(&f)));
     }
-    Ok(hex::encode(artifacts::digest::sha256(lines.join("\n").as_bytes())))
+    Ok(hex::encode(artifacts::digest::sha256(
+        lines.join("\n").as_bytes(),
+    )))
 }
 
 fn walk(dir: &Path, target_dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -118,7 +137,10 @@ fn stamp(fingerprint: &str, binary: &Path) -> Option<String> {
 
 /// True when `binary` is what a build with this fingerprint produced, untouched since.
 pub fn is_fresh(binary: &Path, fingerprint: &str) -> bool {
-    match (std::fs::read_to_string(stamp_path(binary)), stamp(fingerprint, binary)) {
+    match (
+        std::fs::read_to_string(stamp_path(binary)),
+        stamp(fingerprint, binary),
+    ) {
         (Ok(recorded), Some(now)) => recorded == now,
         _ => false,
     }
@@ -151,22 +173,37 @@ mod tests {
         let fp = fingerprint(&root, &target, "x86_64 dist").unwrap();
         assert!(!is_fresh(&binary, &fp), "never built");
         record(&binary, &fp).unwrap();
-        assert!(is_fresh(&binary, &fingerprint(&root, &target, "x86_64 dist").unwrap()));
+        assert!(is_fresh(
+            &binary,
+            &fingerprint(&root, &target, "x86_64 dist").unwrap()
+        ));
         // Other settings, another build.
-        assert!(!is_fresh(&binary, &fingerprint(&root, &target, "aarch64 dist").unwrap()));
+        assert!(!is_fresh(
+            &binary,
+            &fingerprint(&root, &target, "aarch64 dist").unwrap()
+        ));
         // Outputs in the target dir are not inputs.
         std::fs::write(target.join("lambda/other"), b"x").unwrap();
-        assert!(is_fresh(&binary, &fingerprint(&root, &target, "x86_64 dist").unwrap()));
+        assert!(is_fresh(
+            &binary,
+            &fingerprint(&root, &target, "x86_64 dist").unwrap()
+        ));
 
         // A source edit (another size) is seen.
         std::fs::write(root.join("handler/src/lib.rs"), "fn a() { 1; }").unwrap();
-        assert!(!is_fresh(&binary, &fingerprint(&root, &target, "x86_64 dist").unwrap()));
+        assert!(!is_fresh(
+            &binary,
+            &fingerprint(&root, &target, "x86_64 dist").unwrap()
+        ));
         let fp = fingerprint(&root, &target, "x86_64 dist").unwrap();
         record(&binary, &fp).unwrap();
         assert!(is_fresh(&binary, &fp));
         // A new file is seen.
         std::fs::write(root.join("handler/src/new.rs"), "").unwrap();
-        assert!(!is_fresh(&binary, &fingerprint(&root, &target, "x86_64 dist").unwrap()));
+        assert!(!is_fresh(
+            &binary,
+            &fingerprint(&root, &target, "x86_64 dist").unwrap()
+        ));
         let fp = fingerprint(&root, &target, "x86_64 dist").unwrap();
         record(&binary, &fp).unwrap();
 
