@@ -281,7 +281,7 @@ pub async fn deploy(bootstrap: &Path, code: CliCode, counts: Counts) -> Result<S
         .await
         .context("timing `cargo xtask deploy`/`teardown` as processes")?;
 
-    let cl = cargo_lambda_deploys(bootstrap, &endpoint, rounds).await;
+    let cl = cargo_lambda_deploys(bootstrap, &endpoint, rounds, None).await;
     let (cl_first, cl_again) = match &cl {
         Ok((a, b, _)) => (Some(Stats::of(a)), Some(Stats::of(b))),
         Err(e) => {
@@ -532,6 +532,7 @@ async fn cargo_lambda_deploys(
     bootstrap: &Path,
     endpoint: &str,
     rounds: usize,
+    iam_role: Option<&str>,
 ) -> Result<(Vec<Duration>, Vec<Duration>, Vec<usize>)> {
     let mut reruns = Vec::new();
     let bin = emulators::moto::venv_dir().join("bin/cargo-lambda");
@@ -568,6 +569,7 @@ async fn cargo_lambda_deploys(
                             "--timeout",
                             "30",
                         ])
+                        .args(iam_role.map(|r| ["--iam-role", r]).into_iter().flatten())
                         .arg(&name)
                         .env("AWS_ACCESS_KEY_ID", "testing")
                         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -588,7 +590,7 @@ async fn cargo_lambda_deploys(
                     .map(str::to_string)
                     .collect();
                 let refused = words.join(" ").contains("cannot be assumed by Lambda");
-                if out.status.success() || !refused || attempts >= 60 {
+                if out.status.success() || !refused || attempts >= 3 {
                     break out;
                 }
             };
