@@ -2,6 +2,7 @@
 //! the fake upstreams (the Messages API and the Bedrock runtime).
 pub mod answer;
 pub mod anthropic;
+pub mod aws_latency;
 pub mod bedrock;
 mod http;
 pub mod lambda;

@@ -83,8 +83,10 @@ impl Actual {
 pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     crate::names::validate_stack_name(stack)?;
     let names = Names::new(stack);
-    // Boxed: seven reads joined make a large future; keep it off the caller's stack.
-    let (resources, account_concurrency) = Box::pin(async {
+    // Every read at once, the function's concurrency, URL and policy too (they answer not
+    // found when there is no function): reading costs the slowest read, not their sum.
+    // Boxed: the joined reads make a large future; keep it off the caller's stack.
+    let (resources, function_parts, account_concurrency) = Box::pin(async {
         tokio::join!(
             async {
                 tokio::try_join!(
@@ -98,6 +100,18 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
                     Box::pin(ecr::read(aws, &names)),
                     Box::pin(rest_api::read(aws, &names)),
                     Box::pin(rest_api::usage_plan::read(aws, &names)),
+                )
+            },
+            // The alias's URL and statements are read as if it existed (they answer not found
+            // when it does not) and kept only when it does.
+            async {
+                tokio::try_join!(
+                    concurrency::read(aws, &names.function),
+                    version::read(aws, &names.function),
+                    alias::read(aws, &names.function),
+                    function_url::read(aws, &names.function, Some(names::ALIAS)),
+                    function_url::read(aws, &names.function, None),
+                    permission::read(aws, &names.function, true),
                 )
             },
             // Never fails: what the endpoint refuses becomes a note in the plan.
@@ -116,32 +130,12 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         rest_apis,
         usage_plan,
     ) = resources?;
-    let f = names.function.as_str();
-    let (concurrency, versions, alias) = if function.is_some() {
-        tokio::try_join!(
-            concurrency::read(aws, f),
-            version::read(aws, f),
-            alias::read(aws, f),
-        )?
-    } else {
-        (None, Vec::new(), None)
-    };
-    let alias_exists = alias.is_some();
-    let (function_url, mut unqualified_function_url, permissions) = if function.is_some() {
-        tokio::try_join!(
-            async {
-                if alias_exists {
-                    function_url::read(aws, f, Some(names::ALIAS)).await
-                } else {
-                    Ok(None)
-                }
-            },
-            function_url::read(aws, f, None),
-            permission::read(aws, f, alias_exists),
-        )?
-    } else {
-        (None, None, Vec::new())
-    };
+    let (concurrency, versions, alias, function_url, mut unqualified_function_url, permissions) =
+        match function.is_some() {
+            true => function_parts?,
+            false => (None, Vec::new(), None, None, None, Vec::new()),
+        };
+    let function_url = function_url.filter(|_| alias.is_some());
     // moto keeps one URL per function whatever the qualifier: the same address is the
     // alias's.
     if let (Some(a), Some(u)) = (&function_url, &unqualified_function_url) {

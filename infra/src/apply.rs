@@ -10,10 +10,20 @@ use crate::desired::Desired;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::step::StepContext;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Serialize, Serializer};
 use std::fmt;
-use std::future::Future;
+
+/// Where one step of the apply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// For the steps it waits for.
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
@@ -33,42 +43,25 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn run<T>(
-        &mut self,
-        step: String,
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<Option<T>> {
-        if self.dry_run {
-            self.progress.start(&format!("(dry run) would {step}"));
-            return Ok(None);
+    /// The error of step `label`, with what the user needs when a caller token was made.
+    fn failed(&self, label: &str, e: anyhow::Error) -> anyhow::Error {
+        let e = e.context(format!("failed to {label}"));
+        let e = if self.token_made {
+            e.context(
+                "a caller token was generated before this failure and could not be shown: \
+                 run the deploy again with --rotate-token to get one",
+            )
+        } else {
+            e
+        };
+        if self.api_key_made {
+            e.context(
+                "an API key was generated before this failure and could not be shown: \
+                 run the deploy again with --rotate-token to get a new one",
+            )
+        } else {
+            e
         }
-        self.progress.start(&step);
-        let token_made = self.token_made;
-        let api_key_made = self.api_key_made;
-        let out = fut
-            .await
-            .with_context(|| format!("failed to {step}"))
-            .map_err(|e| {
-                let e = if token_made {
-                    e.context(
-                        "a caller token was generated before this failure and could not be shown: \
-                     run the deploy again with --rotate-token to get one",
-                    )
-                } else {
-                    e
-                };
-                if api_key_made {
-                    e.context(
-                        "an API key was generated before this failure and could not be shown: \
-                     run the deploy again with --rotate-token to get a new one",
-                    )
-                } else {
-                    e
-                }
-            })?;
-        self.progress.finish(&step);
-        self.done.push(step);
-        Ok(Some(out))
     }
 }
 
@@ -299,26 +292,105 @@ async fn run(
     let mut produced = Produced::default();
     let mut caller_token: Option<CallerToken> = None;
     let mut api_key: Option<GatewayApiKey> = None;
-    for c in &plan.changes {
-        let cx = StepContext {
-            aws,
-            produced: &produced,
-            created_at: &created_at,
-            progress,
-        };
-        let Some(done) = w.run(c.label(), c.step.run(cx)).await? else {
-            continue;
-        };
-        if let Some(token) = done.caller_token {
-            caller_token = Some(token);
-            w.token_made = true;
+    if w.dry_run {
+        for c in &plan.changes {
+            w.progress.start(&format!("(dry run) would {}", c.label()));
         }
-        if let Some(key) = done.api_key {
-            api_key = Some(key);
-            w.api_key_made = true;
+    } else {
+        let changes = &plan.changes;
+        let deps = crate::schedule::dependencies(changes);
+        // Each step starts once the steps it waits for are done, with what they produced.
+        // Progress is reported in the plan's order (one line per resource, the same order
+        // on every run): a step is reported once every step before it was.
+        let mut state = vec![Slot::Waiting; changes.len()];
+        let mut running = FuturesUnordered::new();
+        let mut reported = 0;
+        // The start of step `reported` was reported.
+        let mut announced = false;
+        let mut failure: Option<anyhow::Error> = None;
+        loop {
+            if failure.is_none() {
+                for i in 0..changes.len() {
+                    if state[i] == Slot::Waiting && deps[i].iter().all(|&j| state[j] == Slot::Done)
+                    {
+                        state[i] = Slot::Running;
+                        let snapshot = produced.clone();
+                        let step = &changes[i].step;
+                        let created_at = created_at.as_str();
+                        running.push(async move {
+                            let produced = snapshot;
+                            let cx = StepContext {
+                                aws,
+                                produced: &produced,
+                                created_at,
+                                progress,
+                            };
+                            (i, step.run(cx).await)
+                        });
+                    }
+                }
+            }
+            // Report, in order, what has started or finished since.
+            while reported < changes.len() {
+                let label = changes[reported].label();
+                match state[reported] {
+                    Slot::Running if !announced => {
+                        w.progress.start(&label);
+                        announced = true;
+                        break;
+                    }
+                    Slot::Done => {
+                        if !announced {
+                            w.progress.start(&label);
+                        }
+                        w.progress.finish(&label);
+                        w.done.push(label);
+                        announced = false;
+                        reported += 1;
+                    }
+                    _ => break,
+                }
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            match result {
+                Ok(done) => {
+                    if let Some(token) = done.caller_token {
+                        caller_token = Some(token);
+                        w.token_made = true;
+                    }
+                    if let Some(key) = done.api_key {
+                        api_key = Some(key);
+                        w.api_key_made = true;
+                    }
+                    for (output, value) in done.outputs {
+                        produced.set(output, value);
+                    }
+                    state[i] = Slot::Done;
+                }
+                Err(e) => {
+                    // The steps already running finish (what they did is then reported); no
+                    // new step starts.
+                    state[i] = Slot::Failed;
+                    if failure.is_none() {
+                        failure = Some(w.failed(&changes[i].label(), e));
+                    }
+                }
+            }
         }
-        for (output, value) in done.outputs {
-            produced.set(output, value);
+        // Steps that finished after the one that failed.
+        for (i, c) in changes.iter().enumerate().skip(reported) {
+            if state[i] == Slot::Done {
+                if !(i == reported && announced) {
+                    w.progress.start(&c.label());
+                }
+                w.progress.finish(&c.label());
+                w.done.push(c.label());
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
     }
 

@@ -40,11 +40,16 @@ pub struct IamRetry {
     pub max_total: Duration,
 }
 
+/// Short and flat: what is being waited out (a new role becoming assumable, usually 5-10 s;
+/// a deleted name becoming free) ends at a moment nothing announces, and a deploy waits for
+/// the retry after it. Doubling up to 20 s overshot that moment by several seconds; at most
+/// one retry a second overshoots it by under a second, and one cheap call a second is far
+/// below what the control planes throttle. The limit stays at 5 minutes.
 impl Default for IamRetry {
     fn default() -> Self {
         IamRetry {
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(20),
+            base: Duration::from_millis(250),
+            max_delay: Duration::from_secs(1),
             max_total: Duration::from_secs(300),
         }
     }

@@ -127,6 +127,66 @@ impl Kind {
         }
     }
 
+    /// The kinds whose changes earlier in the plan a change of this kind waits for
+    /// (`deleting`: the change deletes). Apply runs every change as soon as those are done
+    /// (`crate::schedule`); besides these, changes of one kind run one after another, and a
+    /// creation or update waits for the plan's deletions. What AWS needs first: the function
+    /// names the secret, the role (with its policies: the function's first request needs them),
+    /// the log group, the layer version and the image; the role's inline policy names the
+    /// secret; the URL, concurrency, API and permissions are the function's; the API's
+    /// permission names the API. Deleting: the function's URL, concurrency and permissions
+    /// first, the role's policies before the role (IAM refuses `DeleteRole` otherwise), the
+    /// function before the code and logs it uses. A new kind adds one line here.
+    pub fn waits_for(self, deleting: bool) -> &'static [Kind] {
+        use Kind::*;
+        if deleting {
+            return match self {
+                Permission | FunctionUrl | Concurrency | HttpApi | UsagePlan => &[],
+                RestApi => &[UsagePlan],
+                // The URL and the statements name the alias; the APIs' integrations too.
+                Alias => &[Permission, FunctionUrl, HttpApi, RestApi],
+                // Lambda refuses to delete a version an alias points or routes to.
+                Version => &[Alias],
+                Function => &[Permission, FunctionUrl, Concurrency, Alias, Version],
+                // Never deleted (teardown deletes the secret).
+                Callers => &[],
+                Layer | LogGroup => &[Function],
+                Image => &[Function],
+                Repository => &[Image, Function],
+                RolePolicy | AttachedPolicy => &[],
+                Role => &[RolePolicy, AttachedPolicy],
+                Secret => &[],
+            };
+        }
+        match self {
+            Secret | LogGroup | Role | Layer | Repository => &[],
+            RolePolicy => &[Role, Secret],
+            AttachedPolicy => &[Role],
+            Image => &[Repository],
+            Function => &[
+                Secret,
+                LogGroup,
+                Role,
+                RolePolicy,
+                AttachedPolicy,
+                Layer,
+                Image,
+            ],
+            Concurrency => &[Function],
+            // Published once the function's update is done.
+            Version => &[Function],
+            // The release: smoke test of the new version, then the shift.
+            Alias => &[Function, Version],
+            // The URL, the integrations and the statements name the alias.
+            FunctionUrl | HttpApi | RestApi => &[Function, Alias],
+            UsagePlan => &[RestApi],
+            Permission => &[Function, Alias, FunctionUrl, HttpApi, RestApi],
+            // The secret holds only hashes once the function serves a handler that reads
+            // them: after the alias is on the new version.
+            Callers => &[Function, Version, Alias],
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::Secret => "secret",

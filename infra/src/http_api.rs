@@ -236,55 +236,69 @@ async fn read_parts(
     endpoint: Option<&str>,
     tags: BTreeMap<String, String>,
 ) -> Result<State> {
-    let integrations = aws
-        .apigw
-        .get_integrations()
-        .api_id(id)
-        .send()
-        .await
-        .map_err(ctx(format!("apigateway:GetIntegrations {id}")))?
-        .items()
-        .iter()
-        .map(|i| Integration {
-            id: i.integration_id().unwrap_or_default().to_string(),
-            integration_type: i
-                .integration_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            payload_format_version: i.payload_format_version().unwrap_or_default().to_string(),
-            uri: i.integration_uri().unwrap_or_default().to_string(),
-            timeout_ms: i.timeout_in_millis(),
-        })
-        .collect();
-    let routes = aws
-        .apigw
-        .get_routes()
-        .api_id(id)
-        .send()
-        .await
-        .map_err(ctx(format!("apigateway:GetRoutes {id}")))?
-        .items()
-        .iter()
-        .map(|r| Route {
-            id: r.route_id().unwrap_or_default().to_string(),
-            key: r.route_key().unwrap_or_default().to_string(),
-            target: r.target().map(str::to_string),
-        })
-        .collect();
-    let stages = aws
-        .apigw
-        .get_stages()
-        .api_id(id)
-        .send()
-        .await
-        .map_err(ctx(format!("apigateway:GetStages {id}")))?
-        .items()
-        .iter()
-        .map(|s| Stage {
-            name: s.stage_name().unwrap_or_default().to_string(),
-            auto_deploy: s.auto_deploy().unwrap_or(false),
-        })
-        .collect();
+    let integrations = async {
+        Ok::<Vec<Integration>, anyhow::Error>(
+            aws.apigw
+                .get_integrations()
+                .api_id(id)
+                .send()
+                .await
+                .map_err(ctx(format!("apigateway:GetIntegrations {id}")))?
+                .items()
+                .iter()
+                .map(|i| Integration {
+                    id: i.integration_id().unwrap_or_default().to_string(),
+                    integration_type: i
+                        .integration_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    payload_format_version: i
+                        .payload_format_version()
+                        .unwrap_or_default()
+                        .to_string(),
+                    uri: i.integration_uri().unwrap_or_default().to_string(),
+                    timeout_ms: i.timeout_in_millis(),
+                })
+                .collect(),
+        )
+    };
+    let routes = async {
+        Ok::<Vec<Route>, anyhow::Error>(
+            aws.apigw
+                .get_routes()
+                .api_id(id)
+                .send()
+                .await
+                .map_err(ctx(format!("apigateway:GetRoutes {id}")))?
+                .items()
+                .iter()
+                .map(|r| Route {
+                    id: r.route_id().unwrap_or_default().to_string(),
+                    key: r.route_key().unwrap_or_default().to_string(),
+                    target: r.target().map(str::to_string),
+                })
+                .collect(),
+        )
+    };
+    let stages = async {
+        Ok::<Vec<Stage>, anyhow::Error>(
+            aws.apigw
+                .get_stages()
+                .api_id(id)
+                .send()
+                .await
+                .map_err(ctx(format!("apigateway:GetStages {id}")))?
+                .items()
+                .iter()
+                .map(|s| Stage {
+                    name: s.stage_name().unwrap_or_default().to_string(),
+                    auto_deploy: s.auto_deploy().unwrap_or(false),
+                })
+                .collect(),
+        )
+    };
+    // Independent reads of one API: at the same time.
+    let (integrations, routes, stages) = tokio::try_join!(integrations, routes, stages)?;
     Ok(State {
         id: id.to_string(),
         name: name.to_string(),

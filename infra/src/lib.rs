@@ -43,6 +43,7 @@ pub mod releases;
 pub mod rest_api;
 pub mod role;
 mod role_bedrock;
+pub mod schedule;
 pub mod secret;
 pub mod step;
 pub mod teardown;

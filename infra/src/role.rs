@@ -225,16 +225,75 @@ pub fn decode_document(raw: &str) -> Result<Value> {
     serde_json::from_str(&text).context("IAM returned a policy document that is not JSON")
 }
 
+/// The role and what is on it. The five reads do not wait for each other (only each inline
+/// policy's document waits for the list naming it): a read costs the slowest chain, not the
+/// sum. A role that does not exist answers NoSuchEntity to each of them.
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
     let role_name = &names.role;
-    let Some(role) = aws
-        .iam
-        .get_role()
-        .role_name(role_name)
-        .send()
-        .await
-        .or_not_found()
-        .map_err(ctx(format!("iam:GetRole {role_name}")))?
+    let get_role = async {
+        aws.iam
+            .get_role()
+            .role_name(role_name)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!("iam:GetRole {role_name}")))
+    };
+    let list_tags = async {
+        aws.iam
+            .list_role_tags()
+            .role_name(role_name)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!("iam:ListRoleTags {role_name}")))
+    };
+    let inline = async {
+        let Some(policy_names) = aws
+            .iam
+            .list_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!("iam:ListRolePolicies {role_name}")))?
+        else {
+            return Ok(None);
+        };
+        let docs = futures_util::future::try_join_all(policy_names.policy_names().iter().map(
+            |p| async move {
+                let doc = aws
+                    .iam
+                    .get_role_policy()
+                    .role_name(role_name)
+                    .policy_name(p)
+                    .send()
+                    .await
+                    .or_not_found()
+                    .map_err(ctx(format!("iam:GetRolePolicy {role_name} {p}")))?;
+                // None: deleted between the list and this read.
+                doc.map(|d| decode_document(d.policy_document()).map(|v| (p.clone(), v)))
+                    .transpose()
+            },
+        ))
+        .await?;
+        Ok::<_, anyhow::Error>(Some(docs.into_iter().flatten().collect::<BTreeMap<_, _>>()))
+    };
+    let attached = async {
+        aws.iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!("iam:ListAttachedRolePolicies {role_name}")))
+    };
+    let (role, tags, inline_policies, attached) =
+        tokio::try_join!(get_role, list_tags, inline, attached)?;
+    // IAM is eventually consistent: right after a delete GetRole may still find the role
+    // while another read says NoSuchEntity. Then it is gone.
+    let (Some(role), Some(tags), Some(inline_policies), Some(attached)) =
+        (role, tags, inline_policies, attached)
     else {
         return Ok(None);
     };
@@ -244,63 +303,11 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
         .map(decode_document)
         .transpose()?
         .unwrap_or(Value::Null);
-    // IAM is eventually consistent: right after a delete GetRole may still find the role
-    // while the next read says NoSuchEntity. Then it is gone.
-    let Some(tags) = aws
-        .iam
-        .list_role_tags()
-        .role_name(role_name)
-        .send()
-        .await
-        .or_not_found()
-        .map_err(ctx(format!("iam:ListRoleTags {role_name}")))?
-    else {
-        return Ok(None);
-    };
     let tags = tags
         .tags()
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
-    let Some(policy_names) = aws
-        .iam
-        .list_role_policies()
-        .role_name(role_name)
-        .send()
-        .await
-        .or_not_found()
-        .map_err(ctx(format!("iam:ListRolePolicies {role_name}")))?
-    else {
-        return Ok(None);
-    };
-    let mut inline_policies = BTreeMap::new();
-    for p in policy_names.policy_names() {
-        // None: deleted between the list and this read.
-        let Some(doc) = aws
-            .iam
-            .get_role_policy()
-            .role_name(role_name)
-            .policy_name(p)
-            .send()
-            .await
-            .or_not_found()
-            .map_err(ctx(format!("iam:GetRolePolicy {role_name} {p}")))?
-        else {
-            continue;
-        };
-        inline_policies.insert(p.clone(), decode_document(doc.policy_document())?);
-    }
-    let Some(attached) = aws
-        .iam
-        .list_attached_role_policies()
-        .role_name(role_name)
-        .send()
-        .await
-        .or_not_found()
-        .map_err(ctx(format!("iam:ListAttachedRolePolicies {role_name}")))?
-    else {
-        return Ok(None);
-    };
     let attached_policies = attached
         .attached_policies()
         .iter()

@@ -57,19 +57,36 @@ pub struct State {
     pub scheduled_for_deletion: bool,
 }
 
+/// The secret and its value, read at the same time (the value by name: a read costs one
+/// round trip, not two). The value is used only when the description says the secret is
+/// live (for one scheduled for deletion, GetSecretValue is refused, and that is no error).
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
-    let Some(d) = aws
-        .secrets
-        .describe_secret()
-        .secret_id(&names.secret)
-        .send()
-        .await
-        .or_not_found()
-        .map_err(ctx(format!(
-            "secretsmanager:DescribeSecret {}",
-            names.secret
-        )))?
-    else {
+    let describe = async {
+        aws.secrets
+            .describe_secret()
+            .secret_id(&names.secret)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!(
+                "secretsmanager:DescribeSecret {}",
+                names.secret
+            )))
+    };
+    let value = async {
+        aws.secrets
+            .get_secret_value()
+            .secret_id(&names.secret)
+            .send()
+            .await
+            .or_not_found()
+            .map_err(ctx(format!(
+                "secretsmanager:GetSecretValue {}",
+                names.secret
+            )))
+    };
+    let (described, value) = tokio::join!(describe, value);
+    let Some(d) = described? else {
         return Ok(None);
     };
     let arn = d
@@ -91,20 +108,10 @@ pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
     let value = if scheduled_for_deletion {
         None
     } else {
-        aws.secrets
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .or_not_found()
-            .map_err(ctx(format!(
-                "secretsmanager:GetSecretValue {}",
-                names.secret
-            )))?
-            .and_then(|v| {
-                v.secret_string()
-                    .and_then(|s| serde_json::from_str::<SecretValue>(s).ok())
-            })
+        value?.and_then(|v| {
+            v.secret_string()
+                .and_then(|s| serde_json::from_str::<SecretValue>(s).ok())
+        })
     };
     Ok(Some(State {
         arn,

@@ -14,6 +14,11 @@
 //! holds its answer and every later request, and tells the test ([`AwsProxy::wait_held`]),
 //! which kills the client. Held requests are never forwarded.
 //!
+//! Latency: [`AwsProxy::set_latency`] delays every call as real AWS would (the model in
+//! `emulators/src/aws_latency.toml`), holds new functions `Pending` and updates
+//! `InProgress`, and keeps a new role unassumable for the propagation window; see [`latency`].
+//! Each [`Call`] records when it arrived and when it was answered.
+//!
 //! Strictness: [`AwsProxy::enable`] switches on a [`strict::Profile`] under which the proxy
 //! answers as real AWS does where moto is lenient (a new account's concurrency, IAM
 //! propagation lag, reads lagging deletes); see [`strict`].
@@ -35,6 +40,7 @@ pub mod bedrock_profiles;
 pub mod cloudwatch;
 pub mod function_urls;
 pub mod invocations;
+pub mod latency;
 pub mod partition;
 
 pub mod strict;
@@ -63,6 +69,11 @@ pub struct Call {
     /// The request body as the SDK sent it (lossy UTF-8), to check what the toolkit sends
     /// where moto does not echo it back.
     pub body: String,
+    /// The operation's API name (`CreateFunction` for `POST /2015-03-31/functions`).
+    pub api: String,
+    /// When the request arrived, and when its answer was ready.
+    pub started: std::time::Instant,
+    pub answered: std::time::Instant,
 }
 
 impl std::fmt::Display for Call {
@@ -197,8 +208,12 @@ struct Inner {
     seen: usize,
     /// Hold the answer of this mutating call (1-based) and everything after it.
     hold_after: Option<usize>,
-    /// Set once holding started.
+    /// Set once the held call was let through: later requests are held.
     holding: bool,
+    /// Mutating calls let through and not answered yet.
+    in_flight: usize,
+    /// The held call was answered by moto (its answer is kept back).
+    held_call_done: bool,
     /// See [`bedrock_profiles`].
     inference_profiles: bedrock_profiles::InferenceProfiles,
     /// See [`partition`].
@@ -222,6 +237,8 @@ struct Shared {
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
     /// Who runs `Invoke` of a published version (see [`invocations`]).
     router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
+    /// The latency profile (kept across `clear`).
+    latency: Arc<Mutex<latency::State>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -233,6 +250,7 @@ pub struct AwsProxy {
     strict: Arc<Mutex<strict::Strict>>,
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
     router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
+    latency: Arc<Mutex<latency::State>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -255,10 +273,12 @@ impl AwsProxy {
         let strict = Arc::new(Mutex::new(strict::Strict::default()));
         let cloudwatch = Arc::new(Mutex::new(cloudwatch::CloudWatch::default()));
         let router = Arc::new(Mutex::new(None));
+        let latency = Arc::new(Mutex::new(latency::State::default()));
         let shared = Shared {
             router: router.clone(),
             strict: strict.clone(),
             cloudwatch: cloudwatch.clone(),
+            latency: latency.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build()?,
             inner: inner.clone(),
@@ -312,6 +332,7 @@ impl AwsProxy {
             strict,
             cloudwatch,
             router,
+            latency,
             task,
         })
     }
@@ -351,6 +372,7 @@ impl AwsProxy {
         let mut i = self.inner.lock().unwrap();
         i.hold_after = Some(k);
         i.holding = false;
+        i.held_call_done = false;
         self.held.send_replace(false);
     }
 
@@ -371,6 +393,7 @@ impl AwsProxy {
             let mut i = self.inner.lock().unwrap();
             i.hold_after = None;
             i.holding = false;
+            i.held_call_done = false;
         }
         self.held.send_replace(false);
         self.generation.send_modify(|g| *g += 1);
@@ -399,6 +422,15 @@ impl AwsProxy {
         for p in profiles {
             self.enable(p);
         }
+    }
+
+    /// Answers as slowly as real AWS from now on (`None`: as fast as moto), and keeps a new
+    /// role unassumable for the model's propagation window. Survives [`AwsProxy::clear`].
+    pub fn set_latency(&self, profile: Option<latency::Latency>) {
+        if let Some(p) = &profile {
+            self.enable(strict::Profile::IamPropagationLag(p.iam_propagation()));
+        }
+        self.latency.lock().unwrap().set(profile);
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -645,6 +677,7 @@ pub(crate) fn forwarded(
 }
 
 async fn forward(s: Shared, req: Request) -> Option<Response> {
+    let started = std::time::Instant::now();
     let generation = *s.generation.borrow();
     if s.inner.lock().unwrap().holding {
         return Some(held(&s, generation).await);
@@ -664,6 +697,8 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let service = service_of(&parts.headers);
     let path = parts.uri.path().to_string();
     let (operation, mutating) = classify(&parts.method, &path, &parts.headers, &body);
+    let api =
+        latency::operation_name(&service, parts.method.as_str(), &path, &operation).into_owned();
 
     // Decide on a fault (and count) under the lock.
     let decided = {
@@ -673,10 +708,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         } else {
             if mutating {
                 i.mutating_seen += 1;
+                i.in_flight += 1;
             }
             i.seen += 1;
             let (n, seen) = (i.mutating_seen, i.seen);
             let hold_this = mutating && i.hold_after == Some(n);
+            // Nothing after the held call reaches moto (calls run in parallel).
+            if hold_this {
+                i.holding = true;
+            }
             let hit = i.faults.iter_mut().find(|f| {
                 f.times > 0
                     && match &f.matcher {
@@ -700,9 +740,18 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let Some((fault, hold_this)) = decided else {
         return Some(held(&s, generation).await);
     };
+    // As long as the call takes on AWS (simulated: nothing to wait for here).
+    let delay = s.latency.lock().unwrap().delay(&service, &api);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 
     let record = |status: u16, injected: bool| {
-        s.inner.lock().unwrap().calls.push(Call {
+        let mut i = s.inner.lock().unwrap();
+        if mutating {
+            i.in_flight = i.in_flight.saturating_sub(1);
+        }
+        i.calls.push(Call {
             service: service.clone(),
             operation: operation.clone(),
             method: parts.method.to_string(),
@@ -711,7 +760,14 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             injected,
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
+            api: api.clone(),
+            started,
+            answered: std::time::Instant::now(),
         });
+        // Held: once the held call and every mutating call let through before it are done.
+        if i.held_call_done && i.in_flight == 0 {
+            s.held.send_replace(true);
+        }
     };
 
     // CloudWatch is answered here, never by moto; a fault after forwarding takes effect first.
@@ -828,7 +884,16 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     }
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut bytes = resp.bytes().await.unwrap_or_default();
+    {
+        let mut l = s.latency.lock().unwrap();
+        l.observe(&service, &api, &path, &body, status.as_u16());
+        if status.is_success() {
+            if let Some(b) = l.rewrite(&api, &path, &body, &bytes) {
+                bytes = b.into();
+            }
+        }
+    }
     record(status.as_u16(), false);
     observe_url(status.as_u16());
     let content_type = headers
@@ -841,9 +906,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         .unwrap()
         .observe(&req, status.as_u16(), &content_type, &bytes);
     if hold_this {
-        // The call took effect in moto; its answer never leaves.
-        s.inner.lock().unwrap().holding = true;
-        s.held.send_replace(true);
+        // The call took effect in moto; its answer never leaves. Held (the test is told)
+        // once the calls let through before it are answered too.
+        {
+            let mut i = s.inner.lock().unwrap();
+            i.held_call_done = true;
+            if i.in_flight == 0 {
+                s.held.send_replace(true);
+            }
+        }
         return Some(held(&s, generation).await);
     }
     let mut out = Response::builder().status(status);

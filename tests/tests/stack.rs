@@ -21,7 +21,8 @@ async fn full_deploy_creates_the_least_privilege_stack() {
     assert!(out.changed);
     assert!(out.caller_token.is_some());
 
-    // Exactly these mutating calls, in this order.
+    // Exactly these mutating calls; independent resources are created in parallel, so the
+    // order holds within each resource and across what depends on what.
     let api_id = e
         .proxy
         .calls()
@@ -39,31 +40,58 @@ async fn full_deploy_creates_the_least_privilege_stack() {
         .map(|c| format!("{} {}", c.service, c.operation.replace(&api_id, "{api}")))
         .collect();
     let f = "claude-proxy-full";
-    assert_eq!(
-        ops,
-        [
-            "secretsmanager CreateSecret".to_string(),
-            "logs CreateLogGroup".into(),
-            "logs PutRetentionPolicy".into(),
-            "iam CreateRole".into(),
-            "iam PutRolePolicy".into(),
-            "lambda POST /2015-03-31/functions".into(),
-            format!("lambda PUT /2017-10-31/functions/{f}/concurrency"),
-            format!("lambda POST /2015-03-31/functions/{f}/versions"),
-            format!("lambda POST /2015-03-31/functions/{f}/aliases"),
-            format!("lambda POST /2021-10-31/functions/{f}/url"),
-            "apigateway POST /v2/apis".into(),
-            "apigateway POST /v2/apis/{api}/integrations".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/routes".into(),
-            "apigateway POST /v2/apis/{api}/stages".into(),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-            format!("lambda POST /2015-03-31/functions/{f}/policy"),
-        ]
-    );
+    let expected = [
+        "secretsmanager CreateSecret".to_string(),
+        "logs CreateLogGroup".into(),
+        "logs PutRetentionPolicy".into(),
+        "iam CreateRole".into(),
+        "iam PutRolePolicy".into(),
+        "lambda POST /2015-03-31/functions".into(),
+        format!("lambda PUT /2017-10-31/functions/{f}/concurrency"),
+        format!("lambda POST /2015-03-31/functions/{f}/versions"),
+        format!("lambda POST /2015-03-31/functions/{f}/aliases"),
+        format!("lambda POST /2021-10-31/functions/{f}/url"),
+        "apigateway POST /v2/apis".into(),
+        "apigateway POST /v2/apis/{api}/integrations".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/routes".into(),
+        "apigateway POST /v2/apis/{api}/stages".into(),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+        format!("lambda POST /2015-03-31/functions/{f}/policy"),
+    ];
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&ops), sorted(&expected), "{ops:#?}");
+    // Within one service (one resource each here, or the function's parts after it), the
+    // order is the expected one.
+    for service in ["secretsmanager", "logs", "iam", "apigateway"] {
+        let of = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .filter(|o| o.starts_with(service))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of(&ops), of(&expected), "{service}: {ops:#?}");
+    }
+    // The function after the secret, log group, role and policy; everything else after it.
+    let create_function = ops
+        .iter()
+        .position(|o| o == "lambda POST /2015-03-31/functions")
+        .unwrap();
+    assert_eq!(create_function, 5, "{ops:#?}");
+    let first_permission = ops.iter().position(|o| o.ends_with("/policy")).unwrap();
+    let last_api = ops
+        .iter()
+        .rposition(|o| o.starts_with("apigateway"))
+        .unwrap();
+    let url = ops.iter().position(|o| o.ends_with("/url")).unwrap();
+    assert!(first_permission > last_api.max(url), "{ops:#?}");
     check_deployed(&e.direct, "full", &out).await;
 
     // Outputs for people and for CI.

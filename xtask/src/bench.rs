@@ -6,6 +6,7 @@
 //! streaming latency, the Python `anthropic` package zipped as a layer for the artifact, and
 //! `cargo lambda deploy` on the same moto server for the deploy.
 
+mod critical;
 mod measure;
 mod report;
 
@@ -58,6 +59,15 @@ impl Counts {
 impl flags::Bench {
     pub async fn run(self, _common: &Common, progress: &Progress) -> Result<ExitCode> {
         let counts = Counts::new(self.quick);
+        for o in &self.only {
+            if !SECTIONS.iter().any(|(name, _)| name == o) {
+                let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+                bail!(
+                    "--only {o}: no such section; the sections are {}",
+                    names.join(", ")
+                );
+            }
+        }
         let code = if self.bootstrap.is_some() {
             measure::CliCode::Given
         } else {
@@ -76,7 +86,16 @@ impl flags::Bench {
             }
             None => build_bootstrap(progress).await?,
         };
-        let serve = build_serve(self.quick, progress).await?;
+        let runs = |name: &str| self.only.is_empty() || self.only.iter().any(|o| o == name);
+        // The serving process, for the sections that run it.
+        let serve = if ["proxy-overhead", "streaming-latency", "memory"]
+            .iter()
+            .any(|n| runs(n))
+        {
+            build_serve(self.quick, progress).await?
+        } else {
+            PathBuf::from("(not run)")
+        };
         progress.finish();
         let out = match self.out {
             Some(p) => p,
@@ -86,39 +105,26 @@ impl flags::Bench {
         let mut report = Report::new(self.quick, &bootstrap, &serve);
         let handler = measure::HandlerBinary(serve);
         let started = std::time::Instant::now();
-        eprintln!("bench: cold start");
-        report.push(section_or_error(
-            "Cold start",
-            measure::cold_start(&bootstrap, counts).await,
-        ));
-        eprintln!("bench: proxy overhead ({:.1?} so far)", started.elapsed());
-        report.push(section_or_error(
-            "Proxy overhead",
-            measure::proxy_overhead(&handler, counts).await,
-        ));
-        eprintln!(
-            "bench: streaming latency ({:.1?} so far)",
-            started.elapsed()
-        );
-        report.push(section_or_error(
-            "Streaming latency",
-            measure::streaming_latency(&handler, counts).await,
-        ));
-        eprintln!("bench: memory ({:.1?} so far)", started.elapsed());
-        report.push(section_or_error(
-            "Memory",
-            measure::memory(&bootstrap, &handler, counts).await,
-        ));
-        eprintln!("bench: artifact ({:.1?} so far)", started.elapsed());
-        report.push(section_or_error(
-            "Artifact",
-            measure::artifact(&bootstrap).await,
-        ));
-        eprintln!("bench: deploy ({:.1?} so far)", started.elapsed());
-        report.push(section_or_error(
-            "Deploy",
-            measure::deploy(&bootstrap, code, counts).await,
-        ));
+        let earlier = std::fs::read_to_string(&out).unwrap_or_default();
+        for (name, title) in SECTIONS {
+            if !runs(name) {
+                if let Some(s) = Section::from_earlier(&earlier, title) {
+                    report.push(s);
+                }
+                continue;
+            }
+            eprintln!("bench: {title} ({:.1?} so far)", started.elapsed());
+            let r = match *name {
+                "cold-start" => measure::cold_start(&bootstrap, counts).await,
+                "proxy-overhead" => measure::proxy_overhead(&handler, counts).await,
+                "streaming-latency" => measure::streaming_latency(&handler, counts).await,
+                "memory" => measure::memory(&bootstrap, &handler, counts).await,
+                "artifact" => measure::artifact(&bootstrap).await,
+                "deploy" => measure::deploy(&bootstrap, code, counts).await,
+                _ => measure::deploy_modeled(&bootstrap, code, counts).await,
+            };
+            report.push(section_or_error(title, r));
+        }
 
         eprintln!("bench: done in {:.1?}", started.elapsed());
         let text = report.render();
@@ -138,6 +144,17 @@ impl flags::Bench {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+/// The sections, in the report's order: `--only` name and title.
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("cold-start", "Cold start"),
+    ("proxy-overhead", "Proxy overhead"),
+    ("streaming-latency", "Streaming latency"),
+    ("memory", "Memory"),
+    ("artifact", "Artifact"),
+    ("deploy", "Deploy"),
+    ("deploy-model", "Deploy under the AWS latency model"),
+];
 
 /// A section whose measurement failed still appears, with the error, and fails the command.
 fn section_or_error(title: &str, r: Result<Section>) -> Section {

@@ -13,6 +13,8 @@ use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod fresh;
+
 /// `--arch`, else `function.architecture` in stack.toml.
 pub fn resolve_arch(flag: Option<Arch>, common: &Common) -> Result<Arch> {
     Ok(match flag {
@@ -86,14 +88,59 @@ impl fmt::Display for Summary {
     }
 }
 
+/// A built `bootstrap` and what its ELF check found.
+pub struct Built {
+    pub path: PathBuf,
+    pub report: ElfReport,
+}
+
 /// Builds `bootstrap` with `artifacts::build::build` (on a blocking thread: it runs cargo and
-/// waits, with the spinner hidden), which also refuses a binary the runtime's glibc or the architecture cannot run.
+/// waits, with the spinner hidden), which also refuses a binary the runtime's glibc or the
+/// architecture cannot run. Always runs cargo (`cargo xtask build`, the bench).
 pub async fn build(
     arch: Arch,
     flags: &TargetArgs,
     args: &BuildArgs,
     progress: &Progress,
-) -> Result<artifacts::build::Built> {
+) -> Result<Built> {
+    let (opts, fingerprint) = options(arch, flags, args).await?;
+    run_build(opts, fingerprint, progress).await
+}
+
+/// What `package`, `plan` and `deploy` build with: when the cheap build check
+/// ([`fresh`]) finds the last build's binary current, that binary (ELF-checked again) without
+/// running cargo; otherwise [`build`].
+pub async fn build_if_changed(
+    arch: Arch,
+    flags: &TargetArgs,
+    args: &BuildArgs,
+    progress: &Progress,
+) -> Result<Built> {
+    let (opts, fingerprint) = options(arch, flags, args).await?;
+    let path = output_path(&opts);
+    if fresh::is_fresh(&path, &fingerprint) {
+        let report = artifacts::elf::check(&path, opts.runtime, arch).with_context(|| {
+            format!(
+                "{} cannot run on a {arch} function with {}",
+                path.display(),
+                opts.runtime
+            )
+        })?;
+        progress.note(format!(
+            "{}: up to date (no source, setting or toolchain changed since it was built)",
+            path.display()
+        ));
+        return Ok(Built { path, report });
+    }
+    run_build(opts, fingerprint, progress).await
+}
+
+/// The build's options and the fingerprint of its inputs.
+async fn options(
+    arch: Arch,
+    flags: &TargetArgs,
+    args: &BuildArgs,
+) -> Result<(BuildOptions, String)> {
     let target = Target {
         arch,
         static_: flags.static_,
@@ -106,7 +153,38 @@ pub async fn build(
         Profile::Dist
     };
     opts.manifest_path = Some(project_root().join("Cargo.toml"));
-    opts.target_dir = Some(target_dir().await?);
+    let target_dir = target_dir().await?;
+    let settings = format!(
+        "{target} {runtime} {} {:?} {} {}",
+        opts.profile.dir_name(),
+        opts.linker,
+        opts.package,
+        opts.bin
+    );
+    let fingerprint = fresh::fingerprint(&project_root(), &target_dir, &settings)?;
+    opts.target_dir = Some(target_dir);
+    Ok((opts, fingerprint))
+}
+
+/// Where `artifacts::build` leaves the binary: `<target>/lambda/<triple>[-static]/<profile>/<bin>`.
+fn output_path(opts: &BuildOptions) -> PathBuf {
+    let mut flavour = opts.target.rust_triple().to_string();
+    if opts.target.static_ {
+        flavour.push_str("-static");
+    }
+    opts.target_dir
+        .clone()
+        .unwrap_or_default()
+        .join("lambda")
+        .join(flavour)
+        .join(opts.profile.dir_name())
+        .join(&opts.bin)
+}
+
+async fn run_build(opts: BuildOptions, fingerprint: String, progress: &Progress) -> Result<Built> {
+    let target = opts.target;
+    let runtime = opts.runtime;
+    let expected = output_path(&opts);
     progress.step(format!(
         "building bootstrap for {target} on {runtime} ({})",
         opts.profile.dir_name()
@@ -122,9 +200,15 @@ pub async fn build(
     progress.note(format!(
         "{}: {}",
         built.path.display(),
-        Summary::new(&built.path, arch, runtime, &built.report).linkage()
+        Summary::new(&built.path, target.arch, runtime, &built.report).linkage()
     ));
-    Ok(built)
+    if built.path == expected {
+        fresh::record(&built.path, &fingerprint)?;
+    }
+    Ok(Built {
+        path: built.path,
+        report: built.report,
+    })
 }
 
 /// A `--bootstrap PATH` given by the user: it must exist, be an ELF for `arch`, and need no

@@ -3,7 +3,7 @@
 //! unchanged; a zip made elsewhere, checked; or, for `package = "image"`, the OCI image of the
 //! static `bootstrap`.
 
-use crate::bootstrap::{self, check_given};
+use crate::bootstrap::{self, check_given, fresh};
 use crate::flags::{Arch, CodeArgs, Runtime, TargetArgs};
 use crate::paths::target_dir;
 use crate::progress::Progress;
@@ -20,38 +20,68 @@ pub async fn default_zip_path(arch: Arch) -> Result<PathBuf> {
         .join("bootstrap.zip"))
 }
 
-/// The zip of `bootstrap`, written to `out`. When `out` already holds the zip of a
-/// byte-identical `bootstrap` (its key file `<out>.source` names the binary's SHA-256 and the
-/// zip's CodeSha256, and the zip still has that CodeSha256), it is reused: a redeploy of an
-/// unchanged build hashes the binary instead of deflating it again.
+/// The zip of `bootstrap`, written to `out`, reused while the binary is unchanged. Its key
+/// file `<out>.source` names the binary's SHA-256 and the zip's CodeSha256, and the identity
+/// (size, modification time, inode: [`fresh::identity`]) of both files when it was written.
+/// The same two files: the zip is reused as it is, nothing hashed. A byte-identical binary
+/// (rebuilt, copied): the binary is hashed, the zip reused. Otherwise it is deflated again.
 pub fn zip_bootstrap(bootstrap: &Path, out: &Path) -> Result<Artifact> {
-    let bytes = infra::artifact::read_bootstrap(bootstrap)?;
-    let source = hex::encode(artifacts::digest::sha256(&bytes));
     let key_path = source_key_path(out);
-    let key = |code_sha256: &str| {
-        format!("{ZIP_FORMAT} bootstrap-sha256={source} code-sha256={code_sha256}\n")
-    };
-    if let (Ok(recorded), Ok(zip)) = (std::fs::read_to_string(&key_path), std::fs::read(out)) {
-        let code_sha256 = code_sha256(&zip);
-        if recorded == key(&code_sha256) {
-            return Ok(Artifact { zip, code_sha256 });
+    let recorded = std::fs::read_to_string(&key_path).unwrap_or_default();
+    let mut lines = recorded.lines();
+    let (content, bin_id, zip_id) = (lines.next(), lines.next(), lines.next());
+    if let (Some(content), Some(b), Some(z)) =
+        (content, fresh::identity(bootstrap), fresh::identity(out))
+    {
+        if bin_id == Some(b.as_str()) && zip_id == Some(z.as_str()) {
+            if let Some(code_sha256) = content.split(" code-sha256=").nth(1) {
+                let zip =
+                    std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+                return Ok(Artifact {
+                    zip,
+                    code_sha256: code_sha256.to_string(),
+                });
+            }
         }
     }
-    let artifact = Artifact::from_bootstrap_file(bootstrap, &bytes)?;
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // The key goes last, so a zip is only ever reused after it was written whole.
-    let _ = std::fs::remove_file(&key_path);
-    std::fs::write(out, &artifact.zip).with_context(|| format!("writing {}", out.display()))?;
-    std::fs::write(&key_path, key(&artifact.code_sha256))
-        .with_context(|| format!("writing {}", key_path.display()))?;
+    let bytes = infra::artifact::read_bootstrap(bootstrap)?;
+    let source = hex::encode(artifacts::digest::sha256(&bytes));
+    let key = |code_sha256: &str| {
+        format!("{ZIP_FORMAT} bootstrap-sha256={source} code-sha256={code_sha256}")
+    };
+    let artifact = match std::fs::read(out) {
+        Ok(zip) if content == Some(key(&code_sha256(&zip)).as_str()) => Artifact {
+            code_sha256: code_sha256(&zip),
+            zip,
+        },
+        _ => {
+            let artifact = Artifact::from_bootstrap_file(bootstrap, &bytes)?;
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            // The key goes last, so a zip is only ever reused after it was written whole.
+            let _ = std::fs::remove_file(&key_path);
+            std::fs::write(out, &artifact.zip)
+                .with_context(|| format!("writing {}", out.display()))?;
+            artifact
+        }
+    };
+    let identities = match (fresh::identity(bootstrap), fresh::identity(out)) {
+        (Some(b), Some(z)) => format!("{b}\n{z}\n"),
+        _ => String::new(),
+    };
+    std::fs::write(
+        &key_path,
+        format!("{}\n{identities}", key(&artifact.code_sha256)),
+    )
+    .with_context(|| format!("writing {}", key_path.display()))?;
     Ok(artifact)
 }
 
-/// How `infra::artifact` lays out the zip; bump it when that changes, so older packages are
-/// not reused.
-const ZIP_FORMAT: &str = "zip-v1";
+/// How `infra::artifact` lays out the zip, and the key's format; bump it when either
+/// changes, so older packages are not reused.
+const ZIP_FORMAT: &str = "zip-v2";
 
 /// `<out>.source`: which binary the zip at `out` holds.
 fn source_key_path(out: &Path) -> PathBuf {
@@ -124,9 +154,11 @@ async fn bootstrap_binary(
         return Ok(path.clone());
     }
     let target = TargetArgs { static_, runtime };
-    Ok(bootstrap::build(arch, &target, &code.build, progress)
-        .await?
-        .path)
+    Ok(
+        bootstrap::build_if_changed(arch, &target, &code.build, progress)
+            .await?
+            .path,
+    )
 }
 
 /// A zip made elsewhere: checked to hold an executable `bootstrap` at its root that `arch`
@@ -199,6 +231,22 @@ mod tests {
             Artifact::from_bootstrap_bytes(b"\x7fELF second build")
                 .unwrap()
                 .code_sha256
+        );
+
+        // The same bytes in a new file (a rebuild): hashed, and the zip reused.
+        let written = modified(&out);
+        let tmp = dir.path().join("bootstrap.new");
+        std::fs::write(&tmp, b"\x7fELF second build").unwrap();
+        std::fs::rename(&tmp, &bootstrap).unwrap();
+        let rebuilt = zip_bootstrap(&bootstrap, &out).unwrap();
+        assert_eq!(rebuilt.code_sha256, second.code_sha256);
+        assert_eq!(modified(&out), written, "the zip was rewritten");
+        // And then reused without hashing: the key names both files as they are.
+        let key = std::fs::read_to_string(source_key_path(&out)).unwrap();
+        assert_eq!(key.lines().count(), 3, "{key}");
+        assert_eq!(
+            zip_bootstrap(&bootstrap, &out).unwrap().code_sha256,
+            second.code_sha256
         );
 
         // A zip changed behind the key's back is never reused.

@@ -574,6 +574,11 @@ pub struct Bench {
     /// Measure this `bootstrap` instead of building the deployed (dist profile) one
     #[arg(long, value_name = "PATH")]
     pub bootstrap: Option<PathBuf>,
+    /// Measure only these sections (comma-separated: cold-start, proxy-overhead,
+    /// streaming-latency, memory, artifact, deploy, deploy-model); the others are kept as the
+    /// report file has them from an earlier run, marked as such
+    #[arg(long, value_name = "SECTION,...", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// A duration from `90m`, `24h`, `7d`, `30s`, `500ms`, `0`.

@@ -22,7 +22,8 @@ impl flags::Package {
                 (path.clone(), report)
             }
             None => {
-                let built = bootstrap::build(arch, &self.target, &self.build, progress).await?;
+                let built =
+                    bootstrap::build_if_changed(arch, &self.target, &self.build, progress).await?;
                 (built.path, built.report)
             }
         };

@@ -88,6 +88,7 @@ fn quick_bench_writes_every_section_with_numbers() {
         ("Memory", "MB", 4),
         ("Artifact", "MB", 2),
         ("Deploy", "ms", 6),
+        ("Deploy under the AWS latency model", "ms", 6),
     ] {
         let lines = section(&report, title);
         let n = numeric_rows(&lines, unit);
@@ -116,5 +117,18 @@ fn quick_bench_writes_every_section_with_numbers() {
             && deploy.contains("| no-op redeploy, process, median |"),
         "the deploy section does not time the CLI as a process:\n{deploy}"
     );
+    // Under the latency model each command stands beside its critical path, and cargo-lambda
+    // went through the same proxy.
+    let modeled = section(&report, "Deploy under the AWS latency model").join("\n");
+    for row in [
+        "| first deploy, process, median |",
+        "| first deploy vs cargo lambda deploy, median |",
+        "| no-op redeploy, process, median |",
+        "| configuration change (--memory), process, median |",
+        "| teardown, process, median |",
+    ] {
+        assert!(modeled.contains(row), "no `{row}` row:\n{modeled}");
+    }
+    assert!(modeled.contains("(critical path)"), "{modeled}");
     assert!(report.contains("Quick run"), "a quick report must say so");
 }

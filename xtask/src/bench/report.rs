@@ -84,6 +84,9 @@ pub struct Section {
     pub figures: Vec<Figure>,
     pub notes: Vec<String>,
     pub error: Option<String>,
+    /// Not measured in this run (`--only`): its summary rows and text as an earlier run of
+    /// the bench wrote them.
+    pub earlier: Option<(Vec<String>, String)>,
 }
 
 impl Section {
@@ -94,7 +97,30 @@ impl Section {
             figures: Vec::new(),
             notes: Vec::new(),
             error: None,
+            earlier: None,
         }
+    }
+
+    /// The section `title` as `report` (an earlier BENCHMARKS.md) has it, marked as such;
+    /// `None` when it has no such section.
+    pub fn from_earlier(report: &str, title: &str) -> Option<Section> {
+        let heading = format!("## {title}\n");
+        let start = report.find(&heading)? + heading.len();
+        let end = report[start..]
+            .find("\n## ")
+            .map_or(report.len(), |i| start + i + 1);
+        let rows = report
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {title} | ")))
+            .map(str::to_string)
+            .collect();
+        let body = format!(
+            "_Not measured in this run (`cargo xtask bench --only`): as an earlier run wrote it._\n\n{}",
+            report[start..end].trim_start()
+        );
+        let mut s = Section::new(title);
+        s.earlier = Some((rows, body));
+        Some(s)
     }
 }
 
@@ -157,7 +183,7 @@ impl Report {
         let _ = writeln!(
             o,
             "Written by `cargo xtask bench{}`. Every baseline is measured in the same run as the \
-             figure it is compared with. Targets are from issue 7; a missed target says **missed**.\n",
+             figure it is compared with. Targets are from issues 7 and 16; a missed target says **missed**.\n",
             if self.quick { " --quick" } else { "" }
         );
         if self.quick {
@@ -189,6 +215,11 @@ impl Report {
         let _ = writeln!(o, "| section | figure | value | target | result |");
         let _ = writeln!(o, "|---|---|---|---|---|");
         for s in &self.sections {
+            if let Some((rows, _)) = &s.earlier {
+                for r in rows {
+                    let _ = writeln!(o, "{r}");
+                }
+            }
             if let Some(e) = &s.error {
                 let _ = writeln!(
                     o,
@@ -212,6 +243,11 @@ impl Report {
         let _ = writeln!(o);
         for s in &self.sections {
             let _ = writeln!(o, "## {}\n", s.title);
+            if let Some((_, body)) = &s.earlier {
+                let _ = writeln!(o, "{}", body.trim_end());
+                let _ = writeln!(o);
+                continue;
+            }
             if !s.method.is_empty() {
                 let _ = writeln!(o, "{}\n", s.method);
             }
