@@ -130,6 +130,27 @@ pub fn rest_operation(service: &str, method: &str, path: &str) -> Option<&'stati
             _ => "GetPolicy",
         },
         ("lambda", [_, "functions", _, "policy", _]) => "RemovePermission",
+        ("lambda", [_, "functions", _, "versions"]) => match m {
+            "POST" => "PublishVersion",
+            _ => "ListVersionsByFunction",
+        },
+        ("lambda", [_, "functions", _, "aliases"]) => match m {
+            "POST" => "CreateAlias",
+            _ => "ListAliases",
+        },
+        ("lambda", [_, "functions", _, "aliases", _]) => match m {
+            "PUT" => "UpdateAlias",
+            "DELETE" => "DeleteAlias",
+            _ => "GetAlias",
+        },
+        ("lambda", [_, "functions", _, "invocations"]) => "Invoke",
+        ("lambda", [_, "functions", _, "response-streaming-invocations"]) => {
+            "InvokeWithResponseStream"
+        }
+        ("apigateway", ["restapis", ..])
+        | ("apigateway", ["usageplans", ..])
+        | ("apigateway", ["apikeys", ..])
+        | ("apigateway", ["tags", ..]) => return rest_api_operation(m, &segs),
         ("lambda", [_, "layers", _, "versions"]) => match m {
             "POST" => "PublishLayerVersion",
             _ => "ListLayerVersions",
@@ -175,6 +196,74 @@ pub fn rest_operation(service: &str, method: &str, path: &str) -> Option<&'stati
     })
 }
 
+/// The operation name of an API Gateway REST API (v1) call: by the last resource segment of
+/// its path (`restapis/{id}/resources/{id}/methods/{verb}/integration` is `PutIntegration`).
+fn rest_api_operation(m: &str, segs: &[&str]) -> Option<&'static str> {
+    // The collection a path names: the last segment that is a collection name, and whether
+    // an id follows it.
+    const NAMES: [&str; 10] = [
+        "restapis",
+        "resources",
+        "methods",
+        "integration",
+        "deployments",
+        "stages",
+        "usageplans",
+        "keys",
+        "apikeys",
+        "tags",
+    ];
+    let at = segs.iter().rposition(|s| NAMES.contains(s))?;
+    let item = at + 1 < segs.len();
+    Some(match (segs[at], item, m) {
+        ("restapis", false, "POST") => "CreateRestApi",
+        ("restapis", false, _) => "GetRestApis",
+        ("restapis", true, "DELETE") => "DeleteRestApi",
+        ("restapis", true, "PATCH") => "UpdateRestApi",
+        ("restapis", true, _) => "GetRestApi",
+        ("resources", false, _) => "GetResources",
+        ("resources", true, "POST") => "CreateResource",
+        ("resources", true, "DELETE") => "DeleteResource",
+        ("resources", true, "PATCH") => "UpdateResource",
+        ("resources", true, _) => "GetResource",
+        ("methods", _, "PUT") => "PutMethod",
+        ("methods", _, "DELETE") => "DeleteMethod",
+        ("methods", _, "PATCH") => "UpdateMethod",
+        ("methods", _, _) => "GetMethod",
+        ("integration", _, "PUT") => "PutIntegration",
+        ("integration", _, "DELETE") => "DeleteIntegration",
+        ("integration", _, "PATCH") => "UpdateIntegration",
+        ("integration", _, _) => "GetIntegration",
+        ("deployments", false, "POST") => "CreateDeployment",
+        ("deployments", false, _) => "GetDeployments",
+        ("deployments", true, "DELETE") => "DeleteDeployment",
+        ("deployments", true, _) => "GetDeployment",
+        ("stages", false, "POST") => "CreateStage",
+        ("stages", false, _) => "GetStages",
+        ("stages", true, "PATCH") => "UpdateStage",
+        ("stages", true, "DELETE") => "DeleteStage",
+        ("stages", true, _) => "GetStage",
+        ("usageplans", false, "POST") => "CreateUsagePlan",
+        ("usageplans", false, _) => "GetUsagePlans",
+        ("usageplans", true, "PATCH") => "UpdateUsagePlan",
+        ("usageplans", true, "DELETE") => "DeleteUsagePlan",
+        ("usageplans", true, _) => "GetUsagePlan",
+        ("keys", false, "POST") => "CreateUsagePlanKey",
+        ("keys", false, _) => "GetUsagePlanKeys",
+        ("keys", true, "DELETE") => "DeleteUsagePlanKey",
+        ("keys", true, _) => "GetUsagePlanKey",
+        ("apikeys", false, "POST") => "CreateApiKey",
+        ("apikeys", false, _) => "GetApiKeys",
+        ("apikeys", true, "PATCH") => "UpdateApiKey",
+        ("apikeys", true, "DELETE") => "DeleteApiKey",
+        ("apikeys", true, _) => "GetApiKey",
+        ("tags", _, "PUT") => "TagResource",
+        ("tags", _, "DELETE") => "UntagResource",
+        ("tags", _, _) => "GetTags",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +282,23 @@ mod tests {
             Duration::from_millis(450)
         );
         assert_eq!(m.median("lambda", "GetPolicy"), Duration::from_millis(90));
+    }
+
+    #[test]
+    fn operations_are_named_by_their_paths_not_the_names_in_them() {
+        let op = |svc, m, p| rest_operation(svc, m, p);
+        let f = "/2015-03-31/functions/claude-proxy-a";
+        assert_eq!(op("lambda", "POST", &format!("{f}/versions")), Some("PublishVersion"));
+        assert_eq!(op("lambda", "PUT", &format!("{f}/aliases/live")), Some("UpdateAlias"));
+        assert_eq!(op("lambda", "POST", &format!("{f}/invocations")), Some("Invoke"));
+        let r = "/restapis/a1b2/resources/r9/methods/ANY";
+        assert_eq!(op("apigateway", "PUT", r), Some("PutMethod"));
+        assert_eq!(op("apigateway", "PUT", &format!("{r}/integration")), Some("PutIntegration"));
+        assert_eq!(op("apigateway", "POST", "/restapis"), Some("CreateRestApi"));
+        assert_eq!(op("apigateway", "PATCH", "/restapis/a1/stages/live"), Some("UpdateStage"));
+        assert_eq!(op("apigateway", "POST", "/usageplans/u1/keys"), Some("CreateUsagePlanKey"));
+        assert_eq!(op("apigateway", "DELETE", "/apikeys/k1"), Some("DeleteApiKey"));
+        assert_eq!(op("apigateway", "POST", "/v2/apis"), Some("CreateApi"));
     }
 
     #[test]

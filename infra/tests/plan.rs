@@ -512,6 +512,9 @@ fn rest_api_plan_streams_turns_the_public_url_off_and_says_so() {
             (Kind::Permission, "delete"),
             (Kind::FunctionUrl, "delete"),
             (Kind::Function, "update"),
+            // The function's environment changed: a new version, and `live` moves to it.
+            (Kind::Version, "create"),
+            (Kind::Alias, "update"),
             (Kind::RestApi, "create"),
             (Kind::UsagePlan, "create"),
             (Kind::Permission, "create"),

@@ -855,7 +855,7 @@ async fn the_rest_api_key_is_shown_once_and_never_again() {
     let plan = x.run(&strs(&args("plan", &[])), &[]);
     assert_eq!(plan.code, Some(2), "{}", plan.text());
     record(&mut ev, "plan --api rest", &plan);
-    let deploy = x.run(&strs(&args("deploy", &["--yes", "--output", "json"])), &[]);
+    let deploy = x.run(&strs(&args("deploy", &["--yes", "--skip-smoke-test", "--output", "json"])), &[]);
     assert_eq!(deploy.code, Some(0), "{}", deploy.text());
     let out = stdout_json(&deploy);
     let api_key = out["api_key"]
@@ -871,7 +871,7 @@ async fn the_rest_api_key_is_shown_once_and_never_again() {
     let mut shown = Evidence::default();
     shown.add("`deploy --api rest` stdout", deploy.stdout.clone());
     ev.add("`deploy --api rest` stderr", deploy.stderr.clone());
-    let again = x.run(&strs(&args("deploy", &["--yes"])), &[]);
+    let again = x.run(&strs(&args("deploy", &["--yes", "--skip-smoke-test"])), &[]);
     assert_eq!(again.code, Some(3), "{}", again.text());
     record(&mut ev, "deploy --api rest (again)", &again);
     let plan2 = x.run(&strs(&args("plan", &["--output", "json"])), &[]);
