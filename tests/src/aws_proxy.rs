@@ -481,30 +481,11 @@ fn stand_in_answer(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Option<(u16, String, String)> {
-    let (profiles, strict_partition, urls) = {
+    let (profiles, strict_partition) = {
         let i = s.inner.lock().unwrap();
-        (
-            i.inference_profiles.clone(),
-            i.strict_partition,
-            i.url_qualifiers.clone(),
-        )
+        (i.inference_profiles.clone(), i.strict_partition)
     };
     let region = region_of(&parts.headers);
-    if service == "lambda" {
-        let call = function_urls::parse(&parts.method, parts.uri.path(), parts.uri.query());
-        if let Some((status, code, message)) = call.and_then(|c| urls.refuse(&c)) {
-            let f = Fault {
-                matcher: Matcher::NthMutating(0),
-                times: 0,
-                status,
-                code,
-                message,
-                after_forwarding: false,
-                kind: FaultKind::Error,
-            };
-            return Some((f.status, f.code.clone(), error_body(service, &f)));
-        }
-    }
     if service == "bedrock" && parts.method == http::Method::GET {
         if let Some(a) = bedrock_profiles::answer(&profiles, &region, parts.uri.path()) {
             return Some(a);
@@ -796,6 +777,26 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             return Some(held(&s, generation).await);
         }
         return Some(resp);
+    }
+
+    // Lambda's answer for a Function URL of another qualifier: AWS's normal answer, not a
+    // fault.
+    if fault.is_none() && service == "lambda" {
+        let call = function_urls::parse(&parts.method, &path, parts.uri.query());
+        let refused = call.and_then(|c| s.inner.lock().unwrap().url_qualifiers.refuse(&c));
+        if let Some((status, code, message)) = refused {
+            record(status, false);
+            let f = Fault {
+                matcher: Matcher::NthMutating(0),
+                times: 0,
+                status,
+                code,
+                message,
+                after_forwarding: false,
+                kind: FaultKind::Error,
+            };
+            return Some(error_response(&service, &f));
+        }
     }
 
     let router = s.router.lock().unwrap().clone();

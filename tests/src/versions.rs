@@ -6,7 +6,9 @@
 //! cannot hand back its code, so a test registers the `bootstrap` behind each `CodeSha256`
 //! it deploys ([`VersionServer::register`]). The handler reaches moto (its secret) through
 //! `AWS_ENDPOINT_URL`. Every invocation is counted per version ([`VersionServer::counts`]),
-//! so a test can write the datapoints CloudWatch would have.
+//! so a test can write the datapoints CloudWatch would have; what the instances print goes
+//! to the function's log group in moto, in streams named as Lambda names them
+//! (`YYYY/MM/DD/[<version>]<instance>`), as Lambda would send it.
 
 use crate::aws_proxy::invocations::{InvokeFuture, InvokeRouter, Invoked};
 use anyhow::{Context, Result};
@@ -28,6 +30,7 @@ pub struct Counts {
 
 pub struct VersionServer {
     lambda: aws_sdk_lambda::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
     /// moto's endpoint, for the handler's own AWS calls.
     moto_endpoint: String,
     code: Mutex<HashMap<String, PathBuf>>,
@@ -41,6 +44,7 @@ impl VersionServer {
     pub fn new(direct: &SdkConfig, moto_endpoint: &str) -> Arc<VersionServer> {
         Arc::new(VersionServer {
             lambda: aws_sdk_lambda::Client::new(direct),
+            logs: aws_sdk_cloudwatchlogs::Client::new(direct),
             moto_endpoint: moto_endpoint.to_string(),
             code: Mutex::new(HashMap::new()),
             running: tokio::sync::Mutex::new(HashMap::new()),
@@ -107,7 +111,7 @@ impl VersionServer {
         opts.function_name = function.to_string();
         opts.memory_mb = c.memory_size().unwrap_or(128) as u32;
         opts.timeout = Duration::from_secs(c.timeout().unwrap_or(3) as u64);
-        opts.logs = LogSink::Discard;
+        opts.logs = self.log_sink(function, version);
         let l = Arc::new(
             LocalLambda::start(opts)
                 .await
@@ -115,6 +119,49 @@ impl VersionServer {
         );
         running.insert(key, l.clone());
         Ok(l)
+    }
+
+    /// Sends each line an instance prints to `/aws/lambda/<function>` in moto, one stream
+    /// per instance, in order.
+    fn log_sink(&self, function: &str, version: &str) -> LogSink {
+        let (sink, mut lines) = LogSink::channel();
+        let logs = self.logs.clone();
+        let group = format!("/aws/lambda/{function}");
+        let day = humantime_day();
+        let version = version.to_string();
+        tokio::spawn(async move {
+            let mut streams = std::collections::HashSet::new();
+            while let Some(line) = lines.recv().await {
+                let stream = format!("{day}/[{version}]instance{}", line.instance);
+                if streams.insert(stream.clone()) {
+                    let _ = logs
+                        .create_log_stream()
+                        .log_group_name(&group)
+                        .log_stream_name(&stream)
+                        .send()
+                        .await;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as i64;
+                let Ok(event) = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(line.line)
+                    .build()
+                else {
+                    continue;
+                };
+                let _ = logs
+                    .put_log_events()
+                    .log_group_name(&group)
+                    .log_stream_name(&stream)
+                    .log_events(event)
+                    .send()
+                    .await;
+            }
+        });
+        sink
     }
 
     fn count(&self, version: &str, failed: bool) {
@@ -164,5 +211,35 @@ impl InvokeRouter for VersionServer {
                 },
             })
         })
+    }
+}
+
+/// Today (UTC) as Lambda's log stream names start: `YYYY/MM/DD`.
+fn humantime_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}/{m:02}/{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_day_is_what_lambda_names_streams_by() {
+        let d = super::humantime_day();
+        assert_eq!(d.len(), 10, "{d}");
+        assert_eq!(&d[4..5], "/");
+        assert!(d.starts_with("20"), "{d}");
     }
 }

@@ -244,6 +244,9 @@ async fn layer_package() {
         [
             format!("lambda POST /2018-10-31/layers/{layer}/versions"),
             format!("lambda PUT /2015-03-31/functions/{f}/configuration"),
+            // A function version carries the new layer, and `live` moves onto it.
+            format!("lambda POST /2015-03-31/functions/{f}/versions"),
+            format!("lambda PUT /2015-03-31/functions/{f}/aliases/live"),
             format!("lambda DELETE /2018-10-31/layers/{layer}/versions/1"),
         ]
     );
@@ -510,7 +513,11 @@ async fn image_package() {
     let ops = mutating(&e.proxy.calls()[mark..]);
     assert_eq!(
         ops,
-        [format!("lambda PUT /2015-03-31/functions/{f}/code")],
+        [
+            format!("lambda PUT /2015-03-31/functions/{f}/code"),
+            format!("lambda POST /2015-03-31/functions/{f}/versions"),
+            format!("lambda PUT /2015-03-31/functions/{f}/aliases/live"),
+        ],
         "the push itself goes to the registry, not the AWS API"
     );
     let manifest_puts = registry

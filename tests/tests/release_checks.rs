@@ -7,8 +7,9 @@
 //! - The smoke test sends the request `cargo xtask invoke` sends through the new version's
 //!   own qualified endpoint before any traffic moves: a broken build is caught and `live`
 //!   stays where it was.
-//! - A version that fails while it holds its canary share is rolled back with no manual
-//!   step, and the deploy fails saying what failed; a healthy one gets 100%.
+//! - A version that fails while it holds its canary share (function errors in its
+//!   CloudWatch metrics, or 5xx answers in the proxy's request log lines) is rolled back
+//!   with no manual step, and the deploy fails saying what failed; a healthy one gets 100%.
 
 use emulators::anthropic::FakeAnthropic;
 use infra::artifact::Artifact;
@@ -92,6 +93,51 @@ async fn put_metrics(e: &Env, version: &str, invocations: f64, errors: f64) {
             });
         }
     });
+}
+
+/// The stack's newest caller token, from its secret in moto.
+async fn caller_token(e: &Env) -> String {
+    let v = aws_sdk_secretsmanager::Client::new(&e.direct)
+        .get_secret_value()
+        .secret_id(format!("claude-proxy/{STACK}"))
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+    doc["caller_tokens"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The event a Function URL delivers for `POST /chat` from a caller holding `token`.
+fn chat_event(token: &str) -> String {
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/chat",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "x-api-key": token},
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "checks",
+            "domainName": "checks.lambda-url.local",
+            "domainPrefix": "checks",
+            "http": {"method": "POST", "path": "/chat", "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "release-checks"},
+            "requestId": "r",
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 0
+        },
+        "body": serde_json::json!({"message": "hi", "max_tokens": 16}).to_string(),
+        "isBase64Encoded": false
+    })
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,6 +285,51 @@ async fn body() {
     let out = running.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(live(&e).await, ("3".to_string(), vec![]));
+
+    // 5. A version whose answers are 5xx (its upstream unreachable): no function error, but
+    //    the proxy's own request log lines, sent to its log group as Lambda would, show
+    //    the failed share, and it is rolled back.
+    let mut deploy = cli.command(
+        &endpoint,
+        &[
+            "deploy",
+            "--bootstrap",
+            good_s,
+            "--memory",
+            "512",
+            "--anthropic-base-url",
+            "http://127.0.0.1:9",
+            "--yes",
+            "--strategy",
+            "canary",
+            "--skip-smoke-test",
+        ],
+    );
+    let running = deploy.spawn().unwrap();
+    until_shifting_to(&e, "4").await;
+    let token = caller_token(&e).await;
+    for _ in 0..2 {
+        let out = e
+            .aws
+            .lambda
+            .invoke()
+            .function_name(F)
+            .qualifier("4")
+            .payload(aws_sdk_lambda::primitives::Blob::new(chat_event(&token)))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.function_error().is_none());
+    }
+    let out = running.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("release of version 4 rolled back"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("with a 5xx status"), "{stderr}");
     assert_eq!(live(&e).await, ("3".to_string(), vec![]));
 
     let r = cli.run(&endpoint, &["teardown", "--yes"]).await;

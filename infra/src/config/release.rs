@@ -61,7 +61,8 @@ pub struct ReleaseSection {
     /// Published versions kept (the newest; never one an alias uses), at least 1.
     pub keep_versions: u32,
     /// While shifting: the new version's share of failed invocations (Errors + Throttles
-    /// over Invocations, and the proxy's 5xx answers) above which it is rolled back.
+    /// over Invocations), or of 5xx answers among the requests it logged, above which it is
+    /// rolled back.
     pub max_error_percent: f64,
 }
 
