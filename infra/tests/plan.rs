@@ -183,11 +183,10 @@ fn deployed_rest(d: &Desired) -> rest_api::State {
         stack: d.stack.clone(),
         partition: "aws".into(),
         region: REGION.into(),
-        function_arn: infra::change::Late::Known(function::function_arn(
-            "aws",
-            REGION,
-            ACCOUNT,
-            &n.function,
+        // The integration names the alias `live`.
+        function_arn: infra::change::Late::Known(format!(
+            "{}:live",
+            function::function_arn("aws", REGION, ACCOUNT, &n.function)
         )),
         timeout_ms: s.config.function.timeout_seconds as i32 * 1000,
     };
