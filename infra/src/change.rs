@@ -150,8 +150,9 @@ impl Kind {
                 Function => &[Permission, FunctionUrl, Concurrency, Alias, Version],
                 // Never deleted (teardown deletes the secret).
                 Callers => &[],
-                Layer | LogGroup => &[Function],
-                Image => &[Function],
+                LogGroup => &[Function],
+                // Old code goes once `live` has moved off it.
+                Layer | Image => &[Function, Alias],
                 Repository => &[Image, Function],
                 RolePolicy | AttachedPolicy => &[],
                 Role => &[RolePolicy, AttachedPolicy],

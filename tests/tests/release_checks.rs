@@ -95,25 +95,6 @@ async fn put_metrics(e: &Env, version: &str, invocations: f64, errors: f64) {
     });
 }
 
-/// The stack's newest caller token, from its secret in moto.
-async fn caller_token(e: &Env) -> String {
-    let v = aws_sdk_secretsmanager::Client::new(&e.direct)
-        .get_secret_value()
-        .secret_id(format!("claude-proxy/{STACK}"))
-        .send()
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
-    doc["caller_tokens"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// The event a Function URL delivers for `POST /chat` from a caller holding `token`.
 fn chat_event(token: &str) -> String {
     serde_json::json!({
@@ -175,9 +156,16 @@ async fn body() {
 
     // 1. A good build: smoke tested through the handler, then live.
     let r = cli
-        .run(&endpoint, &["deploy", "--bootstrap", good_s, "--yes"])
+        .run(
+            &endpoint,
+            &["deploy", "--bootstrap", good_s, "--yes", "--output", "json"],
+        )
         .await;
     assert_eq!(r.code, Some(0), "{r}");
+    // The default caller's token, shown once by the deploy that made it (the secret keeps
+    // only its hash).
+    let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let token = out["caller_token"].as_str().unwrap().to_string();
     assert_eq!(
         server.counts("1").invocations,
         1,
@@ -308,7 +296,6 @@ async fn body() {
     );
     let running = deploy.spawn().unwrap();
     until_shifting_to(&e, "4").await;
-    let token = caller_token(&e).await;
     for _ in 0..2 {
         let out = e
             .aws
