@@ -2,10 +2,10 @@
 //! HTTP APIs, by tags). The plan is a pure function of it, so tests build one by hand.
 
 use crate::aws::Aws;
-use crate::names::Names;
+use crate::names::{self, Names};
 use crate::{
-    bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group, permission,
-    role, secret,
+    alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
+    permission, role, secret, version,
 };
 use anyhow::Result;
 
@@ -21,8 +21,15 @@ pub struct Actual {
     pub function: Option<function::State>,
     /// Reserved concurrency of the function, if any.
     pub concurrency: Option<i32>,
+    /// The URL of the alias `live`.
     pub function_url: Option<function_url::State>,
-    /// The toolkit's statements in the function's resource policy.
+    /// A URL of the unqualified function (a stack deployed before releases).
+    pub unqualified_function_url: Option<function_url::State>,
+    /// The function's published versions, oldest first.
+    pub versions: Vec<version::State>,
+    /// The alias `live`.
+    pub alias: Option<alias::State>,
+    /// The toolkit's statements in the resource policies of the function and its alias.
     pub permissions: Vec<permission::Statement>,
     /// HTTP APIs with the stack's name or tags (normally zero or one).
     pub http_apis: Vec<http_api::State>,
@@ -56,6 +63,9 @@ impl Actual {
             && self.role.is_none()
             && self.function.is_none()
             && self.function_url.is_none()
+            && self.unqualified_function_url.is_none()
+            && self.versions.is_empty()
+            && self.alias.is_none()
             && self.permissions.is_empty()
             && self.http_apis.is_empty()
             && self.layer_versions.is_empty()
@@ -88,15 +98,39 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
     })
     .await;
     let (secret, log_group, role, function, http_apis, layer_versions, repository) = resources?;
-    let (concurrency, function_url, permissions) = if function.is_some() {
+    let f = names.function.as_str();
+    let (concurrency, versions, alias) = if function.is_some() {
         tokio::try_join!(
-            concurrency::read(aws, &names.function),
-            function_url::read(aws, &names.function),
-            permission::read(aws, &names.function),
+            concurrency::read(aws, f),
+            version::read(aws, f),
+            alias::read(aws, f),
+        )?
+    } else {
+        (None, Vec::new(), None)
+    };
+    let alias_exists = alias.is_some();
+    let (function_url, mut unqualified_function_url, permissions) = if function.is_some() {
+        tokio::try_join!(
+            async {
+                if alias_exists {
+                    function_url::read(aws, f, Some(names::ALIAS)).await
+                } else {
+                    Ok(None)
+                }
+            },
+            function_url::read(aws, f, None),
+            permission::read(aws, f, alias_exists),
         )?
     } else {
         (None, None, Vec::new())
     };
+    // moto keeps one URL per function whatever the qualifier: the same address is the
+    // alias's.
+    if let (Some(a), Some(u)) = (&function_url, &unqualified_function_url) {
+        if a.url == u.url {
+            unqualified_function_url = None;
+        }
+    }
     Ok(Actual {
         account_id: aws.account_id.clone(),
         region: aws.region.clone(),
@@ -107,6 +141,9 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         function,
         concurrency,
         function_url,
+        unqualified_function_url,
+        versions,
+        alias,
         permissions,
         http_apis,
         layer_versions,

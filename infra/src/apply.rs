@@ -144,6 +144,8 @@ pub struct Outputs {
     pub function_url: Option<String>,
     pub api_url: Option<String>,
     pub function_arn: String,
+    /// The version the alias `live` points to (what callers reach).
+    pub live_version: Option<String>,
     pub role_arn: String,
     pub secret_arn: String,
     /// Only when one was just generated (first deploy or `--rotate-token`).
@@ -182,6 +184,12 @@ impl fmt::Display for Outputs {
         writeln!(f, "  function URL:  {}", opt(&self.function_url))?;
         writeln!(f, "  API URL:       {}", opt(&self.api_url))?;
         writeln!(f, "  function ARN:  {}", self.function_arn)?;
+        if let Some(v) = &self.live_version {
+            writeln!(
+                f,
+                "  live version:  {v} (alias `live`; `cargo xtask releases` lists them)"
+            )?;
+        }
         writeln!(f, "  role ARN:      {}", self.role_arn)?;
         writeln!(f, "  secret ARN:    {}", self.secret_arn)?;
         if let Some(t) = &self.caller_token {
@@ -314,6 +322,11 @@ async fn run(
         function_url: url.filter(|_| url_enabled),
         api_url: api_endpoint.filter(|_| api_enabled),
         function_arn: arn(Output::FunctionArn, &refs.function_arn),
+        live_version: last(
+            Output::AliasVersion,
+            actual.alias.as_ref().map(|a| a.version.clone()),
+        )
+        .filter(|_| spec.is_some()),
         role_arn: arn(Output::RoleArn, &refs.role_arn),
         secret_arn: arn(Output::SecretArn, &refs.secret_arn),
         caller_token,

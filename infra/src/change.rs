@@ -77,6 +77,10 @@ pub enum Kind {
     Image,
     Function,
     Concurrency,
+    /// A published version of the function (versions take no tags: found by the function).
+    Version,
+    /// The alias `live` callers reach the function through.
+    Alias,
     FunctionUrl,
     HttpApi,
     Permission,
@@ -92,24 +96,26 @@ impl Kind {
         self as u8
     }
 
-    /// Position when deleting: permissions, URL, API, concurrency, function, layer versions,
-    /// repository, log group, policies, role, secret.
+    /// Position when deleting: permissions, URL, API, alias, versions, concurrency, function,
+    /// layer versions, repository, log group, policies, role, secret.
     pub fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
             Kind::FunctionUrl => 1,
             Kind::HttpApi => 2,
-            Kind::Concurrency => 3,
-            Kind::Function => 4,
-            Kind::Layer => 5,
-            Kind::Image => 6,
-            Kind::Repository => 7,
-            Kind::LogGroup => 8,
-            Kind::RolePolicy | Kind::AttachedPolicy => 9,
-            Kind::Role => 10,
-            Kind::Secret => 11,
+            Kind::Alias => 3,
+            Kind::Version => 4,
+            Kind::Concurrency => 5,
+            Kind::Function => 6,
+            Kind::Layer => 7,
+            Kind::Image => 8,
+            Kind::Repository => 9,
+            Kind::LogGroup => 10,
+            Kind::RolePolicy | Kind::AttachedPolicy => 11,
+            Kind::Role => 12,
+            Kind::Secret => 13,
             // Only in deploys (teardown deletes the secret itself).
-            Kind::Callers => 12,
+            Kind::Callers => 14,
         }
     }
 
@@ -125,6 +131,8 @@ impl Kind {
             Kind::Image => "image",
             Kind::Function => "function",
             Kind::Concurrency => "reserved concurrency",
+            Kind::Version => "function version",
+            Kind::Alias => "alias",
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
             Kind::Permission => "permission",
@@ -158,6 +166,10 @@ pub enum Output {
     ApiSourceArn,
     /// The reserved concurrency the function has after its step (`None`: none).
     ReservedConcurrency,
+    /// The function version this apply published.
+    FunctionVersion,
+    /// Where the alias `live` points after its step (`None` once deleted).
+    AliasVersion,
 }
 
 impl Output {
@@ -174,6 +186,8 @@ impl Output {
             Output::ApiEndpoint => "the HTTP API's endpoint",
             Output::ApiSourceArn => "the HTTP API's source ARN",
             Output::ReservedConcurrency => "the reserved concurrency",
+            Output::FunctionVersion => "the published version",
+            Output::AliasVersion => "the version the alias points to",
         }
     }
 }
@@ -249,6 +263,9 @@ pub struct Refs {
     pub secret_arn: Late,
     pub role_arn: Late,
     pub function_arn: Late,
+    /// The alias `live`'s ARN (`<function ARN>:live`): what the Function URL, the HTTP API
+    /// and the permissions name.
+    pub alias_arn: Late,
     /// The `SourceArn` of the HTTP API's permission.
     pub api_source_arn: Late,
     /// The layer version the function uses (`package = "layer"`).

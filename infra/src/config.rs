@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 pub use artifacts::Arch;
 pub use validate::LOG_RETENTION_DAYS;
 
+mod release;
 mod validate;
+pub use release::{ReleaseSection, Strategy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -25,6 +27,7 @@ pub struct StackConfig {
     pub http_api: HttpApiSection,
     pub limits: LimitsSection,
     pub provider: ProviderSection,
+    pub release: ReleaseSection,
     /// `[prices]`: USD per million tokens by model (name or prefix), over the built-in table
     /// (`infra::prices`), for `cargo xtask usage` and the plan's worst case.
     pub prices: std::collections::BTreeMap<String, crate::prices::ModelPrice>,
@@ -478,6 +481,8 @@ pub struct Overrides {
     pub provider: Option<ProviderKind>,
     /// `--fallback`: `Some(None)` turns a fallback of stack.toml off.
     pub fallback: Option<Option<ProviderKind>>,
+    pub strategy: Option<Strategy>,
+    pub keep_versions: Option<u32>,
 }
 
 impl StackConfig {
@@ -565,6 +570,12 @@ impl StackConfig {
         }
         if let Some(v) = o.fallback {
             c.provider.fallback = v;
+        }
+        if let Some(v) = o.strategy {
+            c.release.strategy = v;
+        }
+        if let Some(v) = o.keep_versions {
+            c.release.keep_versions = v;
         }
         c.validate()?;
         Ok(c)

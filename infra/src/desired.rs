@@ -6,8 +6,10 @@ use crate::artifact::Artifact;
 use crate::config::{StackConfig, UrlAuth};
 use crate::credentials::SecretInput;
 use crate::names::Names;
+use crate::step::SmokeTest;
 use anyhow::Result;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the stack should look like. `spec == None` means "nothing" (teardown).
 #[derive(Debug, Clone)]
@@ -31,6 +33,12 @@ pub struct StackSpec {
     pub secret: SecretInput,
     /// RFC 3339 time for the `created-at` tag of resources created now.
     pub created_at: String,
+    /// The commit the code was built from, when known: written into the description of
+    /// the version a deploy publishes (`cargo xtask releases` shows it).
+    pub commit: Option<String>,
+    /// The check a new version passes before it gets any traffic (`None`: skipped,
+    /// `--skip-smoke-test`).
+    pub smoke_test: Option<Arc<dyn SmokeTest>>,
 }
 
 impl Desired {
@@ -52,6 +60,8 @@ impl Desired {
                 secret,
                 created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
+                commit: None,
+                smoke_test: None,
                 config,
             }),
             stack,
@@ -72,6 +82,22 @@ impl Desired {
     pub fn with_image(mut self, image: artifacts::Image) -> Desired {
         if let Some(s) = &mut self.spec {
             s.image = Some(image);
+        }
+        self
+    }
+
+    /// The commit the code was built from (into the published version's description).
+    pub fn with_commit(mut self, commit: Option<String>) -> Desired {
+        if let Some(s) = &mut self.spec {
+            s.commit = commit;
+        }
+        self
+    }
+
+    /// The smoke test a new version must pass before the alias moves to it.
+    pub fn with_smoke_test(mut self, check: Arc<dyn SmokeTest>) -> Desired {
+        if let Some(s) = &mut self.spec {
+            s.smoke_test = Some(check);
         }
         self
     }

@@ -208,14 +208,24 @@ pub fn function_arn(partition: &str, region: &str, account_id: &str, name: &str)
 }
 
 pub async fn read(aws: &Aws, names: &Names) -> Result<Option<State>> {
+    read_named(aws, &names.function).await
+}
+
+/// Waits until the function's last update is done (`LastUpdateStatus` `Successful`).
+pub async fn wait_until_updated(aws: &Aws, function: &str) -> Result<()> {
+    wait_updated(aws, function).await
+}
+
+/// [`read`] by the function's name.
+pub async fn read_named(aws: &Aws, function: &str) -> Result<Option<State>> {
     let Some(out) = aws
         .lambda
         .get_function()
-        .function_name(&names.function)
+        .function_name(function)
         .send()
         .await
         .or_not_found()
-        .map_err(ctx(format!("lambda:GetFunction {}", names.function)))?
+        .map_err(ctx(format!("lambda:GetFunction {function}")))?
     else {
         return Ok(None);
     };

@@ -1,11 +1,15 @@
-//! The function's URL: invoke mode (`RESPONSE_STREAM` by default, or `BUFFERED`, always set
+//! The function's URL, on the alias `live` (`Qualifier=live`): invoke mode (`RESPONSE_STREAM` by default, or `BUFFERED`, always set
 //! explicitly because Lambda defaults to buffered), auth `NONE` or `AWS_IAM`, CORS.
 //! The resource-policy statements a public URL needs live in `permission.rs`.
+//!
+//! A URL on the unqualified function (stacks deployed before releases) is deleted and the
+//! alias's created: it has a new address, and the plan says so.
 
 use crate::aws::{ctx, Aws, OrNotFound};
 use crate::change::{Change, FieldChange, Kind, Output, Setting};
 use crate::config::CorsSection;
 use crate::desired::StackSpec;
+use crate::names::ALIAS;
 use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType, InvokeMode};
@@ -40,6 +44,7 @@ pub fn spec(s: &StackSpec) -> Option<Spec> {
 pub fn plan(function: &str, spec: Option<Spec>, actual: Option<&State>) -> Option<ResourceChange> {
     let change = diff(spec.as_ref(), actual)?;
     let function = function.to_string();
+    let name = format!("{function}:{ALIAS}");
     let action = match (spec, actual) {
         (Some(spec), None) => Action::Create { function, spec },
         (Some(spec), Some(_)) => Action::Update { function, spec },
@@ -47,26 +52,36 @@ pub fn plan(function: &str, spec: Option<Spec>, actual: Option<&State>) -> Optio
     };
     Some(ResourceChange::new(
         Kind::FunctionUrl,
-        &function_name(&action),
+        &name,
         change,
         action,
     ))
 }
 
-fn function_name(a: &Action) -> String {
-    match a {
-        Action::Create { function, .. }
-        | Action::Update { function, .. }
-        | Action::Delete(function) => function.clone(),
-    }
+/// Deleting the URL of the unqualified function (it moves to the alias).
+pub fn plan_unqualified_delete(function: &str) -> ResourceChange {
+    ResourceChange::new(
+        Kind::FunctionUrl,
+        &format!("{function} (unqualified)"),
+        Change::Delete,
+        Action::DeleteUnqualified(function.to_string()),
+    )
 }
 
 /// What apply does to the URL.
 #[derive(Debug)]
 pub enum Action {
-    Create { function: String, spec: Spec },
-    Update { function: String, spec: Spec },
+    Create {
+        function: String,
+        spec: Spec,
+    },
+    Update {
+        function: String,
+        spec: Spec,
+    },
     Delete(String),
+    /// The URL of the unqualified function (before releases).
+    DeleteUnqualified(String),
 }
 
 impl Step for Action {
@@ -82,26 +97,35 @@ impl Step for Action {
                     Done::nothing()
                 }
                 Action::Delete(function) => {
-                    delete(cx.aws, function).await?;
+                    delete(cx.aws, function, Some(ALIAS)).await?;
                     Ok(Done {
                         outputs: vec![(Output::FunctionUrl, None)],
                         caller_token: None,
                     })
+                }
+                Action::DeleteUnqualified(function) => {
+                    delete(cx.aws, function, None).await?;
+                    Done::nothing()
                 }
             }
         })
     }
 }
 
-pub async fn read(aws: &Aws, function: &str) -> Result<Option<State>> {
+/// The URL of the alias `live` (`qualifier = Some("live")`) or of the unqualified function.
+pub async fn read(aws: &Aws, function: &str, qualifier: Option<&str>) -> Result<Option<State>> {
     let Some(out) = aws
         .lambda
         .get_function_url_config()
         .function_name(function)
+        .set_qualifier(qualifier.map(str::to_string))
         .send()
         .await
         .or_not_found()
-        .map_err(ctx(format!("lambda:GetFunctionUrlConfig {function}")))?
+        .map_err(ctx(format!(
+            "lambda:GetFunctionUrlConfig {}",
+            qualified(function, qualifier)
+        )))?
     else {
         return Ok(None);
     };
@@ -111,6 +135,13 @@ pub async fn read(aws: &Aws, function: &str) -> Result<Option<State>> {
         auth: out.auth_type().as_str().to_string(),
         cors: out.cors().and_then(from_sdk_cors),
     }))
+}
+
+fn qualified(function: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) => format!("{function}:{q}"),
+        None => function.to_string(),
+    }
 }
 
 /// Lambda omits the mode when it is the default (BUFFERED); moto answers "Buffered" when
@@ -212,12 +243,15 @@ pub async fn create(aws: &Aws, function: &str, spec: &Spec) -> Result<String> {
         .lambda
         .create_function_url_config()
         .function_name(function)
+        .qualifier(ALIAS)
         .auth_type(FunctionUrlAuthType::from(spec.auth))
         .invoke_mode(InvokeMode::from(spec.invoke_mode))
         .set_cors(spec.cors.as_ref().map(|_| to_sdk_cors(&spec.cors)))
         .send()
         .await
-        .map_err(ctx(format!("lambda:CreateFunctionUrlConfig {function}")))?;
+        .map_err(ctx(format!(
+            "lambda:CreateFunctionUrlConfig {function}:{ALIAS}"
+        )))?;
     Ok(out.function_url().to_string())
 }
 
@@ -227,23 +261,30 @@ pub async fn update(aws: &Aws, function: &str, spec: &Spec) -> Result<()> {
     aws.lambda
         .update_function_url_config()
         .function_name(function)
+        .qualifier(ALIAS)
         .auth_type(FunctionUrlAuthType::from(spec.auth))
         .invoke_mode(InvokeMode::from(spec.invoke_mode))
         .cors(to_sdk_cors(&spec.cors))
         .send()
         .await
-        .map_err(ctx(format!("lambda:UpdateFunctionUrlConfig {function}")))?;
+        .map_err(ctx(format!(
+            "lambda:UpdateFunctionUrlConfig {function}:{ALIAS}"
+        )))?;
     Ok(())
 }
 
-pub async fn delete(aws: &Aws, function: &str) -> Result<()> {
+pub async fn delete(aws: &Aws, function: &str, qualifier: Option<&str>) -> Result<()> {
     aws.lambda
         .delete_function_url_config()
         .function_name(function)
+        .set_qualifier(qualifier.map(str::to_string))
         .send()
         .await
         .or_not_found()
-        .map_err(ctx(format!("lambda:DeleteFunctionUrlConfig {function}")))?;
+        .map_err(ctx(format!(
+            "lambda:DeleteFunctionUrlConfig {}",
+            qualified(function, qualifier)
+        )))?;
     Ok(())
 }
 

@@ -64,7 +64,7 @@ pub struct State {
 pub struct Spec {
     pub name: String,
     pub stack: String,
-    /// The integration's target (known once the function exists).
+    /// The integration's target: the alias `live` (`<function ARN>:live`).
     pub function_arn: Late,
 }
 
@@ -82,7 +82,7 @@ pub fn spec(names: &names::Names, s: &StackSpec, refs: &Refs) -> Option<Spec> {
     s.config.http_api.enabled.then(|| Spec {
         name: names.http_api.clone(),
         stack: names.stack.clone(),
-        function_arn: refs.function_arn.clone(),
+        function_arn: refs.alias_arn.clone(),
     })
 }
 

@@ -8,10 +8,12 @@
 //! stack file (`config`) and the `step` trait → `desired` → one module per resource kind,
 //! each owning that resource's whole lifecycle (spec, read, diff, plan, and the step that
 //! creates, updates or deletes it): `secret`, `log_group`, `role`, `layer`, `ecr`,
-//! `function`, `concurrency`, `function_url`, `http_api`, `permission` → `actual` → `plan`
+//! `function`, `concurrency`, `version`, `alias` (with `alias::release`), `function_url`,
+//! `http_api`, `permission` → `actual` (and `releases`: versions, `live`, rollback) → `plan`
 //! → `apply` → `teardown`.
 
 pub mod actual;
+pub mod alias;
 pub mod apply;
 pub mod artifact;
 pub mod aws;
@@ -36,12 +38,14 @@ pub mod permission;
 pub mod plan;
 pub mod prices;
 pub mod progress;
+pub mod releases;
 pub mod role;
 mod role_bedrock;
 pub mod secret;
 pub mod step;
 pub mod teardown;
 pub mod tls;
+pub mod version;
 
 pub use actual::{read_actual, read_for, Actual};
 pub use apply::{apply, apply_with, ApplyOptions, Outputs, SpendBound};

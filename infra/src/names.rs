@@ -14,6 +14,8 @@ pub const TAG_CREATED_AT: &str = "created-at";
 /// Statement ids of the function's resource policy.
 pub const SID_URL_INVOKE_URL: &str = "claude-proxy-url-invoke-function-url";
 pub const SID_URL_INVOKE_FUNCTION: &str = "claude-proxy-url-invoke-function";
+/// The alias callers reach the function through.
+pub const ALIAS: &str = "live";
 pub const SID_API_INVOKE: &str = "claude-proxy-apigateway-invoke";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,6 +6,10 @@
 //! - The HTTP API needs `lambda:InvokeFunction` for `apigateway.amazonaws.com` with
 //!   `SourceArn` scoped to that API.
 //!
+//! Every statement is on the alias `live` (`Qualifier=live`): callers reach only the alias.
+//! Statements of the unqualified function (stacks deployed before releases) are removed.
+//! Which policy a statement is in shows in its `Resource` (`...:function:<name>:live`).
+//!
 //! Statements cannot be edited: a statement that differs is removed and added again.
 //! Only statements whose Sid starts with `claude-proxy-` are the toolkit's.
 
@@ -13,6 +17,7 @@ use crate::aws::{ctx, Aws, OrNotFound};
 use crate::change::{Change, Kind, Late, Produced, Refs, Setting};
 use crate::config::UrlAuth;
 use crate::desired::StackSpec;
+use crate::names::ALIAS;
 use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::Result;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
@@ -29,11 +34,19 @@ pub struct Statement {
     pub source_arn: Option<String>,
     pub function_url_auth_type: Option<String>,
     pub invoked_via_function_url: bool,
+    /// The alias whose policy holds it (`None`: the unqualified function's).
+    pub qualifier: Option<String>,
 }
 
 impl Statement {
     fn describe(&self) -> Vec<Setting> {
         let mut s = vec![
+            Setting::new(
+                "on",
+                self.qualifier
+                    .as_deref()
+                    .unwrap_or("(unqualified function)"),
+            ),
             Setting::new("action", &self.action),
             Setting::new("principal", &self.principal),
         ];
@@ -50,25 +63,51 @@ impl Statement {
     }
 }
 
-/// The toolkit's statements currently in the function's policy.
-pub async fn read(aws: &Aws, function: &str) -> Result<Vec<Statement>> {
+/// The toolkit's statements currently in the function's policy and, when the alias
+/// exists, in the alias's.
+pub async fn read(aws: &Aws, function: &str, alias_exists: bool) -> Result<Vec<Statement>> {
+    let mut out = read_one(aws, function, None).await?;
+    if alias_exists {
+        for s in read_one(aws, function, Some(ALIAS)).await? {
+            // moto keeps one policy for the function and its aliases.
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn read_one(aws: &Aws, function: &str, qualifier: Option<&str>) -> Result<Vec<Statement>> {
+    let name = match qualifier {
+        Some(q) => format!("{function}:{q}"),
+        None => function.to_string(),
+    };
     let Some(out) = aws
         .lambda
         .get_policy()
         .function_name(function)
+        .set_qualifier(qualifier.map(str::to_string))
         .send()
         .await
         .or_not_found()
-        .map_err(ctx(format!("lambda:GetPolicy {function}")))?
+        .map_err(ctx(format!("lambda:GetPolicy {name}")))?
     else {
         return Ok(Vec::new());
     };
     let doc: Value = serde_json::from_str(out.policy().unwrap_or("{}"))
-        .map_err(|e| anyhow::anyhow!("lambda:GetPolicy {function}: policy is not JSON: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("lambda:GetPolicy {name}: policy is not JSON: {e}"))?;
     Ok(parse_policy(&doc)
         .into_iter()
         .filter(|s| s.sid.starts_with(SID_PREFIX))
         .collect())
+}
+
+/// The qualifier in a statement's `Resource` (`...:function:<name>:<qualifier>`).
+fn qualifier_of(resource: &str) -> Option<String> {
+    let rest = resource.split(":function:").nth(1)?;
+    let (_, q) = rest.split_once(':')?;
+    (!q.is_empty() && q != "$LATEST").then(|| q.to_string())
 }
 
 /// Parses a resource policy. Real Lambda puts conditions under `Condition`; moto 5.2 keeps
@@ -120,6 +159,7 @@ fn parse_statement(s: &Value) -> Statement {
         invoked_via_function_url: condition("lambda:InvokedViaFunctionUrl")
             .or_else(|| str_of(s.get("InvokedViaFunctionUrl")))
             .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        qualifier: str_of(s.get("Resource")).and_then(|r| qualifier_of(&r)),
     }
 }
 
@@ -133,6 +173,7 @@ pub fn public_url_statements() -> [Statement; 2] {
             source_arn: None,
             function_url_auth_type: Some("NONE".into()),
             invoked_via_function_url: false,
+            qualifier: Some(ALIAS.into()),
         },
         Statement {
             sid: crate::names::SID_URL_INVOKE_FUNCTION.into(),
@@ -141,6 +182,7 @@ pub fn public_url_statements() -> [Statement; 2] {
             source_arn: None,
             function_url_auth_type: None,
             invoked_via_function_url: true,
+            qualifier: Some(ALIAS.into()),
         },
     ]
 }
@@ -154,6 +196,7 @@ pub fn api_statement(api_source_arn: &str) -> Statement {
         source_arn: Some(api_source_arn.into()),
         function_url_auth_type: None,
         invoked_via_function_url: false,
+        qualifier: Some(ALIAS.into()),
     }
 }
 
@@ -205,15 +248,18 @@ pub fn plan(function: &str, wanted: &[Wanted], actual: &[Statement]) -> Vec<Reso
         .into_iter()
         .map(|(sid, change)| {
             let function = function.to_string();
+            let old = actual.iter().find(|a| a.sid == sid);
             let action = match (&change, wanted.iter().find(|w| w.statement.sid == sid)) {
                 (Change::Delete, _) | (_, None) => Action::Remove {
                     function,
                     sid: sid.clone(),
+                    qualifier: old.and_then(|a| a.qualifier.clone()),
                 },
                 (change, Some(w)) => Action::Add {
                     function,
                     wanted: w.clone(),
-                    replace: matches!(change, Change::Replace { .. }),
+                    replace: matches!(change, Change::Replace { .. })
+                        .then(|| old.and_then(|a| a.qualifier.clone())),
                 },
             };
             ResourceChange::new(Kind::Permission, &sid, change, action)
@@ -224,15 +270,17 @@ pub fn plan(function: &str, wanted: &[Wanted], actual: &[Statement]) -> Vec<Reso
 /// What apply does to one statement.
 #[derive(Debug)]
 pub enum Action {
-    /// Adds the statement (removing the old one first when it is replaced).
+    /// Adds the statement (removing the old one, from the policy of the qualifier given,
+    /// first when it is replaced).
     Add {
         function: String,
         wanted: Wanted,
-        replace: bool,
+        replace: Option<Option<String>>,
     },
     Remove {
         function: String,
         sid: String,
+        qualifier: Option<String>,
     },
 }
 
@@ -246,12 +294,16 @@ impl Step for Action {
                     replace,
                 } => {
                     let statement = wanted.resolve(cx.produced)?;
-                    if *replace {
-                        remove(cx.aws, function, &statement.sid).await?;
+                    if let Some(old) = replace {
+                        remove(cx.aws, function, &statement.sid, old.as_deref()).await?;
                     }
                     add(cx.aws, function, &statement).await?;
                 }
-                Action::Remove { function, sid } => remove(cx.aws, function, sid).await?,
+                Action::Remove {
+                    function,
+                    sid,
+                    qualifier,
+                } => remove(cx.aws, function, sid, qualifier.as_deref()).await?,
             }
             Done::nothing()
         })
@@ -306,6 +358,7 @@ pub async fn add(aws: &Aws, function: &str, s: &Statement) -> Result<()> {
         .statement_id(&s.sid)
         .action(&s.action)
         .principal(&s.principal)
+        .set_qualifier(s.qualifier.clone())
         .set_source_arn(s.source_arn.clone());
     if let Some(t) = &s.function_url_auth_type {
         req = req.function_url_auth_type(FunctionUrlAuthType::from(t.as_str()));
@@ -313,21 +366,31 @@ pub async fn add(aws: &Aws, function: &str, s: &Statement) -> Result<()> {
     if s.invoked_via_function_url {
         req = req.invoked_via_function_url(true);
     }
-    req.send()
-        .await
-        .map_err(ctx(format!("lambda:AddPermission {function} {}", s.sid)))?;
+    req.send().await.map_err(ctx(format!(
+        "lambda:AddPermission {function}{} {}",
+        s.qualifier
+            .as_deref()
+            .map(|q| format!(":{q}"))
+            .unwrap_or_default(),
+        s.sid
+    )))?;
     Ok(())
 }
 
-pub async fn remove(aws: &Aws, function: &str, sid: &str) -> Result<()> {
+pub async fn remove(aws: &Aws, function: &str, sid: &str, qualifier: Option<&str>) -> Result<()> {
+    let on = match qualifier {
+        Some(q) => format!("{function}:{q}"),
+        None => function.to_string(),
+    };
     aws.lambda
         .remove_permission()
         .function_name(function)
         .statement_id(sid)
+        .set_qualifier(qualifier.map(str::to_string))
         .send()
         .await
         .or_not_found()
-        .map_err(ctx(format!("lambda:RemovePermission {function} {sid}")))?;
+        .map_err(ctx(format!("lambda:RemovePermission {on} {sid}")))?;
     Ok(())
 }
 
@@ -339,9 +402,9 @@ mod tests {
     #[test]
     fn parses_real_aws_policy() {
         let doc = json!({"Version":"2012-10-17","Id":"default","Statement":[
-            {"Sid":"claude-proxy-url-invoke-function-url","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunctionUrl","Resource":"arn:aws:lambda:us-east-1:1:function:f","Condition":{"StringEquals":{"lambda:FunctionUrlAuthType":"NONE"}}},
-            {"Sid":"claude-proxy-url-invoke-function","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:1:function:f","Condition":{"Bool":{"lambda:InvokedViaFunctionUrl":"true"}}},
-            {"Sid":"claude-proxy-apigateway-invoke","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:1:function:f","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*/*"}}}
+            {"Sid":"claude-proxy-url-invoke-function-url","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunctionUrl","Resource":"arn:aws:lambda:us-east-1:1:function:f:live","Condition":{"StringEquals":{"lambda:FunctionUrlAuthType":"NONE"}}},
+            {"Sid":"claude-proxy-url-invoke-function","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:1:function:f:live","Condition":{"Bool":{"lambda:InvokedViaFunctionUrl":"true"}}},
+            {"Sid":"claude-proxy-apigateway-invoke","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:1:function:f:live","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*/*"}}}
         ]});
         let parsed = parse_policy(&doc);
         let mut want = public_url_statements().to_vec();
@@ -353,10 +416,37 @@ mod tests {
     #[test]
     fn parses_moto_policy() {
         let doc = json!({"Statement":[
-            {"Sid":"claude-proxy-url-invoke-function-url","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunctionUrl","FunctionUrlAuthType":"NONE","Resource":"x"},
-            {"Sid":"claude-proxy-url-invoke-function","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","InvokedViaFunctionUrl":true,"Resource":"x"}
+            {"Sid":"claude-proxy-url-invoke-function-url","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunctionUrl","FunctionUrlAuthType":"NONE","Resource":"arn:aws:lambda:us-east-1:1:function:f:live"},
+            {"Sid":"claude-proxy-url-invoke-function","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","InvokedViaFunctionUrl":true,"Resource":"arn:aws:lambda:us-east-1:1:function:f:live"}
         ]});
         assert_eq!(parse_policy(&doc), public_url_statements().to_vec());
+    }
+
+    #[test]
+    fn statements_of_the_unqualified_function_move_to_the_alias() {
+        let doc = json!({"Statement":[
+            {"Sid":"claude-proxy-url-invoke-function-url","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunctionUrl","FunctionUrlAuthType":"NONE","Resource":"arn:aws:lambda:us-east-1:1:function:f"}
+        ]});
+        let have = parse_policy(&doc);
+        assert_eq!(have[0].qualifier, None);
+        let want = public_url_statements().to_vec();
+        let d = diff(&want, &have);
+        assert!(matches!(d[0].1, Change::Replace { .. }), "{d:?}");
+        let changes = plan("f", &specs_of(&want), &have);
+        // Removed from the unqualified function's policy, added to the alias's.
+        let step = format!("{:?}", changes[0].step);
+        assert!(step.contains("replace: Some(None)"), "{step}");
+        assert!(step.contains("qualifier: Some(\"live\")"), "{step}");
+    }
+
+    fn specs_of(statements: &[Statement]) -> Vec<Wanted> {
+        statements
+            .iter()
+            .map(|s| Wanted {
+                statement: s.clone(),
+                source_arn: None,
+            })
+            .collect()
     }
 
     #[test]

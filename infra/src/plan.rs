@@ -9,7 +9,8 @@ use crate::desired::Desired;
 use crate::names::Names;
 pub use crate::step::ResourceChange;
 use crate::{
-    concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role, secret,
+    alias, concurrency, ecr, function, function_url, http_api, layer, log_group, permission, role,
+    secret, version,
 };
 use serde::Serialize;
 use std::fmt;
@@ -71,6 +72,12 @@ fn refs_from_actual(names: &Names, actual: &Actual) -> Refs {
             account,
             &names.function,
         )),
+        alias_arn: Late::Known(alias::alias_arn(&function::function_arn(
+            partition,
+            region,
+            account,
+            &names.function,
+        ))),
         api_source_arn: match actual.http_apis.first() {
             Some(a) => Late::Known(permission::api_source_arn(
                 partition, region, account, &a.id,
@@ -114,6 +121,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let region = actual.region.as_str();
     let mut changes: Vec<ResourceChange> = Vec::new();
     let mut blockers = Vec::new();
+    let mut moved_url: Option<String> = None;
 
     let s = spec.map(|s| secret::spec(names, s));
     changes.extend(secret::plan(
@@ -192,13 +200,16 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         refs.function_arn = produced_by(&refs.function_arn, Output::FunctionArn);
     }
 
-    let (a_conc, a_url, a_perms) = if fresh_function {
-        (None, None, &[][..])
+    let (a_conc, a_url, a_old_url, a_perms, a_versions, a_alias) = if fresh_function {
+        (None, None, None, &[][..], &[][..], None)
     } else {
         (
             actual.concurrency,
             actual.function_url.as_ref(),
+            actual.unqualified_function_url.as_ref(),
             &actual.permissions[..],
+            &actual.versions[..],
+            actual.alias.as_ref(),
         )
     };
     let auto = spec.is_some_and(|s| s.config.concurrency.reserved == ConcurrencySetting::Auto);
@@ -225,7 +236,61 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         a_conc,
     ));
 
+    // Versions and the alias `live`: a version when the function's code or configuration
+    // changes (or none carries `$LATEST` yet), and `live` moved onto it.
+    let function_changes = changes.iter().any(|c| {
+        c.kind == Kind::Function
+            && match &c.change {
+                Change::Update { fields } => fields.iter().any(|f| f.field != "tags"),
+                _ => true,
+            }
+    });
+    let target = version::target(
+        actual.function.as_ref().filter(|_| !fresh_function),
+        function_changes,
+        a_versions,
+    );
+    let mut in_use = a_alias.map(alias::State::versions).unwrap_or_default();
+    in_use.remove("$LATEST");
+    changes.extend(version::plan(
+        version::PlanInput {
+            function: &names.function,
+            stack_stays: spec.is_some(),
+            target: &target,
+            code_sha256: spec.and_then(|s| match s.config.function.package {
+                Package::Zip => s.artifact.as_ref().map(|a| a.code_sha256.clone()),
+                Package::Layer => Some(layer::function_zip().code_sha256.clone()),
+                Package::Image => None,
+            }),
+            commit: spec.and_then(|s| s.commit.clone()),
+            keep: spec.map_or(1, |s| s.config.release.keep_versions),
+            in_use,
+        },
+        a_versions,
+    ));
+    let alias_spec = spec.map(|s| alias::Spec {
+        function: names.function.clone(),
+        version: target.late(),
+        release: s.config.release.clone(),
+        smoke_test: s.smoke_test.clone(),
+    });
+    let alias_change = alias::plan(&names.function, alias_spec, a_alias);
+    let release_note = alias_change.as_ref().and_then(|c| match &c.change {
+        Change::Update { fields } if fields.iter().any(|f| f.field == "release") => {
+            spec.map(|s| release_note(&s.config.release))
+        }
+        _ => None,
+    });
+    changes.extend(alias_change);
+
     let u = spec.and_then(function_url::spec);
+    let url_moves = a_old_url.is_some() && u.is_some();
+    if let Some(old) = a_old_url {
+        changes.push(function_url::plan_unqualified_delete(&names.function));
+        if url_moves {
+            moved_url = Some(old.url.clone());
+        }
+    }
     changes.extend(function_url::plan(&names.function, u, a_url));
 
     let api = spec.and_then(|s| http_api::spec(names, s, &refs));
@@ -249,12 +314,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let stays = spec.is_some();
     changes.sort_by_key(|c| match c.change {
         Change::Delete if c.kind == Kind::Layer && stays => (2, 0),
+        // Old versions once `live` has moved off them.
+        Change::Delete if c.kind == Kind::Version && stays => (2, 1),
         Change::Delete => (0, c.kind.delete_rank()),
         _ => (1, c.kind.create_rank()),
     });
 
     let mut notes = Vec::new();
     notes.extend(reservation.note.clone());
+    if let Some(old) = &moved_url {
+        notes.push(format!("the function URL moves to the alias `live` (callers reach published versions only), so it gets a new address: {old} stops answering; take the new one from the deploy output"));
+    }
+    notes.extend(release_note);
     if replaced_with_url {
         notes.push("the function is replaced, so its function URL is created again with a new address: take it from the deploy output".into());
     }
@@ -324,6 +395,22 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         reserved_concurrency: reservation.reserved,
         actual: actual.clone(),
         refs,
+    }
+}
+
+/// What a release does and how long it takes at least.
+fn release_note(r: &crate::config::ReleaseSection) -> String {
+    let checks = format!(
+        "rolled back automatically when Errors + Throttles of the new version pass {}% (release.max_error_percent)",
+        r.max_error_percent
+    );
+    match r.strategy {
+        crate::config::Strategy::AllAtOnce => "release all-at-once: the new version is smoke tested through its own qualified endpoint, then gets 100% of requests".into(),
+        _ => format!(
+            "release {}: the new version is smoke tested, then takes its share of requests step by step (at least {} s), watched through CloudWatch and {checks}",
+            r.describe(),
+            r.duration_seconds()
+        ),
     }
 }
 

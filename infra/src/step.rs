@@ -104,3 +104,13 @@ impl ResourceChange {
         format!("{verb} {} {}{id}", self.kind.label(), self.name)
     }
 }
+
+/// The future of a smoke test.
+pub type SmokeFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// A real request through a published version before any traffic moves to it (`cargo
+/// xtask deploy`: the request `cargo xtask invoke` sends, through `Invoke` with
+/// `Qualifier=<version>`). An error says what failed, with the request id.
+pub trait SmokeTest: fmt::Debug + Send + Sync {
+    fn check<'a>(&'a self, aws: &'a Aws, function: &'a str, version: &'a str) -> SmokeFuture<'a>;
+}

@@ -112,7 +112,12 @@ fn deployed(d: &Desired) -> Actual {
             id: "int1".into(),
             integration_type: "AWS_PROXY".into(),
             payload_format_version: "2.0".into(),
-            uri: function::function_arn("aws", REGION, ACCOUNT, &n.function),
+            uri: infra::alias::alias_arn(&function::function_arn(
+                "aws",
+                REGION,
+                ACCOUNT,
+                &n.function,
+            )),
             timeout_ms: Some(30_000),
         };
         a.http_apis.push(http_api::State {
@@ -140,6 +145,24 @@ fn deployed(d: &Desired) -> Actual {
                 "aws", REGION, ACCOUNT, &api_id,
             )));
     }
+    released(a)
+}
+
+/// `a` with `$LATEST` published as version 1 and `live` on it.
+fn released(mut a: Actual) -> Actual {
+    let f = a.function.as_ref().unwrap();
+    let code = f.code_sha256.clone().unwrap_or_default();
+    a.versions = vec![infra::version::State {
+        version: "1".into(),
+        code_sha256: code.clone(),
+        description: infra::version::description(&code, &infra::version::config_hash(f), None),
+        last_modified: "2026-01-01T00:00:00.000+0000".into(),
+    }];
+    a.alias = Some(infra::alias::State {
+        version: "1".into(),
+        weights: BTreeMap::new(),
+        revision_id: Some("r1".into()),
+    });
     a
 }
 
@@ -161,6 +184,8 @@ fn first_deploy_creates_everything() {
             Kind::RolePolicy,
             Kind::Function,
             Kind::Concurrency,
+            Kind::Version,
+            Kind::Alias,
             Kind::FunctionUrl,
             Kind::Permission,
             Kind::Permission
@@ -207,7 +232,12 @@ fn memory_change_shows_exactly_that_field() {
         Some(KEY),
     );
     let p = plan(&after, &deployed(&before));
-    assert_eq!(p.changes.len(), 1, "{p}");
+    // The function, the version that carries the change, and `live` moved onto it.
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [Kind::Function, Kind::Version, Kind::Alias], "{p}");
+    let text = p.to_string();
+    assert!(text.contains("version: 1 -> (new version)"), "{text}");
+    assert!(text.contains("all-at-once, after a smoke test"), "{text}");
     let c = &p.changes[0];
     assert_eq!(c.kind, Kind::Function);
     assert_eq!(
@@ -314,6 +344,8 @@ fn teardown_deletes_in_dependency_order() {
             Kind::Permission,
             Kind::FunctionUrl,
             Kind::HttpApi,
+            Kind::Alias,
+            Kind::Version,
             Kind::Concurrency,
             Kind::Function,
             Kind::LogGroup,
@@ -641,7 +673,7 @@ fn deployed_as(d: &Desired) -> Actual {
             });
         }
     }
-    a
+    released(a)
 }
 
 #[test]
@@ -691,6 +723,8 @@ fn changed_layer_bytes_publish_one_version_and_drop_the_old_one() {
         [
             (Kind::Layer, "claude-proxy-dev-bootstrap", "create"),
             (Kind::Function, "claude-proxy-dev", "update"),
+            (Kind::Version, "claude-proxy-dev:(new version)", "create"),
+            (Kind::Alias, "claude-proxy-dev:live", "update"),
             // Only once the function uses the new version.
             (Kind::Layer, "claude-proxy-dev-bootstrap:1", "delete"),
         ],
@@ -705,7 +739,8 @@ fn zip_to_layer_is_an_update_not_a_replacement() {
     let layer = with_package(infra::config::Package::Layer);
     let p = plan(&layer, &deployed_as(&zip));
     assert_eq!(p.count(|c| matches!(c, Change::Replace { .. })), 0, "{p}");
-    let Change::Update { fields } = &p.changes.last().unwrap().change else {
+    let function = p.changes.iter().find(|c| c.kind == Kind::Function).unwrap();
+    let Change::Update { fields } = &function.change else {
         panic!("{p}")
     };
     let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
@@ -743,6 +778,8 @@ fn zip_to_image_replaces_the_function_and_everything_on_it() {
             Kind::Image,
             Kind::Function,
             Kind::Concurrency,
+            Kind::Version,
+            Kind::Alias,
             Kind::FunctionUrl,
             Kind::Permission,
             Kind::Permission
@@ -769,7 +806,11 @@ fn unchanged_image_pushes_nothing_and_a_new_one_updates_the_code() {
     );
     let p = plan(&newer, &a);
     let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(kinds, [Kind::Image, Kind::Function], "{p}");
+    assert_eq!(
+        kinds,
+        [Kind::Image, Kind::Function, Kind::Version, Kind::Alias],
+        "{p}"
+    );
     let Change::Update { fields } = &p.changes[1].change else {
         panic!("{p}")
     };
@@ -899,7 +940,12 @@ fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
         .collect();
     assert_eq!(
         changed,
-        [(Kind::RolePolicy, "update"), (Kind::Function, "update")]
+        [
+            (Kind::RolePolicy, "update"),
+            (Kind::Function, "update"),
+            (Kind::Version, "create"),
+            (Kind::Alias, "update")
+        ]
     );
     let text = p.to_string();
     assert!(!text.contains(KEY));
@@ -930,10 +976,12 @@ fn switching_the_provider_is_a_configuration_change_not_a_replacement() {
         &deployed_bedrock(&bedrock),
     );
     assert!(back.blockers.is_empty(), "{:?}", back.blockers);
+    // Updates, and the version that carries them.
     assert!(back
         .changes
         .iter()
-        .all(|c| matches!(c.change, Change::Update { .. })));
+        .all(|c| matches!(c.change, Change::Update { .. })
+            || (c.kind == Kind::Version && matches!(c.change, Change::Create { .. }))));
     insta::assert_snapshot!("provider_bedrock_to_anthropic", back.to_string());
 }
 
@@ -1030,11 +1078,17 @@ fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets(
     let p = plan(&failover, &with_lookups(deployed(&desired()), &failover));
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
     let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(changed, [Kind::RolePolicy, Kind::Function], "{p}");
+    assert_eq!(
+        changed,
+        [Kind::RolePolicy, Kind::Function, Kind::Version, Kind::Alias],
+        "{p}"
+    );
+    // Updates only, and the version that carries them.
     assert!(p
         .changes
         .iter()
-        .all(|c| matches!(c.change, Change::Update { .. })));
+        .all(|c| matches!(c.change, Change::Update { .. })
+            || (c.kind == Kind::Version && matches!(c.change, Change::Create { .. }))));
     assert!(
         p.notes
             .iter()
@@ -1061,7 +1115,11 @@ fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets(
     let off = with_fallback(Anthropic, None, Some(KEY));
     let p = plan(&off, &converged);
     let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(changed, [Kind::RolePolicy, Kind::Function], "{p}");
+    assert_eq!(
+        changed,
+        [Kind::RolePolicy, Kind::Function, Kind::Version, Kind::Alias],
+        "{p}"
+    );
     assert!(
         p.to_string().contains("env.FALLBACK: bedrock -> (unset)"),
         "{p}"
@@ -1080,7 +1138,11 @@ fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets(
     let p = plan(&reverse, &deployed_bedrock(&bedrock));
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
     let changed: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(changed, [Kind::Secret, Kind::Function], "{p}");
+    assert_eq!(
+        changed,
+        [Kind::Secret, Kind::Function, Kind::Version, Kind::Alias],
+        "{p}"
+    );
     let text = p.to_string();
     assert!(!text.contains(KEY));
     insta::assert_snapshot!("provider_fallback_anthropic", text);
@@ -1114,4 +1176,103 @@ fn a_fallback_shows_both_providers_and_grants_exactly_what_a_bedrock_stack_gets(
         })
         .unwrap_err();
     assert!(e.to_string().contains("provider.fallback"), "{e}");
+}
+
+#[test]
+fn an_interrupted_canary_shows_its_weights_and_finishes_on_the_next_deploy() {
+    let d = desired_with(
+        Overrides {
+            strategy: Some(infra::config::Strategy::Canary),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let mut a = deployed(&d);
+    // Killed after the first step of a canary from 1 to 2, which carries $LATEST.
+    let mut v2 = a.versions[0].clone();
+    v2.version = "2".into();
+    a.versions[0].code_sha256 = "older".into();
+    a.versions.push(v2);
+    a.alias = Some(infra::alias::State {
+        version: "1".into(),
+        weights: BTreeMap::from([("2".to_string(), 0.1)]),
+        revision_id: Some("r2".into()),
+    });
+    let p = plan(&d, &a);
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [Kind::Alias], "nothing is published again: {p}");
+    let text = p.to_string();
+    assert!(text.contains("version: 1 -> 2"), "{text}");
+    assert!(text.contains("routing: 1=90% 2=10% -> 2=100%"), "{text}");
+    assert!(text.contains("canary: 10% for 300 s, then 100%"), "{text}");
+    assert!(text.contains("rolled back automatically"), "{text}");
+}
+
+#[test]
+fn a_url_on_the_unqualified_function_moves_to_the_alias_and_the_plan_says_so() {
+    let d = desired();
+    let mut a = deployed(&d);
+    let old = a.function_url.take().unwrap();
+    a.unqualified_function_url = Some(old.clone());
+    for s in &mut a.permissions {
+        s.qualifier = None;
+    }
+    let p = plan(&d, &a);
+    let text = p.to_string();
+    assert!(
+        text.contains("- function URL claude-proxy-dev (unqualified)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ function URL claude-proxy-dev:live"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} stops answering", old.url)),
+        "{text}"
+    );
+    assert_eq!(
+        p.count(|c| matches!(c, Change::Replace { .. })),
+        2,
+        "both statements move to the alias: {text}"
+    );
+    assert!(text.contains("wanted on=live"), "{text}");
+}
+
+#[test]
+fn versions_beyond_keep_versions_are_pruned_after_live_moved() {
+    let d = desired_with(
+        Overrides {
+            memory_mb: Some(512),
+            keep_versions: Some(2),
+            ..Default::default()
+        },
+        Some(KEY),
+    );
+    let mut a = deployed(&desired());
+    let v1 = a.versions[0].clone();
+    a.versions = (1..=3)
+        .map(|n| infra::version::State {
+            version: n.to_string(),
+            ..v1.clone()
+        })
+        .collect();
+    a.alias.as_mut().unwrap().version = "3".into();
+    let p = plan(&d, &a);
+    let summary: Vec<(Kind, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.kind, c.name.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Kind::Function, "claude-proxy-dev"),
+            (Kind::Version, "claude-proxy-dev:(new version)"),
+            (Kind::Alias, "claude-proxy-dev:live"),
+            (Kind::Version, "claude-proxy-dev:1"),
+            (Kind::Version, "claude-proxy-dev:2"),
+        ],
+        "{p}"
+    );
 }

@@ -25,11 +25,16 @@
 //!   [`AwsProxy::set_inference_profiles`] adds application profiles or refuses lookups);
 //! - [`partition`]: ARNs of another partition refused as AWS refuses them
 //!   ([`AwsProxy::strict_partition`]);
+//! - [`function_urls`]: one Function URL per qualifier, as Lambda keeps them (always on);
+//! - [`invocations`]: `Invoke` of a published version run by a test's [`invocations::InvokeRouter`]
+//!   (the version's code under the local Lambda emulator), when one is set;
 //! - [`cloudwatch`]: CloudWatch (RPC v2 CBOR, which moto does not serve) answered statefully:
 //!   metrics, alarms and their tags, per proxy (always on; faults still apply to it).
 
 pub mod bedrock_profiles;
 pub mod cloudwatch;
+pub mod function_urls;
+pub mod invocations;
 pub mod partition;
 
 pub mod strict;
@@ -195,6 +200,8 @@ struct Inner {
     inference_profiles: bedrock_profiles::InferenceProfiles,
     /// See [`partition`].
     strict_partition: bool,
+    /// See [`function_urls`].
+    url_qualifiers: function_urls::UrlQualifiers,
 }
 
 #[derive(Clone)]
@@ -210,6 +217,8 @@ struct Shared {
     strict: Arc<Mutex<strict::Strict>>,
     /// The CloudWatch stand-in's metrics and alarms (kept across `clear`).
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
+    /// Who runs `Invoke` of a published version (see [`invocations`]).
+    router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
 }
 
 /// The running proxy. Stops when dropped.
@@ -220,6 +229,7 @@ pub struct AwsProxy {
     held: Arc<tokio::sync::watch::Sender<bool>>,
     strict: Arc<Mutex<strict::Strict>>,
     cloudwatch: Arc<Mutex<cloudwatch::CloudWatch>>,
+    router: Arc<Mutex<Option<Arc<dyn invocations::InvokeRouter>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -241,7 +251,9 @@ impl AwsProxy {
         let held = Arc::new(tokio::sync::watch::channel(false).0);
         let strict = Arc::new(Mutex::new(strict::Strict::default()));
         let cloudwatch = Arc::new(Mutex::new(cloudwatch::CloudWatch::default()));
+        let router = Arc::new(Mutex::new(None));
         let shared = Shared {
+            router: router.clone(),
             strict: strict.clone(),
             cloudwatch: cloudwatch.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
@@ -296,6 +308,7 @@ impl AwsProxy {
             held,
             strict,
             cloudwatch,
+            router,
             task,
         })
     }
@@ -321,6 +334,8 @@ impl AwsProxy {
         *i = Inner {
             inference_profiles: std::mem::take(&mut i.inference_profiles),
             strict_partition: i.strict_partition,
+            // What the account holds, not what was counted.
+            url_qualifiers: std::mem::take(&mut i.url_qualifiers),
             ..Inner::default()
         };
         drop(i);
@@ -387,6 +402,11 @@ impl AwsProxy {
         self.inner.lock().unwrap().faults.push(fault);
     }
 
+    /// From now on `Invoke` of a published version is run by `router` (see [`invocations`]).
+    pub fn route_invocations(&self, router: Arc<dyn invocations::InvokeRouter>) {
+        *self.router.lock().unwrap() = Some(router);
+    }
+
     /// Reads or changes the CloudWatch stand-in's metrics and alarms (see [`cloudwatch`]).
     pub fn with_cloudwatch<T>(&self, f: impl FnOnce(&mut cloudwatch::CloudWatch) -> T) -> T {
         f(&mut self.cloudwatch.lock().unwrap())
@@ -426,11 +446,30 @@ fn stand_in_answer(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Option<(u16, String, String)> {
-    let (profiles, strict_partition) = {
+    let (profiles, strict_partition, urls) = {
         let i = s.inner.lock().unwrap();
-        (i.inference_profiles.clone(), i.strict_partition)
+        (
+            i.inference_profiles.clone(),
+            i.strict_partition,
+            i.url_qualifiers.clone(),
+        )
     };
     let region = region_of(&parts.headers);
+    if service == "lambda" {
+        let call = function_urls::parse(&parts.method, parts.uri.path(), parts.uri.query());
+        if let Some((status, code, message)) = call.and_then(|c| urls.refuse(&c)) {
+            let f = Fault {
+                matcher: Matcher::NthMutating(0),
+                times: 0,
+                status,
+                code,
+                message,
+                after_forwarding: false,
+                kind: FaultKind::Error,
+            };
+            return Some((f.status, f.code.clone(), error_body(service, &f)));
+        }
+    }
     if service == "bedrock" && parts.method == http::Method::GET {
         if let Some(a) = bedrock_profiles::answer(&profiles, &region, parts.uri.path()) {
             return Some(a);
@@ -699,6 +738,19 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         return Some(resp);
     }
 
+    let router = s.router.lock().unwrap().clone();
+    if let (None, Some(router), "lambda") = (&fault, router, service.as_str()) {
+        let target = invocations::published_version(&parts.method, &path, parts.uri.query());
+        if let Some((function, version)) = target {
+            let resp = match router.invoke(&function, &version, body.clone()).await {
+                Ok(i) => invocations::response(&i),
+                Err(e) => invocations::service_error(&format!("{e:#}")),
+            };
+            record(resp.status().as_u16(), false);
+            return Some(resp);
+        }
+    }
+
     if fault.is_none() {
         if let Some((status, code, body)) = stand_in_answer(&s, &service, &parts, &body) {
             record(status, !code.is_empty());
@@ -754,7 +806,16 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
             );
         }
     };
+    let observe_url = |status: u16| {
+        if service == "lambda" {
+            if let Some(c) = function_urls::parse(&parts.method, &path, parts.uri.query()) {
+                s.inner.lock().unwrap().url_qualifiers.observe(&c, status);
+            }
+        }
+    };
     if let Some(f) = &fault {
+        // The call took effect in moto.
+        observe_url(resp.status().as_u16());
         record(f.status, true);
         if f.kind == FaultKind::Reset {
             return None;
@@ -765,6 +826,7 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     record(status.as_u16(), false);
+    observe_url(status.as_u16());
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -32,6 +32,13 @@ pub fn iam_action(c: &Call) -> Option<String> {
                 ("POST", ["functions", _, "policy"]) => "AddPermission",
                 ("GET", ["functions", _, "policy"]) => "GetPolicy",
                 ("DELETE", ["functions", _, "policy", _]) => "RemovePermission",
+                ("POST", ["functions", _, "versions"]) => "PublishVersion",
+                ("GET", ["functions", _, "versions"]) => "ListVersionsByFunction",
+                ("POST", ["functions", _, "aliases"]) => "CreateAlias",
+                ("GET", ["functions", _, "aliases", _]) => "GetAlias",
+                ("PUT", ["functions", _, "aliases", _]) => "UpdateAlias",
+                ("DELETE", ["functions", _, "aliases", _]) => "DeleteAlias",
+                ("POST", ["functions", _, "invocations"]) => "InvokeFunction",
                 ("POST", ["tags", ..]) => "TagResource",
                 ("GET", ["tags", ..]) => "ListTags",
                 ("GET", ["account-settings"] | ["account-settings", ""]) => "GetAccountSettings",
@@ -43,6 +50,11 @@ pub fn iam_action(c: &Call) -> Option<String> {
             };
             Some(format!("lambda:{op}"))
         }
+        // The release checks (Smithy RPC v2 CBOR: the operation is the path's last segment).
+        "monitoring" => Some(format!(
+            "cloudwatch:{}",
+            c.path.rsplit('/').next().unwrap_or_default()
+        )),
         s => Some(format!("{s}:{}", c.operation)),
     }
 }

@@ -5,3 +5,4 @@ pub mod handler_support;
 pub mod iam_actions;
 pub mod iam_reference;
 pub mod stack_support;
+pub mod versions;

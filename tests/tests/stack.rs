@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 async fn full_deploy_creates_the_least_privilege_stack() {
     let e = env().await;
     let (p, out) = deploy(&e.aws, "full").await;
-    assert_eq!(p.changes.len(), 11, "{p}");
+    assert_eq!(p.changes.len(), 13, "{p}");
     assert!(out.changed);
     assert!(out.caller_token.is_some());
 
@@ -49,6 +49,8 @@ async fn full_deploy_creates_the_least_privilege_stack() {
             "iam PutRolePolicy".into(),
             "lambda POST /2015-03-31/functions".into(),
             format!("lambda PUT /2017-10-31/functions/{f}/concurrency"),
+            format!("lambda POST /2015-03-31/functions/{f}/versions"),
+            format!("lambda POST /2015-03-31/functions/{f}/aliases"),
             format!("lambda POST /2021-10-31/functions/{f}/url"),
             "apigateway POST /v2/apis".into(),
             "apigateway POST /v2/apis/{api}/integrations".into(),
@@ -161,8 +163,11 @@ async fn changing_memory_changes_exactly_that() {
     };
     let d = desired(&o, Some(KEY));
     let p = plan_for(&e.aws, &d).await;
-    assert_eq!(p.changes.len(), 1, "{p}");
+    // The function, a version of it, and `live` moved onto that version.
+    assert_eq!(p.changes.len(), 3, "{p}");
     assert_eq!(p.changes[0].kind, infra::Kind::Function);
+    assert_eq!(p.changes[1].kind, infra::Kind::Version);
+    assert_eq!(p.changes[2].kind, infra::Kind::Alias);
     assert_eq!(
         p.changes[0].change,
         infra::Change::Update {
@@ -179,7 +184,11 @@ async fn changing_memory_changes_exactly_that() {
         .collect();
     assert_eq!(
         ops,
-        ["PUT /2015-03-31/functions/claude-proxy-mem/configuration"]
+        [
+            "PUT /2015-03-31/functions/claude-proxy-mem/configuration",
+            "POST /2015-03-31/functions/claude-proxy-mem/versions",
+            "PUT /2015-03-31/functions/claude-proxy-mem/aliases/live",
+        ]
     );
     let lambda = aws_sdk_lambda::Client::new(&e.direct);
     let c = lambda
@@ -199,7 +208,8 @@ async fn teardown_leaves_nothing_and_twice_is_a_no_op() {
     let report = infra::teardown(&e.aws, "gone", &infra::Silent)
         .await
         .unwrap();
-    assert_eq!(report.deleted.len(), 11, "{report}");
+    // With the alias `live` and the one version.
+    assert_eq!(report.deleted.len(), 13, "{report}");
     assert_nothing_left(&e.direct, "gone").await;
     e.proxy.clear();
     let again = infra::teardown(&e.aws, "gone", &infra::Silent)

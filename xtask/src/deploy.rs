@@ -8,7 +8,8 @@ use crate::planning::compute;
 use crate::progress::Progress;
 use crate::prompt::{api_key, confirm};
 use crate::stack::StackContext;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use infra::alias::release::ReleaseStopped;
 use infra::secret::SecretInput;
 use std::process::ExitCode;
 
@@ -22,7 +23,8 @@ impl flags::Deploy {
             rotate_token: self.rotate_token,
         };
         let ctx = StackContext::with_stack_args(common, &self.stack).await?;
-        let (desired, plan) = compute(&ctx, &self.code, secret, progress).await?;
+        let (desired, plan) =
+            compute(&ctx, &self.code, secret, !self.skip_smoke_test, progress).await?;
 
         if plan.is_empty() && self.dry_run {
             progress.finish();
@@ -82,12 +84,20 @@ impl flags::Deploy {
             }
             let outputs = infra::apply(&ctx.aws, &fresh, &desired, progress)
                 .await
-                .with_context(|| {
-                    format!(
-                        "deploying stack `{}` failed part way; run `cargo xtask deploy` again to finish, \
-                         or `cargo xtask teardown --stack {}` to remove what was created",
-                        ctx.stack, ctx.stack
-                    )
+                .map_err(|e| {
+                    if e.downcast_ref::<ReleaseStopped>().is_some() {
+                        e.context(format!(
+                            "stack `{}`: the new version was not released (everything else is applied); \
+                             fix the code or configuration and deploy again (`cargo xtask releases` lists the versions)",
+                            ctx.stack
+                        ))
+                    } else {
+                        e.context(format!(
+                            "deploying stack `{}` failed part way; run `cargo xtask deploy` again to finish, \
+                             or `cargo xtask teardown --stack {}` to remove what was created",
+                            ctx.stack, ctx.stack
+                        ))
+                    }
                 })?;
             Ok((fresh.is_empty(), outputs))
         }

@@ -112,6 +112,14 @@ pub enum Command {
         is held by another run, 1 error; with --dry-run: 0 nothing would change, 2 something would."
     )]
     Deploy(Deploy),
+    /// List the function's published versions (code hash, config hash, when, commit) and
+    /// where the alias `live` points
+    Releases(Releases),
+    /// Put the alias `live` back on the previous version (or --to N), in one call
+    #[command(
+        after_help = "Exit codes: 0 moved, 3 live is already there, 4 the stack's deploy lock is held, 1 error."
+    )]
+    Rollback(Rollback),
     /// Send a real request to the deployed endpoint and stream the answer (smoke test)
     #[command(
         after_help = "The caller token comes from CLAUDE_PROXY_TOKEN; without it, invoke makes a short-lived caller \
@@ -303,6 +311,19 @@ pub struct StackArgs {
         help_heading = "Stack settings"
     )]
     pub fallback: Option<Fallback>,
+    /// How a new version reaches callers through the alias `live`: `all-at-once`, `canary`
+    /// ([release] canary_percent for canary_interval_seconds, then 100%) or `linear`
+    /// (+linear_percent every linear_interval_seconds); always after a smoke test, watched
+    /// (Errors and Throttles in CloudWatch), rolled back automatically when a check fails
+    #[arg(
+        long,
+        value_name = "all-at-once|canary|linear",
+        help_heading = "Release"
+    )]
+    pub strategy: Option<infra::config::Strategy>,
+    /// Published versions kept (the newest; never one an alias uses); older ones are deleted
+    #[arg(long, value_name = "N", help_heading = "Release")]
+    pub keep_versions: Option<u32>,
 }
 
 /// `--fallback`: a provider, or `none` (no fallback, whatever stack.toml says).
@@ -354,6 +375,25 @@ pub struct Deploy {
     /// confirmation, no lock, no call that changes the account
     #[arg(long, conflicts_with = "local")]
     pub dry_run: bool,
+    /// Move traffic to a new version without first sending it a real request. Only where
+    /// the function cannot run (an emulator such as plain moto, which cannot run the
+    /// handler); against AWS the smoke test is what stops a broken build before callers
+    /// reach it
+    #[arg(long, help_heading = "Release")]
+    pub skip_smoke_test: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct Releases {}
+
+#[derive(Debug, Args)]
+pub struct Rollback {
+    /// The version to put `live` on (default: the one before it; during an interrupted
+    /// release, the version it is shifting from)
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
     #[command(flatten)]
     pub lock: LockArgs,
 }

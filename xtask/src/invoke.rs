@@ -16,12 +16,10 @@ use infra::aws::OrNotFound;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Environment variable holding the caller token (tokens never go on the command line).
-pub const TOKEN_ENV: &str = "CLAUDE_PROXY_TOKEN";
+use crate::smoke::TOKEN_ENV;
 /// How long a 401 to a just-made smoke-test caller is retried (the function re-reads its
 /// secret for an unknown token at most every `handler::secrets::UNKNOWN_TOKEN_REFRESH`).
 const NEW_CALLER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-const DEFAULT_MODEL: &str = "claude-haiku-4-5";
 
 impl flags::Invoke {
     pub async fn run(self, common: &Common) -> Result<ExitCode> {
@@ -195,24 +193,13 @@ impl flags::Invoke {
     }
 
     fn body(&self, stream: bool) -> serde_json::Value {
-        if self.path == "/v1/messages" {
-            serde_json::json!({
-                "model": self.model.as_deref().unwrap_or(DEFAULT_MODEL),
-                "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": self.message}],
-                "stream": stream,
-            })
-        } else {
-            let mut body = serde_json::json!({
-                "message": self.message,
-                "max_tokens": self.max_tokens,
-                "stream": stream,
-            });
-            if let Some(model) = &self.model {
-                body["model"] = model.clone().into();
-            }
-            body
-        }
+        crate::smoke::request_body(
+            &self.path,
+            &self.message,
+            self.max_tokens,
+            stream,
+            self.model.as_deref(),
+        )
     }
 
     async fn resolve_target(&self, ctx: &StackContext) -> Result<Target> {
@@ -224,16 +211,19 @@ impl flags::Invoke {
         }
         let function = ctx.function_name();
         if !self.api {
+            // The URL is on the alias `live`.
             let url = ctx
                 .aws
                 .lambda
                 .get_function_url_config()
                 .function_name(&function)
+                .qualifier(infra::names::ALIAS)
                 .send()
                 .await
                 .or_not_found()
                 .map_err(infra::aws::ctx(format!(
-                    "lambda:GetFunctionUrlConfig {function}"
+                    "lambda:GetFunctionUrlConfig {function}:{}",
+                    infra::names::ALIAS
                 )))?;
             if let Some(cfg) = url {
                 let iam = cfg.auth_type().as_str() == "AWS_IAM";

@@ -229,11 +229,13 @@ async fn read_back(ctx: &StackContext) -> Result<Deployed> {
     let url = lambda
         .get_function_url_config()
         .function_name(&name)
+        .qualifier(infra::names::ALIAS)
         .send()
         .await
         .or_not_found()
         .map_err(infra::aws::ctx(format!(
-            "lambda:GetFunctionUrlConfig {name}"
+            "lambda:GetFunctionUrlConfig {name}:{}",
+            infra::names::ALIAS
         )))?;
     let (invoke_mode, invoke_mode_name) = match url {
         Some(url) => {

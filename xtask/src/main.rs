@@ -14,6 +14,8 @@ mod local;
 mod logs;
 mod package;
 mod plan;
+mod releases;
+mod rollback;
 mod teardown;
 mod test;
 mod usage;
@@ -31,6 +33,7 @@ mod paths;
 mod planning;
 mod progress;
 mod prompt;
+mod smoke;
 mod stack;
 mod upstream;
 
@@ -56,6 +59,8 @@ fn main() -> ExitCode {
             Command::Package(cmd) => cmd.run(&common, &progress).await,
             Command::Plan(cmd) => cmd.run(&common, &progress).await,
             Command::Deploy(cmd) => cmd.run(&common, &progress).await,
+            Command::Releases(cmd) => cmd.run(&common).await,
+            Command::Rollback(cmd) => cmd.run(&common, &progress).await,
             Command::Invoke(cmd) => cmd.run(&common).await,
             Command::Logs(cmd) => cmd.run(&common).await,
             Command::Callers(cmd) => cmd.run(&common, &progress).await,

@@ -18,7 +18,7 @@ impl flags::Plan {
             anthropic_api_key: api_key_from_env(),
             rotate_token: false,
         };
-        let (_desired, plan) = compute(&ctx, &self.code, secret, progress).await?;
+        let (_desired, plan) = compute(&ctx, &self.code, secret, false, progress).await?;
         progress.finish();
         match common.output {
             OutputFormat::Text => print!("{plan}"),

@@ -138,6 +138,8 @@ pub fn overrides(common: &Common, a: &StackArgs) -> Overrides {
         log_retention_days: a.log_retention_days,
         provider: a.provider,
         fallback: a.fallback.map(|f| f.0),
+        strategy: a.strategy,
+        keep_versions: a.keep_versions,
         ..base_overrides(common)
     }
 }

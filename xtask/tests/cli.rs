@@ -18,7 +18,8 @@ const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 
 const COMMANDS: &[&str] = &[
-    "build", "package", "plan", "deploy", "invoke", "logs", "dev", "teardown",
+    "build", "package", "plan", "deploy", "releases", "rollback", "invoke", "logs", "dev",
+    "teardown",
 ];
 
 /// The xtask binary in a scratch directory, with no AWS or Anthropic settings inherited.
@@ -459,7 +460,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     assert_eq!(again.code, Some(2), "plan changed something:\n{again}");
 
     // No key at all: the error says where a key comes from.
-    let deploy_args = with(&["deploy", "--bootstrap", b, "--yes"]);
+    let deploy_args = with(&["deploy", "--skip-smoke-test", "--bootstrap", b, "--yes"]);
     let r = env.run(&args(&deploy_args));
     r.assert_no_key();
     assert_eq!(r.code, Some(1), "{r}");
@@ -469,7 +470,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     );
 
     // No --yes and stdin is not a terminal: refuses, naming --yes.
-    let no_yes = with(&["deploy", "--bootstrap", b]);
+    let no_yes = with(&["deploy", "--skip-smoke-test", "--bootstrap", b]);
     let r = env.run_with_key(&args(&no_yes));
     r.assert_no_key();
     assert_eq!(r.code, Some(1), "{r}");
@@ -477,7 +478,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
 
     // --dry-run: the plan and every step the deploy would run; no confirmation needed,
     // nothing changes in the account.
-    let dry = with(&["deploy", "--bootstrap", b, "--dry-run"]);
+    let dry = with(&["deploy", "--skip-smoke-test", "--bootstrap", b, "--dry-run"]);
     let r = env.run_with_key(&args(&dry));
     r.assert_no_key();
     assert_eq!(r.code, Some(2), "{r}");
@@ -498,6 +499,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // Deploy with the key on stdin, JSON outputs.
     let json_args = with(&[
         "deploy",
+        "--skip-smoke-test",
         "--bootstrap",
         b,
         "--yes",
@@ -546,6 +548,24 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     let r = env.run_with_key(&args(&plan_args));
     assert_eq!(r.code, Some(0), "plan after deploy should be empty:\n{r}");
 
+    // releases: version 1, live on it (JSON for scripts); rollback has nothing before it.
+    let r = env.run(&args(&with(&["releases", "--output", "json"])));
+    r.ok();
+    let rel: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("releases is not JSON ({e}):\n{r}"));
+    assert_eq!(rel["live"]["version"], "1", "{r}");
+    assert_eq!(rel["live"]["weights"], serde_json::json!({}), "{r}");
+    assert_eq!(rel["versions"][0]["version"], "1", "{r}");
+    assert_eq!(rel["versions"][0]["live_percent"], 100, "{r}");
+    let r = env.run(&args(&with(&["releases"])));
+    r.ok();
+    assert!(r.stdout.contains("`live` -> version 1 (100%)"), "{r}");
+    let r = env.run(&args(&with(&["rollback", "--yes"])));
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no earlier version"), "{r}");
+    let r = env.run(&args(&with(&["rollback", "--to", "1", "--yes"])));
+    assert_eq!(r.code, Some(3), "already there: nothing to do\n{r}");
+
     // logs: the function's own log group, made by the deploy.
     let r = env.run(&args(&with(&["logs", "--since", "5m"])));
     r.ok();
@@ -581,6 +601,7 @@ async fn plan_deploy_redeploy_teardown_against_moto() {
     // --rotate-token: a new token, shown once.
     let rotate = with(&[
         "deploy",
+        "--skip-smoke-test",
         "--bootstrap",
         b,
         "--yes",

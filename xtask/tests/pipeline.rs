@@ -105,6 +105,7 @@ impl Env {
     fn deploy(&self, stack: &str, extra: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = [
             "deploy",
+            "--skip-smoke-test",
             "--stack",
             stack,
             "--bootstrap",
@@ -121,7 +122,7 @@ impl Env {
     fn plan(&self, stack: &str, extra: &[&str]) -> Vec<String> {
         let mut v = self.deploy(stack, extra);
         v[0] = "plan".into();
-        v.retain(|a| a != "--yes");
+        v.retain(|a| a != "--yes" && a != "--skip-smoke-test");
         v
     }
 

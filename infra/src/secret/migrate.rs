@@ -119,16 +119,25 @@ pub async fn edit_callers<T>(
     names: &Names,
     edit: impl FnOnce(&mut Vec<callers::CallerEntry>) -> Result<(T, bool)>,
 ) -> Result<T> {
-    let mut value = read_value(aws, &names.secret).await?;
+    edit_secret_callers(aws, &names.secret, edit).await
+}
+
+/// [`edit_callers`] on the secret named `secret` (the deploy's smoke test, which runs under
+/// the deploy's own lock).
+pub async fn edit_secret_callers<T>(
+    aws: &Aws,
+    secret: &str,
+    edit: impl FnOnce(&mut Vec<callers::CallerEntry>) -> Result<(T, bool)>,
+) -> Result<T> {
+    let mut value = read_value(aws, secret).await?;
     if !value.caller_tokens.is_empty() {
         bail!(
-            "secret {} still holds caller tokens in the format before named callers: run `cargo xtask deploy` once (it updates the function, then moves the tokens to named callers, keeping them working), then try again",
-            names.secret
+            "secret {secret} still holds caller tokens in the format before named callers: run `cargo xtask deploy` once (it updates the function, then moves the tokens to named callers, keeping them working), then try again"
         );
     }
     let (out, changed) = edit(&mut value.callers)?;
     if changed {
-        write_value(aws, &names.secret, &value).await?;
+        write_value(aws, secret, &value).await?;
     }
     Ok(out)
 }
