@@ -4,8 +4,8 @@
 use crate::aws::Aws;
 use crate::names::{self, Names};
 use crate::{
-    alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
-    permission, role, secret, version,
+    alarm, alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
+    permission, role, secret, topic, version,
 };
 use anyhow::Result;
 
@@ -40,6 +40,11 @@ pub struct Actual {
     /// The Bedrock inference profiles the desired stack names, as `GetInferenceProfile`
     /// answered (filled by [`read_for`]; empty for other providers and teardowns).
     pub bedrock_profiles: bedrock::ProfileLookups,
+    /// The SNS topic the stack's alarms notify.
+    pub topic: Option<topic::State>,
+    /// The stack's CloudWatch alarms (read when its topic exists: every alarm the toolkit
+    /// makes notifies it, is created after it and deleted before it).
+    pub alarms: Vec<alarm::State>,
     /// The account's Lambda concurrency in the Region (`GetAccountSettings`); `None` when
     /// not read (fixed test states).
     pub account_concurrency: Option<concurrency::AccountConcurrency>,
@@ -70,6 +75,8 @@ impl Actual {
             && self.http_apis.is_empty()
             && self.layer_versions.is_empty()
             && self.repository.is_none()
+            && self.topic.is_none()
+            && self.alarms.is_empty()
     }
 }
 
@@ -90,6 +97,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
                     // Boxed so the joined future stays small (callers run it on small test stacks).
                     Box::pin(layer::read(aws, &names)),
                     Box::pin(ecr::read(aws, &names)),
+                    Box::pin(read_alarms(aws, &names)),
                 )
             },
             // Never fails: what the endpoint refuses becomes a note in the plan.
@@ -97,7 +105,8 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         )
     })
     .await;
-    let (secret, log_group, role, function, http_apis, layer_versions, repository) = resources?;
+    let (secret, log_group, role, function, http_apis, layer_versions, repository, (topic, alarms)) =
+        resources?;
     let f = names.function.as_str();
     let (concurrency, versions, alias) = if function.is_some() {
         tokio::try_join!(
@@ -148,9 +157,26 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         http_apis,
         layer_versions,
         repository,
+        topic,
+        alarms,
         bedrock_profiles: Default::default(),
         account_concurrency: Some(account_concurrency),
     })
+}
+
+/// The alarms' topic, then (when it exists) the alarms. Alarms are not looked for without
+/// their topic: no alarm of the toolkit outlives it (created after it, deleted before it),
+/// and endpoints without CloudWatch (moto) still serve stacks without `[alarms]`.
+async fn read_alarms(
+    aws: &Aws,
+    names: &Names,
+) -> Result<(Option<topic::State>, Vec<alarm::State>)> {
+    let topic = topic::read(aws, names).await?;
+    let alarms = match &topic {
+        Some(_) => alarm::read(aws, names).await?,
+        None => Vec::new(),
+    };
+    Ok((topic, alarms))
 }
 
 /// Reads the stack as [`read_actual`] does, plus what the desired stack depends on in the

@@ -81,6 +81,12 @@ pub enum Kind {
     Version,
     /// The alias `live` callers reach the function through.
     Alias,
+    /// The SNS topic the alarms notify (`[alarms]`). Ordering: before `Alarm` (named as its
+    /// action); deleted after every alarm. Needs nothing else.
+    Topic,
+    /// A CloudWatch alarm on the function's metrics (`[alarms]`). Ordering: after `Topic` and
+    /// `Function`; deleted before both.
+    Alarm,
     FunctionUrl,
     HttpApi,
     Permission,
@@ -96,26 +102,28 @@ impl Kind {
         self as u8
     }
 
-    /// Position when deleting: permissions, URL, API, alias, versions, concurrency, function,
-    /// layer versions, repository, log group, policies, role, secret.
+    /// Position when deleting: permissions, URL, API, alarms, topic, alias, versions,
+    /// concurrency, function, layer versions, repository, log group, policies, role, secret.
     pub fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
             Kind::FunctionUrl => 1,
             Kind::HttpApi => 2,
-            Kind::Alias => 3,
-            Kind::Version => 4,
-            Kind::Concurrency => 5,
-            Kind::Function => 6,
-            Kind::Layer => 7,
-            Kind::Image => 8,
-            Kind::Repository => 9,
-            Kind::LogGroup => 10,
-            Kind::RolePolicy | Kind::AttachedPolicy => 11,
-            Kind::Role => 12,
-            Kind::Secret => 13,
+            Kind::Alarm => 3,
+            Kind::Topic => 4,
+            Kind::Alias => 5,
+            Kind::Version => 6,
+            Kind::Concurrency => 7,
+            Kind::Function => 8,
+            Kind::Layer => 9,
+            Kind::Image => 10,
+            Kind::Repository => 11,
+            Kind::LogGroup => 12,
+            Kind::RolePolicy | Kind::AttachedPolicy => 13,
+            Kind::Role => 14,
+            Kind::Secret => 15,
             // Only in deploys (teardown deletes the secret itself).
-            Kind::Callers => 14,
+            Kind::Callers => 16,
         }
     }
 
@@ -133,6 +141,8 @@ impl Kind {
             Kind::Concurrency => "reserved concurrency",
             Kind::Version => "function version",
             Kind::Alias => "alias",
+            Kind::Topic => "SNS topic",
+            Kind::Alarm => "CloudWatch alarm",
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
             Kind::Permission => "permission",

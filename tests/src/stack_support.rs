@@ -666,6 +666,45 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             "tagged HTTP API left"
         );
     }
+    let sns = aws_sdk_sns::Client::new(direct);
+    let mut pages = sns.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.unwrap().topics() {
+            let arn = t.topic_arn().unwrap_or_default();
+            assert!(
+                !arn.ends_with(&format!(":{f}-alarms")),
+                "SNS topic left: {arn}"
+            );
+            let tags = sns
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                !tags
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == "stack" && t.value() == stack),
+                "tagged SNS topic left: {arn}"
+            );
+        }
+    }
+}
+
+/// The CloudWatch alarms of `stack` the proxy's stand-in holds (by name or `stack` tag).
+pub fn alarms_of(proxy: &AwsProxy, stack: &str) -> Vec<String> {
+    let f = format!("claude-proxy-{stack}-");
+    proxy.with_cloudwatch(|cw| {
+        cw.alarms
+            .alarms
+            .values()
+            .filter(|a| {
+                a.name.starts_with(&f) || a.tags.get("stack").map(String::as_str) == Some(stack)
+            })
+            .map(|a| a.name.clone())
+            .collect()
+    })
 }
 
 /// The real `cargo xtask` binary, run as a pipeline runs it: in a scratch directory, with no
