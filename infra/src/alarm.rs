@@ -340,3 +340,63 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<()> {
         .map_err(ctx(format!("cloudwatch:DeleteAlarms {name}")))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AlarmsSection, StackConfig};
+    use crate::desired::Desired;
+    use crate::secret::SecretInput;
+
+    fn specs_for(a: AlarmsSection) -> Vec<Spec> {
+        let config = StackConfig {
+            alarms: Some(a),
+            ..Default::default()
+        };
+        let d = Desired::new(
+            config,
+            Some(&crate::artifact::Artifact::from_bootstrap_bytes(b"x").unwrap()),
+            SecretInput::default(),
+        )
+        .unwrap();
+        specs(&d.names, d.spec.as_ref().unwrap(), "arn:aws:sns:r:1:t")
+    }
+
+    #[test]
+    fn three_alarms_on_the_handlers_metrics_and_only_what_changed_is_updated() {
+        let s = specs_for(AlarmsSection::default());
+        let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "claude-proxy-dev-output-tokens",
+                "claude-proxy-dev-errors-5xx",
+                "claude-proxy-dev-throttles"
+            ]
+        );
+        assert_eq!(s[0].settings.metric, "OutputTokens");
+        assert_eq!(s[0].settings.threshold, 1_000_000.0);
+        assert_eq!(s[0].settings.function, "claude-proxy-dev");
+        assert_eq!(s[0].settings.period_seconds, 3600);
+        let actual = State {
+            name: s[0].name.clone(),
+            arn: "arn:aws:cloudwatch:r:1:alarm:claude-proxy-dev-output-tokens".into(),
+            settings: s[0].settings.clone(),
+            tags: names::owned_tags("dev"),
+        };
+        assert_eq!(diff(Some(&s[0]), Some(&actual)), None);
+        let changed = specs_for(AlarmsSection {
+            period_seconds: 600,
+            ..Default::default()
+        });
+        let Some(Change::Update { fields }) = diff(Some(&changed[0]), Some(&actual)) else {
+            panic!("no update");
+        };
+        let fields: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["period_seconds", "description"]);
+        // Without [alarms] every alarm the stack has is deleted.
+        let p = plan(&[], &[actual]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].change, Change::Delete);
+    }
+}

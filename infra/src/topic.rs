@@ -288,3 +288,68 @@ pub async fn delete(aws: &Aws, arn: &str) -> Result<()> {
         .map_err(ctx(format!("sns:DeleteTopic {arn}")))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(subs: &[(&str, &str)]) -> State {
+        State {
+            arn: "arn:aws:sns:us-east-1:1:claude-proxy-dev-alarms".into(),
+            tags: names::owned_tags("dev"),
+            subscriptions: subs
+                .iter()
+                .map(|(endpoint, arn)| Subscription {
+                    protocol: "email".into(),
+                    endpoint: endpoint.to_string(),
+                    arn: arn.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn spec(email: Option<&str>) -> Spec {
+        Spec {
+            name: "claude-proxy-dev-alarms".into(),
+            arn: "arn:aws:sns:us-east-1:1:claude-proxy-dev-alarms".into(),
+            stack: "dev".into(),
+            email: email.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_email_is_diffed_and_an_unconfirmed_unwanted_one_is_not_a_change() {
+        let confirmed = state(&[("a@example.com", "arn:sub:1")]);
+        assert_eq!(
+            diff(Some(&spec(Some("a@example.com"))), Some(&confirmed)),
+            None
+        );
+        assert_eq!(
+            diff(Some(&spec(Some("b@example.com"))), Some(&confirmed)),
+            Some(Change::Update {
+                fields: vec![FieldChange::new("email", "a@example.com", "b@example.com")]
+            })
+        );
+        assert_eq!(
+            diff(Some(&spec(None)), Some(&confirmed)),
+            Some(Change::Update {
+                fields: vec![FieldChange::new("email", "a@example.com", "(none)")]
+            })
+        );
+        // Pending: cannot be unsubscribed, so dropping it from stack.toml changes nothing.
+        let pending = state(&[("a@example.com", PENDING)]);
+        assert_eq!(diff(Some(&spec(None)), Some(&pending)), None);
+        assert_eq!(
+            diff(Some(&spec(Some("a@example.com"))), Some(&pending)),
+            None
+        );
+        let mut untagged = confirmed.clone();
+        untagged.tags.clear();
+        assert!(matches!(
+            diff(Some(&spec(Some("a@example.com"))), Some(&untagged)),
+            Some(Change::Update { fields }) if fields[0].field == "tags"
+        ));
+        assert_eq!(diff(None, Some(&confirmed)), Some(Change::Delete));
+        assert_eq!(diff(None, None), None);
+    }
+}

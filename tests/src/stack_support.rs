@@ -806,6 +806,11 @@ impl Cli {
     }
 
     /// `deploy` of `stack` with every resource (the HTTP API too), JSON output.
+    /// Writes the `stack.toml` every later run (and [`Cli::desired`]) uses.
+    pub fn stack_toml(&self, text: &str) {
+        std::fs::write(self.dir.path().join("stack.toml"), text).unwrap();
+    }
+
     pub fn deploy_args(&self, stack: &str) -> Vec<String> {
         [
             "deploy",
@@ -829,7 +834,8 @@ impl Cli {
     /// What the CLI deploys for `stack`, as the in-process API sees it (same package).
     pub fn desired(&self, stack: &str) -> Desired {
         Desired::new(
-            StackConfig::default()
+            StackConfig::load(&self.dir.path().join("stack.toml"))
+                .unwrap()
                 .with_overrides(&Overrides {
                     region: Some(REGION.into()),
                     ..overrides(stack)

@@ -281,6 +281,15 @@ async fn body() -> () {
     // Back, then torn down: nothing left, alarms included.
     apply(&e, &d).await;
     assert_eq!(alarms_of(&e.proxy, "alm").len(), 3);
+    // `teardown --older-than` finds the stack by its topic's tags too.
+    let found = infra::discover::find_stacks(&e.aws).await.unwrap();
+    let alm = found.iter().find(|f| f.stack == "alm").expect("found");
+    assert!(
+        alm.resources
+            .iter()
+            .any(|r| r == "SNS topic claude-proxy-alm-alarms"),
+        "{alm:?}"
+    );
     let report = infra::teardown(&e.aws, "alm", &infra::Silent)
         .await
         .unwrap();
@@ -315,6 +324,7 @@ async fn body() -> () {
         "sns:Subscribe",
         "sns:Unsubscribe",
         "sns:DeleteTopic",
+        "sns:ListTopics",
     ] {
         assert!(needed.contains(a), "{a} not called: {needed:?}");
     }
@@ -359,11 +369,7 @@ fn bad_alarm_settings_are_refused_with_what_to_do() {
 async fn the_cli_deploys_and_tears_down_a_stack_with_alarms() {
     let e = env().await;
     let cli = Cli::new().await;
-    std::fs::write(
-        cli.dir.path().join("stack.toml"),
-        "[concurrency]\nreserved = 2\n[alarms]\noutput_tokens = 100000\n",
-    )
-    .unwrap();
+    cli.stack_toml("[concurrency]\nreserved = 2\n[alarms]\noutput_tokens = 100000\n");
     let endpoint = e.proxy.endpoint_url();
     let r = cli
         .run(
