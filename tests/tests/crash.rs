@@ -13,6 +13,9 @@ use stand_ins::stack_support::{
 };
 use std::time::Duration;
 
+/// The crash tests' stack.toml: spend alarms with an e-mail subscription.
+const ALARMS: &str = "[alarms]\noutput_tokens = 200000\nemail = \"ops@example.com\"\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up() {
     // Boxed: the deploy futures are too large for a test thread's stack in debug builds.
@@ -23,6 +26,8 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
 async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up_body() {
     let e = env().await;
     let cli = Cli::new().await;
+    // With alarms: their topic, its e-mail subscription and the alarms are crashed into too.
+    cli.stack_toml(ALARMS);
     let endpoint = e.proxy.endpoint_url();
 
     // N: the mutating calls of an uninterrupted full deploy, measured now.
@@ -36,6 +41,9 @@ async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans
     assert!(n > 10, "a full deploy makes more mutating calls: {calls:?}");
     let ops: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
     println!("a full deploy makes {n} mutating calls: {}", ops.join(", "));
+    for op in ["CreateTopic", "Subscribe", "PutMetricAlarm"] {
+        assert!(ops.iter().any(|o| o.contains(op)), "{op} not among {ops:?}");
+    }
     assert_eq!(
         calls.first().map(|c| c.operation.as_str()),
         Some("CreateSecret"),
@@ -185,6 +193,7 @@ async fn the_deployer_policy_covers_the_lock_and_the_cleanup_body() {
         .collect();
     let e = env().await;
     let cli = Cli::new().await;
+    cli.stack_toml(ALARMS);
     let endpoint = e.proxy.endpoint_url();
     e.proxy.clear();
     let r = cli
@@ -216,6 +225,9 @@ async fn the_deployer_policy_covers_the_lock_and_the_cleanup_body() {
         "secretsmanager:CreateSecret",
         "secretsmanager:GetSecretValue",
         "secretsmanager:DeleteSecret",
+        "sns:ListTopics",
+        "sns:DeleteTopic",
+        "cloudwatch:DeleteAlarms",
     ] {
         assert!(needed.contains(a), "{a} was not called: {needed:?}");
     }
