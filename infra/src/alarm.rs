@@ -119,7 +119,7 @@ pub fn plan(wanted: &[Spec], actual: &[State]) -> Vec<ResourceChange> {
                 Kind::Alarm,
                 &spec.name,
                 change,
-                Action::Put(spec.clone(), a.cloned()),
+                Action::Put(Box::new(spec.clone()), a.cloned().map(Box::new)),
             ));
         }
     }
@@ -183,7 +183,7 @@ pub fn diff(desired: Option<&Spec>, actual: Option<&State>) -> Option<Change> {
 #[derive(Debug)]
 pub enum Action {
     /// Create or replace (`PutMetricAlarm`), then tag what is missing.
-    Put(Spec, Option<State>),
+    Put(Box<Spec>, Option<Box<State>>),
     Delete(String),
 }
 
@@ -191,7 +191,7 @@ impl Step for Action {
     fn run<'a>(&'a self, cx: StepContext<'a>) -> StepFuture<'a> {
         Box::pin(async move {
             match self {
-                Action::Put(spec, a) => put(cx.aws, spec, a.as_ref(), cx.created_at).await?,
+                Action::Put(spec, a) => put(cx.aws, spec, a.as_deref(), cx.created_at).await?,
                 Action::Delete(name) => delete(cx.aws, name).await?,
             }
             Done::nothing()

@@ -594,10 +594,8 @@ fn alarm_note(config: &crate::config::StackConfig) -> Option<String> {
     } else {
         config.limits.allowed_models.clone()
     };
-    // The dearest allowed model's output price: one token per hour at full use.
-    let price =
-        crate::prices::worst_case_output_usd_per_hour(1, 1, 3600.0, &models, &config.prices)
-            .map(|(_, p)| p);
+    // At the dearest allowed model's output price, as the worst case counts.
+    let price = crate::prices::dearest_output(&models, &config.prices);
     let dollars = match &price {
         Some(p) => {
             let usd = a.output_tokens as f64 * p.price.output / 1_000_000.0;

@@ -187,7 +187,7 @@ async fn body() -> () {
     for (name, threshold, metric) in expect {
         let (t, m, actions, tags) = &alarms[name];
         assert_eq!((*t, m.as_str()), (threshold, metric), "{name}");
-        assert_eq!(actions, &[topic_arn.clone()], "{name}");
+        assert_eq!(actions, std::slice::from_ref(&topic_arn), "{name}");
         assert_eq!(tags.get("stack").map(String::as_str), Some("alm"), "{name}");
         assert!(tags.contains_key("created-at"), "{name}");
     }

@@ -35,7 +35,7 @@ impl Default for AlarmsSection {
 impl AlarmsSection {
     pub fn validate(&self) -> Result<()> {
         let p = self.period_seconds;
-        if !(60..=86400).contains(&p) || p % 60 != 0 {
+        if !(60..=86400).contains(&p) || !p.is_multiple_of(60) {
             bail!("alarms.period_seconds = {p}: use a multiple of 60 from 60 to 86400 (CloudWatch's periods for these metrics)");
         }
         for (key, v) in [
