@@ -286,7 +286,9 @@ mod tests {
 
     #[test]
     fn operations_are_named_by_their_paths_not_the_names_in_them() {
-        let op = |svc, m, p| rest_operation(svc, m, p);
+        fn op(service: &str, method: &str, path: &str) -> Option<&'static str> {
+            rest_operation(service, method, path)
+        }
         let f = "/2015-03-31/functions/claude-proxy-a";
         assert_eq!(op("lambda", "POST", &format!("{f}/versions")), Some("PublishVersion"));
         assert_eq!(op("lambda", "PUT", &format!("{f}/aliases/live")), Some("UpdateAlias"));

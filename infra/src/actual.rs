@@ -4,8 +4,8 @@
 use crate::aws::Aws;
 use crate::names::{self, Names};
 use crate::{
-    alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
-    permission, rest_api, role, secret, version,
+    alarm, alias, bedrock, concurrency, ecr, function, function_url, http_api, layer, log_group,
+    permission, rest_api, role, secret, topic, version,
 };
 use anyhow::Result;
 
@@ -44,6 +44,11 @@ pub struct Actual {
     /// The Bedrock inference profiles the desired stack names, as `GetInferenceProfile`
     /// answered (filled by [`read_for`]; empty for other providers and teardowns).
     pub bedrock_profiles: bedrock::ProfileLookups,
+    /// The SNS topic the stack's alarms notify.
+    pub topic: Option<topic::State>,
+    /// The stack's CloudWatch alarms (read when its topic exists: every alarm the toolkit
+    /// makes notifies it, is created after it and deleted before it).
+    pub alarms: Vec<alarm::State>,
     /// The account's Lambda concurrency in the Region (`GetAccountSettings`); `None` when
     /// not read (fixed test states).
     pub account_concurrency: Option<concurrency::AccountConcurrency>,
@@ -76,6 +81,8 @@ impl Actual {
             && self.usage_plan.is_empty()
             && self.layer_versions.is_empty()
             && self.repository.is_none()
+            && self.topic.is_none()
+            && self.alarms.is_empty()
     }
 }
 
@@ -100,6 +107,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
                     Box::pin(ecr::read(aws, &names)),
                     Box::pin(rest_api::read(aws, &names)),
                     Box::pin(rest_api::usage_plan::read(aws, &names)),
+                    Box::pin(read_alarms(aws, &names)),
                 )
             },
             // The alias's URL and statements are read as if it existed (they answer not found
@@ -129,6 +137,7 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         repository,
         rest_apis,
         usage_plan,
+        (topic, alarms),
     ) = resources?;
     let (concurrency, versions, alias, function_url, mut unqualified_function_url, permissions) =
         match function.is_some() {
@@ -162,9 +171,26 @@ pub async fn read_actual(aws: &Aws, stack: &str) -> Result<Actual> {
         usage_plan,
         layer_versions,
         repository,
+        topic,
+        alarms,
         bedrock_profiles: Default::default(),
         account_concurrency: Some(account_concurrency),
     })
+}
+
+/// The alarms' topic, then (when it exists) the alarms. Alarms are not looked for without
+/// their topic: no alarm of the toolkit outlives it (created after it, deleted before it),
+/// and endpoints without CloudWatch (moto) still serve stacks without `[alarms]`.
+async fn read_alarms(
+    aws: &Aws,
+    names: &Names,
+) -> Result<(Option<topic::State>, Vec<alarm::State>)> {
+    let topic = topic::read(aws, names).await?;
+    let alarms = match &topic {
+        Some(_) => alarm::read(aws, names).await?,
+        None => Vec::new(),
+    };
+    Ok((topic, alarms))
 }
 
 /// Reads the stack as [`read_actual`] does, plus what the desired stack depends on in the

@@ -434,6 +434,9 @@ pub fn is_not_found<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
             matches!(
                 code,
                 "ResourceNotFoundException"
+                    // CloudWatch (DeleteAlarms) and SNS (GetTopicAttributes).
+                    | "ResourceNotFound"
+                    | "NotFound"
                     | "NoSuchEntity"
                     | "NotFoundException"
                     | "NoSuchEntityException"

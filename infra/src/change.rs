@@ -81,6 +81,12 @@ pub enum Kind {
     Version,
     /// The alias `live` callers reach the function through.
     Alias,
+    /// The SNS topic the alarms notify (`[alarms]`). Ordering: before `Alarm` (named as its
+    /// action); deleted after every alarm. Needs nothing else.
+    Topic,
+    /// A CloudWatch alarm on the function's metrics (`[alarms]`). Ordering: after `Topic` and
+    /// `Function`; deleted before both.
+    Alarm,
     FunctionUrl,
     HttpApi,
     /// The REST API (`[api] kind = "rest"`): resources, methods, streaming integration,
@@ -102,8 +108,8 @@ impl Kind {
     }
 
     /// Position when deleting: permissions, URL, APIs (the usage plan before the REST API
-    /// it names), alias, versions, concurrency, function, layer versions, repository, log
-    /// group, policies, role, secret.
+    /// it names), alarms, topic, alias, versions, concurrency, function, layer versions,
+    /// repository, log group, policies, role, secret.
     pub fn delete_rank(self) -> u8 {
         match self {
             Kind::Permission => 0,
@@ -111,19 +117,21 @@ impl Kind {
             Kind::HttpApi => 2,
             Kind::UsagePlan => 3,
             Kind::RestApi => 4,
-            Kind::Alias => 5,
-            Kind::Version => 6,
-            Kind::Concurrency => 7,
-            Kind::Function => 8,
-            Kind::Layer => 9,
-            Kind::Image => 10,
-            Kind::Repository => 11,
-            Kind::LogGroup => 12,
-            Kind::RolePolicy | Kind::AttachedPolicy => 13,
-            Kind::Role => 14,
-            Kind::Secret => 15,
+            Kind::Alarm => 5,
+            Kind::Topic => 6,
+            Kind::Alias => 7,
+            Kind::Version => 8,
+            Kind::Concurrency => 9,
+            Kind::Function => 10,
+            Kind::Layer => 11,
+            Kind::Image => 12,
+            Kind::Repository => 13,
+            Kind::LogGroup => 14,
+            Kind::RolePolicy | Kind::AttachedPolicy => 15,
+            Kind::Role => 16,
+            Kind::Secret => 17,
             // Only in deploys (teardown deletes the secret itself).
-            Kind::Callers => 16,
+            Kind::Callers => 18,
         }
     }
 
@@ -141,13 +149,14 @@ impl Kind {
         use Kind::*;
         if deleting {
             return match self {
-                Permission | FunctionUrl | Concurrency | HttpApi | UsagePlan => &[],
+                Permission | FunctionUrl | Concurrency | HttpApi | UsagePlan | Alarm => &[],
+                Topic => &[Alarm],
                 RestApi => &[UsagePlan],
                 // The URL and the statements name the alias; the APIs' integrations too.
                 Alias => &[Permission, FunctionUrl, HttpApi, RestApi],
                 // Lambda refuses to delete a version an alias points or routes to.
                 Version => &[Alias],
-                Function => &[Permission, FunctionUrl, Concurrency, Alias, Version],
+                Function => &[Permission, FunctionUrl, Concurrency, Alias, Version, Alarm],
                 // Never deleted (teardown deletes the secret).
                 Callers => &[],
                 LogGroup => &[Function],
@@ -181,6 +190,9 @@ impl Kind {
             // The URL, the integrations and the statements name the alias.
             FunctionUrl | HttpApi | RestApi => &[Function, Alias],
             UsagePlan => &[RestApi],
+            Topic => &[],
+            // An alarm names the topic as its action and the function's metrics.
+            Alarm => &[Topic, Function],
             Permission => &[Function, Alias, FunctionUrl, HttpApi, RestApi],
             // The secret holds only hashes once the function serves a handler that reads
             // them: after the alias is on the new version.
@@ -202,6 +214,8 @@ impl Kind {
             Kind::Concurrency => "reserved concurrency",
             Kind::Version => "function version",
             Kind::Alias => "alias",
+            Kind::Topic => "SNS topic",
+            Kind::Alarm => "CloudWatch alarm",
             Kind::FunctionUrl => "function URL",
             Kind::HttpApi => "HTTP API",
             Kind::RestApi => "REST API",

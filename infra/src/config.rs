@@ -9,8 +9,10 @@ pub use artifacts::Arch;
 pub use validate::LOG_RETENTION_DAYS;
 
 mod api;
+mod alarms;
 mod release;
 mod validate;
+pub use alarms::AlarmsSection;
 pub use release::{ReleaseSection, Strategy};
 pub use api::{ApiKind, ApiSection, QuotaPeriod};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,9 @@ pub struct StackConfig {
     /// `[prices]`: USD per million tokens by model (name or prefix), over the built-in table
     /// (`infra::prices`), for `cargo xtask usage` and the plan's worst case.
     pub prices: std::collections::BTreeMap<String, crate::prices::ModelPrice>,
+    /// `[alarms]`: CloudWatch alarms and their SNS topic; none without the section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<AlarmsSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -1,7 +1,7 @@
 //! Finding every stack in the account and region by its tags, for `teardown --older-than`.
 //!
-//! Lists functions, roles, secrets (the stack secrets and their deploy locks), log groups
-//! and HTTP APIs whose names carry the toolkit's prefix, and keeps those tagged
+//! Lists functions, roles, secrets (the stack secrets and their deploy locks), log groups,
+//! the alarms' SNS topics and HTTP APIs whose names carry the toolkit's prefix, and keeps those tagged
 //! `managed-by=claude-lambda-toolkit`, grouped by their `stack` tag. Roles are listed through
 //! IAM (the Resource Groups Tagging API does not cover them), so a stack whose function is
 //! gone but whose role remains is still found. A stack's age is the oldest `created-at` tag
@@ -187,6 +187,36 @@ pub async fn find_stacks(aws: &Aws) -> Result<Vec<FoundStack>> {
             };
             let tags = tags.tags().cloned().unwrap_or_default();
             acc.add(format!("log group {name}"), &tags.into_iter().collect());
+        }
+    }
+
+    // The alarms' SNS topics (an alarm of the toolkit never outlives its topic).
+    let mut pages = aws.sns.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(ctx("sns:ListTopics"))?;
+        for t in out.topics() {
+            let Some(arn) = t.topic_arn() else { continue };
+            let name = arn.rsplit(':').next().unwrap_or_default();
+            if !(name.starts_with("claude-proxy-") && name.ends_with("-alarms")) {
+                continue;
+            }
+            let Some(tags) = aws
+                .sns
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .or_not_found()
+                .map_err(ctx(format!("sns:ListTagsForResource {name}")))?
+            else {
+                continue;
+            };
+            let tags = tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            acc.add(format!("SNS topic {name}"), &tags);
         }
     }
 

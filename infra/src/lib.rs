@@ -8,12 +8,13 @@
 //! stack file (`config`) and the `step` trait → `desired` → one module per resource kind,
 //! each owning that resource's whole lifecycle (spec, read, diff, plan, and the step that
 //! creates, updates or deletes it): `secret`, `log_group`, `role`, `layer`, `ecr`,
-//! `function`, `concurrency`, `version`, `alias` (with `alias::release`), `function_url`,
-//! `http_api`, `rest_api` (+ `rest_api::usage_plan`), `permission` → `actual` (and
-//! `releases`: versions, `live`, rollback) → `plan`
+//! `function`, `concurrency`, `version`, `alias` (with `alias::release`), `topic`, `alarm`,
+//! `function_url`, `http_api`, `rest_api` (+ `rest_api::usage_plan`), `permission` → `actual`
+//! (and `releases`: versions, `live`, rollback) → `plan`
 //! → `apply` → `teardown`.
 
 pub mod actual;
+pub mod alarm;
 pub mod alias;
 pub mod apply;
 pub mod artifact;
@@ -48,6 +49,7 @@ pub mod secret;
 pub mod step;
 pub mod teardown;
 pub mod tls;
+pub mod topic;
 pub mod version;
 
 pub use actual::{read_actual, read_for, Actual};

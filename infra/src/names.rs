@@ -36,6 +36,8 @@ pub struct Names {
     pub default_api_key: String,
     pub layer: String,
     pub ecr_repository: String,
+    /// The SNS topic the stack's alarms notify (`[alarms]`).
+    pub alarm_topic: String,
 }
 
 impl Names {
@@ -53,6 +55,7 @@ impl Names {
             default_api_key: format!("{function}-default"),
             layer: format!("{function}-bootstrap"),
             ecr_repository: format!("claude-proxy-{}", stack.to_ascii_lowercase()),
+            alarm_topic: format!("{function}-alarms"),
             function,
         }
     }
@@ -137,6 +140,7 @@ mod tests {
         assert_eq!(n.default_api_key, "claude-proxy-team-a-default");
         assert_eq!(n.layer, "claude-proxy-team-a-bootstrap");
         assert_eq!(n.ecr_repository, "claude-proxy-team-a");
+        assert_eq!(n.alarm_topic, "claude-proxy-team-a-alarms");
         assert_eq!(
             n.log_group_arn("aws", "us-east-1", "123456789012"),
             "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/claude-proxy-team-a:*"

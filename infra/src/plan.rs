@@ -9,8 +9,8 @@ use crate::desired::Desired;
 use crate::names::Names;
 pub use crate::step::ResourceChange;
 use crate::{
-    alias, concurrency, ecr, function, function_url, http_api, layer, log_group, permission,
-    rest_api, role, secret, version,
+    alarm, alias, concurrency, ecr, function, function_url, http_api, layer, log_group, permission,
+    rest_api, role, secret, topic, version,
 };
 use serde::Serialize;
 use std::fmt;
@@ -291,6 +291,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     });
     changes.extend(alias_change);
 
+    // `[alarms]`: the topic, then the alarms that notify it.
+    let topic_arn = topic::topic_arn(
+        &refs.partition,
+        region,
+        &refs.account_id,
+        &names.alarm_topic,
+    );
+    let t = spec.and_then(|s| topic::spec(names, s, &topic_arn));
+    changes.extend(topic::plan(names, t, actual.topic.as_ref()));
+    let alarms = spec
+        .map(|s| alarm::specs(names, s, &topic_arn))
+        .unwrap_or_default();
+    changes.extend(alarm::plan(&alarms, &actual.alarms));
+
     let u = spec.and_then(function_url::spec);
     let url_moves = a_old_url.is_some() && u.is_some();
     if let Some(old) = a_old_url {
@@ -350,6 +364,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     if let Some(s) = spec {
         if !changes.is_empty() {
             notes.extend(worst_case_note(&s.config, reservation.reserved));
+            notes.extend(alarm_note(&s.config));
+        }
+        if let Some(email) = s.config.alarms.as_ref().and_then(|a| a.email.as_ref()) {
+            let subscribes = changes.iter().any(|c| {
+                c.kind == Kind::Topic
+                    && match &c.change {
+                        Change::Create { .. } => true,
+                        Change::Update { fields } => fields.iter().any(|f| f.field == "email"),
+                        _ => false,
+                    }
+            });
+            if subscribes {
+                notes.push(format!("SNS sends {email} a confirmation e-mail: alarms reach it only once the link in it is followed"));
+            }
         }
         notes.extend(s.config.warnings());
         if s.config.http_api.enabled {
@@ -590,5 +618,32 @@ fn worst_case_note(config: &crate::config::StackConfig, reserved: Option<u32>) -
         } else {
             p.source.clone()
         }
+    ))
+}
+
+/// The output-token alarm's threshold in dollars, beside the worst case (`[alarms]`).
+fn alarm_note(config: &crate::config::StackConfig) -> Option<String> {
+    let a = config.alarms.as_ref()?;
+    let models = if config.limits.allowed_models.is_empty() {
+        config.configured_models()
+    } else {
+        config.limits.allowed_models.clone()
+    };
+    // At the dearest allowed model's output price, as the worst case counts.
+    let price = crate::prices::dearest_output(&models, &config.prices);
+    let dollars = match &price {
+        Some(p) => {
+            let usd = a.output_tokens as f64 * p.price.output / 1_000_000.0;
+            let per_hour = usd * 3600.0 / f64::from(a.period_seconds);
+            format!(
+                " (about ${usd:.2} at {} output ${}/MTok, ${per_hour:.2}/hour)",
+                p.entry, p.price.output
+            )
+        }
+        None => String::new(),
+    };
+    Some(format!(
+        "spend alarm: fires at {} output tokens in {} s{dollars}; also at {} 5xx answers or {} 429 answers in {} s (stack.toml [alarms]); keep it below the worst case to hear of a runaway caller before the bound",
+        a.output_tokens, a.period_seconds, a.errors_5xx, a.throttles, a.period_seconds
     ))
 }

@@ -118,6 +118,28 @@ mod tests {
     }
 }
 
+/// The price of the dearest of `models` by output tokens (`*`: the dearest in the table and
+/// `[prices]`); `None` when no model has a price.
+pub fn dearest_output(
+    models: &[String],
+    overrides: &BTreeMap<String, ModelPrice>,
+) -> Option<Priced> {
+    let any = models.iter().any(|m| m == "*");
+    let candidates: Vec<String> = if any {
+        TABLE
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .chain(overrides.keys().cloned())
+            .collect()
+    } else {
+        models.to_vec()
+    };
+    candidates
+        .iter()
+        .filter_map(|m| price_of(m, overrides))
+        .max_by(|a, b| a.price.output.total_cmp(&b.price.output))
+}
+
 /// The most the stack can spend on output tokens per hour: every one of `reserved` slots busy
 /// all hour with requests of `expected_duration_seconds`, each producing `max_tokens_cap`
 /// output tokens of the dearest of `models` (`*`: the dearest in the table). With the price
@@ -129,20 +151,7 @@ pub fn worst_case_output_usd_per_hour(
     models: &[String],
     overrides: &BTreeMap<String, ModelPrice>,
 ) -> Option<(f64, Priced)> {
-    let any = models.iter().any(|m| m == "*");
-    let candidates: Vec<String> = if any {
-        TABLE
-            .iter()
-            .map(|(k, _)| k.to_string())
-            .chain(overrides.keys().cloned())
-            .collect()
-    } else {
-        models.to_vec()
-    };
-    let dearest = candidates
-        .iter()
-        .filter_map(|m| price_of(m, overrides))
-        .max_by(|a, b| a.price.output.total_cmp(&b.price.output))?;
+    let dearest = dearest_output(models, overrides)?;
     let requests_per_hour = 3600.0 / expected_duration_seconds.max(1.0);
     let tokens = f64::from(reserved) * requests_per_hour * f64::from(max_tokens_cap);
     Some((tokens * dearest.price.output / 1_000_000.0, dearest))

@@ -17,6 +17,7 @@ pub fn iam_action(c: &Call) -> Option<String> {
             let m = c.method.as_str();
             let op = match (m, &p[1..]) {
                 ("POST", ["functions"]) => "CreateFunction",
+                ("GET", ["functions"] | ["functions", ""]) => "ListFunctions",
                 ("GET", ["functions", _]) => "GetFunction",
                 ("DELETE", ["functions", _]) => "DeleteFunction",
                 ("GET", ["functions", _, "configuration"]) => "GetFunctionConfiguration",

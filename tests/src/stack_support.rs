@@ -695,6 +695,45 @@ pub async fn assert_nothing_left(direct: &SdkConfig, stack: &str) {
             "tagged API key left"
         );
     }
+    let sns = aws_sdk_sns::Client::new(direct);
+    let mut pages = sns.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.unwrap().topics() {
+            let arn = t.topic_arn().unwrap_or_default();
+            assert!(
+                !arn.ends_with(&format!(":{f}-alarms")),
+                "SNS topic left: {arn}"
+            );
+            let tags = sns
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                !tags
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == "stack" && t.value() == stack),
+                "tagged SNS topic left: {arn}"
+            );
+        }
+    }
+}
+
+/// The CloudWatch alarms of `stack` the proxy's stand-in holds (by name or `stack` tag).
+pub fn alarms_of(proxy: &AwsProxy, stack: &str) -> Vec<String> {
+    let f = format!("claude-proxy-{stack}-");
+    proxy.with_cloudwatch(|cw| {
+        cw.alarms
+            .alarms
+            .values()
+            .filter(|a| {
+                a.name.starts_with(&f) || a.tags.get("stack").map(String::as_str) == Some(stack)
+            })
+            .map(|a| a.name.clone())
+            .collect()
+    })
 }
 
 /// The real `cargo xtask` binary, run as a pipeline runs it: in a scratch directory, with no
@@ -796,6 +835,11 @@ impl Cli {
     }
 
     /// `deploy` of `stack` with every resource (the HTTP API too), JSON output.
+    /// Writes the `stack.toml` every later run (and [`Cli::desired`]) uses.
+    pub fn stack_toml(&self, text: &str) {
+        std::fs::write(self.dir.path().join("stack.toml"), text).unwrap();
+    }
+
     pub fn deploy_args(&self, stack: &str) -> Vec<String> {
         self.deploy_args_with(stack, "--http-api")
     }
@@ -829,7 +873,8 @@ impl Cli {
     /// [`Cli::desired`] with other overrides (the region is the tests').
     pub fn desired_with(&self, o: Overrides) -> Desired {
         Desired::new(
-            StackConfig::default()
+            StackConfig::load(&self.dir.path().join("stack.toml"))
+                .unwrap()
                 .with_overrides(&Overrides {
                     region: Some(REGION.into()),
                     ..o

@@ -39,6 +39,8 @@ impl Front {
         }
     }
 }
+/// The crash tests' stack.toml: spend alarms with an e-mail subscription.
+const ALARMS: &str = "[alarms]\noutput_tokens = 200000\nemail = \"ops@example.com\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_every_mutating_call_redeploy_converges_and_teardown_cleans_up() {
@@ -93,6 +95,8 @@ async fn check_rest_front(direct: &aws_config::SdkConfig, stack: &str, out: &inf
 async fn killed_after_every_mutating_call(front: Front) {
     let e = env().await;
     let cli = Cli::new().await;
+    // With alarms: their topic, its e-mail subscription and the alarms are crashed into too.
+    cli.stack_toml(ALARMS);
     let endpoint = e.proxy.endpoint_url();
     let args = |stack: &str| cli.deploy_args_with(stack, front.flag());
     let desired = |stack: &str| match front {
@@ -115,6 +119,9 @@ async fn killed_after_every_mutating_call(front: Front) {
     assert!(n > 10, "a full deploy makes more mutating calls: {calls:?}");
     let ops: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
     println!("a full deploy makes {n} mutating calls: {}", ops.join(", "));
+    for op in ["CreateTopic", "Subscribe", "PutMetricAlarm"] {
+        assert!(ops.iter().any(|o| o.contains(op)), "{op} not among {ops:?}");
+    }
     assert_eq!(
         calls.first().map(|c| c.operation.as_str()),
         Some("CreateSecret"),
@@ -275,6 +282,7 @@ async fn the_deployer_policy_covers_the_lock_and_the_cleanup_body() {
         .collect();
     let e = env().await;
     let cli = Cli::new().await;
+    cli.stack_toml(ALARMS);
     let endpoint = e.proxy.endpoint_url();
     e.proxy.clear();
     let r = cli
@@ -306,6 +314,9 @@ async fn the_deployer_policy_covers_the_lock_and_the_cleanup_body() {
         "secretsmanager:CreateSecret",
         "secretsmanager:GetSecretValue",
         "secretsmanager:DeleteSecret",
+        "sns:ListTopics",
+        "sns:DeleteTopic",
+        "cloudwatch:DeleteAlarms",
     ] {
         assert!(needed.contains(a), "{a} was not called: {needed:?}");
     }

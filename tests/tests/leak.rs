@@ -1,7 +1,7 @@
 //! Secret-leak check: a recognisable fake Anthropic key (`sk-ant-api03-LEAKCANARY-<random>`,
 //! given only through `ANTHROPIC_API_KEY`, never argv) goes through the real `cargo xtask`
 //! binary's `plan`, `deploy --yes`, `invoke`, `logs` and `teardown`, all with `-vv`, against
-//! moto server. Every byte of every command's stdout and stderr, the deployed function's
+//! moto server (through the proxy, whose CloudWatch stand-in holds the `[alarms]` alarms). Every byte of every command's stdout and stderr, the deployed function's
 //! configuration and tags, its role and policies, the log events, the function's own output
 //! and moto's whole stored state (`/moto-api/data.json`) are scanned for the key: zero hits,
 //! except the stack's Secrets Manager secret value, where the key must be found (which proves
@@ -444,14 +444,24 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         .expect("moto server (see the message for how to install it)");
     let fake = FakeAnthropic::start(&key).await.unwrap();
     let direct = sdk_config(&moto.endpoint_url()).await;
+    // The CLI talks to moto through the proxy, whose CloudWatch stand-in holds the alarms.
+    let proxy = stand_ins::aws_proxy::AwsProxy::start(&moto.endpoint_url())
+        .await
+        .unwrap();
     let bootstrap = bootstrap_bin().await.unwrap();
     step("bootstrap built");
     let x = Xtask {
         bin: xtask_bin().await.unwrap(),
         dir: tempfile::tempdir().unwrap(),
-        moto: moto.endpoint_url(),
+        moto: proxy.endpoint_url(),
         key: key.clone(),
     };
+    // Spend alarms too: their topic, e-mail subscription and alarms are scanned.
+    std::fs::write(
+        x.dir.path().join("stack.toml"),
+        "[alarms]\noutput_tokens = 100000\nemail = \"ops@example.com\"\n",
+    )
+    .unwrap();
     let uploaded = stand_in_elf(x.dir.path());
     let b = uploaded.to_str().unwrap();
     let upstream = fake.base_url();
@@ -726,6 +736,12 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     step("logs done");
     // The deployed stack, read back, and moto's whole state.
     read_back(&direct, &mut ev).await.unwrap();
+    let alarms = proxy.with_cloudwatch(|cw| format!("{:?}", cw.alarms.alarms));
+    assert!(
+        alarms.contains(&format!("claude-proxy-{STACK}-output-tokens")),
+        "the deploy made no alarms: {alarms}"
+    );
+    ev.add("CloudWatch alarms (stand-in)", alarms);
     let deployed = moto_state(&moto).await.unwrap();
     assert!(
         check_state(&deployed, &key, &secret_arn, "after deploy") >= 1,

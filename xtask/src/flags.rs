@@ -122,8 +122,10 @@ pub enum Command {
     Rollback(Rollback),
     /// Send a real request to the deployed endpoint and stream the answer (smoke test)
     #[command(
-        after_help = "The caller token comes from CLAUDE_PROXY_TOKEN, else from the stack's secret \
-        (needs secretsmanager:GetSecretValue).\nExit 1 when the endpoint answers with an error status; the error body is printed."
+        after_help = "The caller token comes from CLAUDE_PROXY_TOKEN; without it, invoke makes a short-lived caller \
+        (smoke-<random>, limited to the request's model and max_tokens) under the stack's lock, uses its token, \
+        and revokes it afterwards (needs secretsmanager:GetSecretValue and PutSecretValue on the stack's secret).\n\
+        Exit 1 when the endpoint answers with an error status; the error body is printed."
     )]
     Invoke(Invoke),
     /// Show the function's logs from CloudWatch Logs (--follow to tail)

@@ -314,3 +314,33 @@ fn api_flags_override_the_file() {
         .to_string();
     assert!(e.contains("--api rest|http"), "{e}");
 }
+
+#[test]
+fn the_commented_alarms_section_of_stack_toml_is_the_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let block: String = text
+        .lines()
+        .skip_while(|l| *l != "# [alarms]")
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            *l == "[alarms]"
+                || l.split_once(" = ").is_some_and(|(k, _)| {
+                    k.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                })
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("output_tokens"), "{block}");
+    let c = StackConfig::parse(&block).unwrap();
+    let a = c.alarms.unwrap();
+    assert_eq!(
+        a,
+        AlarmsSection {
+            email: Some("ops@example.com".into()),
+            ..AlarmsSection::default()
+        }
+    );
+}

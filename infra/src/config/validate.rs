@@ -94,6 +94,9 @@ impl StackConfig {
         }
         self.provider.validate(l)?;
         self.release.validate()?;
+        if let Some(a) = &self.alarms {
+            a.validate()?;
+        }
         if let Some(ms) = self.provider.failover_after_ms {
             if u64::from(ms) >= u64::from(f.timeout_seconds) * 1000 {
                 bail!(

@@ -113,6 +113,11 @@ fn calls(c: &ResourceChange) -> Vec<(&'static str, &'static str)> {
             ("apigateway", "DeleteApiKey"),
         ],
         (Kind::UsagePlan, _) => vec![("apigateway", "UpdateUsagePlan")],
+        (Kind::Topic, Create { .. }) => vec![("sns", "CreateTopic"), ("sns", "Subscribe")],
+        (Kind::Topic, Delete) => vec![("sns", "DeleteTopic")],
+        (Kind::Topic, _) => vec![("sns", "TagResource")],
+        (Kind::Alarm, Delete) => vec![("monitoring", "DeleteAlarms")],
+        (Kind::Alarm, _) => vec![("monitoring", "PutMetricAlarm")],
         (Kind::Callers, _) => vec![
             ("secretsmanager", "GetSecretValue"),
             ("secretsmanager", "PutSecretValue"),
