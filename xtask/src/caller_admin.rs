@@ -84,6 +84,7 @@ pub async fn list(ctx: &StackContext) -> Result<Vec<CallerEntry>> {
             created_at: "(before named callers; migrated by the next deploy)".into(),
             rotated_at: None,
             limits: CallerLimits::default(),
+            api_key_id: None,
         });
     }
     Ok(out)
