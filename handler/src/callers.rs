@@ -27,6 +27,8 @@ pub struct Caller {
     pub name: String,
     pub token_sha256: [u8; 32],
     pub limits: Limits,
+    /// The id of the caller's API Gateway API key (a REST API front), never its value.
+    pub api_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for Caller {
         f.debug_struct("Caller")
             .field("name", &self.name)
             .field("limits", &self.limits)
+            .field("api_key_id", &self.api_key_id)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +90,8 @@ pub(crate) struct RawCaller {
     token_sha256: String,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    api_key_id: Option<String>,
 }
 
 impl RawCaller {
@@ -106,6 +111,7 @@ impl RawCaller {
             name: self.name,
             token_sha256,
             limits: self.limits,
+            api_key_id: self.api_key_id.filter(|id| !id.trim().is_empty()),
         })
     }
 }
@@ -161,6 +167,27 @@ pub fn identify(presented: &str, callers: &[Caller], plaintext: &[String]) -> Op
     })
 }
 
+/// The caller whose entry holds the API key id `key_id` (API Gateway checked the key; an id
+/// is no credential, so a plain comparison will do).
+pub fn by_api_key(key_id: &str, callers: &[Caller]) -> Option<Identity> {
+    callers
+        .iter()
+        .find(|c| c.api_key_id.as_deref() == Some(key_id))
+        .map(|c| Identity {
+            name: c.name.clone(),
+            limits: c.limits.clone(),
+        })
+}
+
+/// The name of a request whose checked API key no caller holds (the stack's default key
+/// before a `callers` command recorded its id): `api-key-<id>`, the usage plan limits it.
+pub fn unnamed_api_key(key_id: &str) -> Identity {
+    Identity {
+        name: format!("api-key-{}", key_id.chars().take(48).collect::<String>()),
+        limits: Limits::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,9 +197,34 @@ mod tests {
             name: name.into(),
             token_sha256: token_sha256_hex(token),
             limits,
+            api_key_id: None,
         }
         .into_caller()
         .unwrap()
+    }
+
+    #[test]
+    fn an_api_key_id_names_its_caller_with_its_limits() {
+        let limits = Limits {
+            allowed_models: None,
+            max_tokens: Some(64),
+        };
+        let mut a = caller("alice", "tok-a", limits.clone());
+        a.api_key_id = Some("k1a2".into());
+        let b = caller("bob", "tok-b", Limits::default());
+        let callers = vec![b, a];
+        let id = by_api_key("k1a2", &callers).unwrap();
+        assert_eq!((id.name.as_str(), &id.limits), ("alice", &limits));
+        assert!(by_api_key("k1a", &callers).is_none());
+        assert!(by_api_key("", &callers).is_none());
+        assert_eq!(unnamed_api_key("zz9").name, "api-key-zz9");
+        // An empty id in the secret matches nothing.
+        let raw: RawCaller = serde_json::from_str(&format!(
+            r#"{{"name": "c", "token_sha256": "{}", "api_key_id": " "}}"#,
+            token_sha256_hex("t")
+        ))
+        .unwrap();
+        assert_eq!(raw.into_caller().unwrap().api_key_id, None);
     }
 
     #[test]
@@ -202,6 +254,7 @@ mod tests {
             name: "alice".into(),
             token_sha256: "abc123".into(),
             limits: Limits::default(),
+            api_key_id: None,
         }
         .into_caller()
         .unwrap_err();

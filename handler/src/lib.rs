@@ -82,7 +82,7 @@ pub struct GatewayKey {
     pub api_id: String,
     /// `requestContext.stage`.
     pub stage: String,
-    /// `requestContext.identity.apiKeyId`: the caller's name in the request log.
+    /// `requestContext.identity.apiKeyId`: names the caller whose secret entry holds it.
     pub key_id: String,
 }
 
@@ -393,12 +393,21 @@ impl App {
         // A request whose API key API Gateway checked (a REST API method with
         // `apiKeyRequired`) is the key's caller: the usage plan limits it. Any other request (a
         // Function URL, an HTTP API) presents a caller token.
+        // The caller is the one whose secret entry holds the key's id (its own limits apply
+        // too); a key no entry holds yet is looked up once more in the secret read again (a
+        // caller added moments ago), else named `api-key-<id>`.
         if let Some(key) = &req.api_key {
-            let caller = callers::Identity {
-                name: format!("api-key-{}", key.key_id.chars().take(48).collect::<String>()),
-                limits: Default::default(),
-            };
-            return Ok((secret, caller));
+            if let Some(caller) = callers::by_api_key(&key.key_id, &secret.callers) {
+                return Ok((secret, caller));
+            }
+            if let Some(newer) =
+                before(req.deadline, self.secrets.reread_for_unknown_token()).await?
+            {
+                if let Some(caller) = callers::by_api_key(&key.key_id, &newer.callers) {
+                    return Ok((newer, caller));
+                }
+            }
+            return Ok((secret, callers::unnamed_api_key(&key.key_id)));
         }
         match auth::authenticate(self.config.caller_auth, &req.headers, &secret) {
             Ok(caller) => Ok((secret, caller)),

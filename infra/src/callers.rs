@@ -68,6 +68,11 @@ pub struct CallerEntry {
     pub rotated_at: Option<String>,
     #[serde(default)]
     pub limits: CallerLimits,
+    /// With `[api] kind = "rest"`: the id of the caller's own API Gateway API key
+    /// (`claude-proxy-<stack>-<name>`), never its value. The handler names a request whose
+    /// key API Gateway checked after the caller whose entry holds that key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
 }
 
 /// The SHA-256 of a token as the secret stores it.
@@ -105,6 +110,7 @@ pub fn new_caller(name: &str, limits: CallerLimits, now: &str) -> (CallerEntry, 
         created_at: now.to_string(),
         rotated_at: None,
         limits,
+        api_key_id: None,
     };
     (entry, token)
 }
@@ -185,6 +191,7 @@ pub fn hash_plaintext(
             created_at: now.to_string(),
             rotated_at: None,
             limits: CallerLimits::default(),
+            api_key_id: None,
         });
     }
     n

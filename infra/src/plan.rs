@@ -325,7 +325,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         refs.rest_source_arn = produced_by(&refs.rest_source_arn, Output::RestApiSourceArn);
     }
     changes.extend(rest_changes);
-    let usage = spec.and_then(|s| rest_api::usage_plan::spec(names, s, &refs));
+    let usage = spec
+        .and_then(|s| rest_api::usage_plan::spec(names, s, &refs))
+        .map(|u| rest_api::usage_plan::Spec {
+            caller_keys: rest_api::usage_plan::caller_keys(actual.secret.as_ref()),
+            ..u
+        });
     changes.extend(rest_api::usage_plan::plan(names, usage, &actual.usage_plan));
 
     let wanted = spec

@@ -14,6 +14,7 @@
 //! copies (e.g. from a deploy interrupted between CreateRestApi and its read-back) are
 //! deleted.
 
+pub mod caller_keys;
 pub mod usage_plan;
 mod write;
 

@@ -183,10 +183,9 @@ fn deployed_rest(d: &Desired) -> rest_api::State {
         stack: d.stack.clone(),
         partition: "aws".into(),
         region: REGION.into(),
-        // The integration names the alias `live`.
-        function_arn: infra::change::Late::Known(format!(
-            "{}:live",
-            function::function_arn("aws", REGION, ACCOUNT, &n.function)
+        // The integration invokes the alias `live`.
+        function_arn: infra::change::Late::Known(infra::alias::alias_arn(
+            &function::function_arn("aws", REGION, ACCOUNT, &n.function),
         )),
         timeout_ms: s.config.function.timeout_seconds as i32 * 1000,
     };
@@ -511,7 +510,7 @@ fn rest_api_plan_streams_turns_the_public_url_off_and_says_so() {
             (Kind::Permission, "delete"),
             (Kind::FunctionUrl, "delete"),
             (Kind::Function, "update"),
-            // The function's environment changed: a new version, and `live` moves to it.
+            // The configuration changed: a new version, which `live` then serves.
             (Kind::Version, "create"),
             (Kind::Alias, "update"),
             (Kind::RestApi, "create"),

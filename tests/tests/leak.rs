@@ -1,7 +1,7 @@
 //! Secret-leak check: a recognisable fake Anthropic key (`sk-ant-api03-LEAKCANARY-<random>`,
 //! given only through `ANTHROPIC_API_KEY`, never argv) goes through the real `cargo xtask`
 //! binary's `plan`, `deploy --yes`, `invoke`, `logs` and `teardown`, all with `-vv`, against
-//! moto server (through the proxy, whose CloudWatch stand-in holds the `[alarms]` alarms). Every byte of every command's stdout and stderr, the deployed function's
+//! moto server. Every byte of every command's stdout and stderr, the deployed function's
 //! configuration and tags, its role and policies, the log events, the function's own output
 //! and moto's whole stored state (`/moto-api/data.json`) are scanned for the key: zero hits,
 //! except the stack's Secrets Manager secret value, where the key must be found (which proves
@@ -444,24 +444,14 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
         .expect("moto server (see the message for how to install it)");
     let fake = FakeAnthropic::start(&key).await.unwrap();
     let direct = sdk_config(&moto.endpoint_url()).await;
-    // The CLI talks to moto through the proxy, whose CloudWatch stand-in holds the alarms.
-    let proxy = stand_ins::aws_proxy::AwsProxy::start(&moto.endpoint_url())
-        .await
-        .unwrap();
     let bootstrap = bootstrap_bin().await.unwrap();
     step("bootstrap built");
     let x = Xtask {
         bin: xtask_bin().await.unwrap(),
         dir: tempfile::tempdir().unwrap(),
-        moto: proxy.endpoint_url(),
+        moto: moto.endpoint_url(),
         key: key.clone(),
     };
-    // Spend alarms too: their topic, e-mail subscription and alarms are scanned.
-    std::fs::write(
-        x.dir.path().join("stack.toml"),
-        "[alarms]\noutput_tokens = 100000\nemail = \"ops@example.com\"\n",
-    )
-    .unwrap();
     let uploaded = stand_in_elf(x.dir.path());
     let b = uploaded.to_str().unwrap();
     let upstream = fake.base_url();
@@ -496,7 +486,10 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     step("plan done");
     // deploy: creates the secret with the key and a new caller token, shown once.
     let deploy = x.run(
-        &strs(&with(&["deploy"], &["--skip-smoke-test", "--yes", "--output", "json"])),
+        &strs(&with(
+            &["deploy"],
+            &["--skip-smoke-test", "--yes", "--output", "json"],
+        )),
         &[],
     );
     assert_eq!(deploy.code, Some(0), "{}", deploy.text());
@@ -513,7 +506,10 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     ev.add("`deploy` stderr", deploy.stderr.clone());
     // The same again in text: nothing to do (exit 3, or 0 before the exit codes of issue 6
     // part A; the cli tests pin the codes), and the token is not shown again.
-    let again = x.run(&strs(&with(&["deploy"], &["--skip-smoke-test", "--yes"])), &[]);
+    let again = x.run(
+        &strs(&with(&["deploy"], &["--skip-smoke-test", "--yes"])),
+        &[],
+    );
     assert!(matches!(again.code, Some(0) | Some(3)), "{}", again.text());
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("no changes"),
@@ -736,12 +732,6 @@ async fn the_key_never_leaks_through_plan_deploy_invoke_logs_teardown() {
     step("logs done");
     // The deployed stack, read back, and moto's whole state.
     read_back(&direct, &mut ev).await.unwrap();
-    let alarms = proxy.with_cloudwatch(|cw| format!("{:?}", cw.alarms.alarms));
-    assert!(
-        alarms.contains(&format!("claude-proxy-{STACK}-output-tokens")),
-        "the deploy made no alarms: {alarms}"
-    );
-    ev.add("CloudWatch alarms (stand-in)", alarms);
     let deployed = moto_state(&moto).await.unwrap();
     assert!(
         check_state(&deployed, &key, &secret_arn, "after deploy") >= 1,
@@ -871,7 +861,13 @@ async fn the_rest_api_key_is_shown_once_and_never_again() {
     let plan = x.run(&strs(&args("plan", &[])), &[]);
     assert_eq!(plan.code, Some(2), "{}", plan.text());
     record(&mut ev, "plan --api rest", &plan);
-    let deploy = x.run(&strs(&args("deploy", &["--yes", "--skip-smoke-test", "--output", "json"])), &[]);
+    let deploy = x.run(
+        &strs(&args(
+            "deploy",
+            &["--skip-smoke-test", "--yes", "--output", "json"],
+        )),
+        &[],
+    );
     assert_eq!(deploy.code, Some(0), "{}", deploy.text());
     let out = stdout_json(&deploy);
     let api_key = out["api_key"]
@@ -887,12 +883,57 @@ async fn the_rest_api_key_is_shown_once_and_never_again() {
     let mut shown = Evidence::default();
     shown.add("`deploy --api rest` stdout", deploy.stdout.clone());
     ev.add("`deploy --api rest` stderr", deploy.stderr.clone());
-    let again = x.run(&strs(&args("deploy", &["--yes", "--skip-smoke-test"])), &[]);
+    let again = x.run(&strs(&args("deploy", &["--skip-smoke-test", "--yes"])), &[]);
     assert_eq!(again.code, Some(3), "{}", again.text());
     record(&mut ev, "deploy --api rest (again)", &again);
     let plan2 = x.run(&strs(&args("plan", &["--output", "json"])), &[]);
     assert_eq!(plan2.code, Some(0), "{}", plan2.text());
     record(&mut ev, "plan --api rest (converged)", &plan2);
+    // A named caller's own API key: shown once by `callers add`, its new value once by
+    // `callers rotate`, never by `list`, `revoke` or anything else.
+    let callers = |a: &[&str]| -> Vec<String> {
+        ["--stack", stack, "callers"]
+            .iter()
+            .chain(a)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let added = x.run(&strs(&callers(&["add", "alice", "--output", "json"])), &[]);
+    assert_eq!(added.code, Some(0), "{}", added.text());
+    let alice_key = stdout_json(&added)["api_key"].as_str().unwrap().to_string();
+    ev.add("`callers add` stderr", added.stderr.clone());
+    let rotated = x.run(
+        &strs(&callers(&["rotate", "alice", "--output", "json"])),
+        &[],
+    );
+    assert_eq!(rotated.code, Some(0), "{}", rotated.text());
+    let rotated_key = stdout_json(&rotated)["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ev.add("`callers rotate` stderr", rotated.stderr.clone());
+    for (what, a) in [
+        ("callers list", &["list", "--output", "json"][..]),
+        ("callers list (text)", &["list"][..]),
+        ("callers revoke", &["revoke", "alice"][..]),
+    ] {
+        let r = x.run(&strs(&callers(a)), &[]);
+        assert_eq!(r.code, Some(0), "{}", r.text());
+        record(&mut ev, what, &r);
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (added_out, rotated_out, deploy_out) = (
+        text(&added.stdout),
+        text(&rotated.stdout),
+        text(&deploy.stdout),
+    );
+    for (key, made_by, other) in [
+        (&alice_key, &added_out, &rotated_out),
+        (&rotated_key, &rotated_out, &added_out),
+    ] {
+        assert_eq!(made_by.matches(key.as_str()).count(), 1, "{made_by}");
+        assert!(!other.contains(key.as_str()) && !deploy_out.contains(key.as_str()));
+    }
     let cfg = aws_sdk_lambda::Client::new(&direct)
         .get_function_configuration()
         .function_name(format!("claude-proxy-{stack}"))
@@ -910,4 +951,12 @@ async fn the_rest_api_key_is_shown_once_and_never_again() {
         leaks.join("\n")
     );
     assert_eq!(shown.find(&api_key).len(), 1, "shown exactly once");
+    for key in [&alice_key, &rotated_key] {
+        let leaks = ev.find(key);
+        assert!(
+            leaks.is_empty(),
+            "a caller's API key leaked:\n{}",
+            leaks.join("\n")
+        );
+    }
 }

@@ -308,3 +308,98 @@ async fn a_buffered_integration_takes_the_rest_response_format() {
     }
     rest.lambda.stop().await;
 }
+
+/// A named caller's API key names the caller: the handler reads the secret (in moto), finds
+/// the entry whose `api_key_id` is the key API Gateway checked, logs and limits the request
+/// as that caller; a key no entry names is `api-key-<id>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_callers_api_key_names_the_caller_and_brings_its_limits() {
+    let e = stand_ins::stack_support::env().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&e.direct);
+    let value = json!({
+        "anthropic_api_key": TEST_ANTHROPIC_KEY,
+        "callers": [{
+            "name": "alice",
+            "token_sha256": handler::callers::token_sha256_hex(TEST_CALLER_TOKEN),
+            "created_at": "2026-01-01T00:00:00Z",
+            "limits": {"max_tokens": 50},
+            "api_key_id": KEY_ID,
+        }],
+    });
+    let arn = sm
+        .create_secret()
+        .name("claude-proxy/rest-callers")
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let fake = FakeAnthropic::start(TEST_ANTHROPIC_KEY).await.unwrap();
+    const OTHER_ID: &str = "k3y1d0002";
+    const OTHER_VALUE: &str = "rest-api-key-value-OTHER-DO-NOT-LOG-55aa";
+    let mut opts = keyed(None);
+    opts.api_keys.push(RestApiKey {
+        id: OTHER_ID.into(),
+        value: OTHER_VALUE.into(),
+        quota: None,
+    });
+    let moto = e.moto.endpoint_url();
+    let rest = Rest::start(
+        &fake,
+        opts,
+        &[
+            ("SECRET_ARN", arn.as_str()),
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    )
+    .await;
+    let url = rest.url("/v1/messages");
+    // Alice's own max_tokens limit, before anything goes upstream.
+    let (status, v) =
+        json_of(post_with_key(&url, Some(KEY_VALUE), &messages_body("hi", false)).await)
+            .await
+            .unwrap();
+    assert_eq!(status, 400, "{v}\n{}", rest.logs());
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("`alice`") && msg.contains("limit max_tokens"),
+        "{msg}"
+    );
+    assert_eq!(fake.request_count(), 0);
+    // Within it: answered, logged as alice.
+    let mut small = messages_body("hi", false);
+    small["max_tokens"] = json!(20);
+    let resp = post_with_key(&url, Some(KEY_VALUE), &small).await;
+    assert_eq!(resp.status(), 200);
+    // A key no caller's entry names: the usage plan's key, by id.
+    let resp = post_with_key(&url, Some(OTHER_VALUE), &messages_body("hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    let lines = rest.request_lines(3).await;
+    let callers: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["fields"]["caller"].as_str().unwrap_or("-"),
+                l["fields"]["api_key_id"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            ("alice", KEY_ID),
+            ("alice", KEY_ID),
+            ("api-key-k3y1d0002", OTHER_ID)
+        ],
+        "{}",
+        rest.logs()
+    );
+    let logs = rest.logs();
+    assert_no_key_values(&logs);
+    assert!(!logs.contains(OTHER_VALUE), "{logs}");
+    rest.lambda.stop().await;
+}

@@ -95,7 +95,7 @@ async fn a_rest_front_streams_checks_keys_and_converges() {
         assert_eq!(b["timeoutInMillis"], 120_000, "{b}");
         assert_eq!(
             b["uri"],
-            // The integration names the alias `live`, as every way in does.
+            // The alias `live`, which releases move.
             format!("arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/{fn_arn}:live/response-streaming-invocations"),
         );
     }

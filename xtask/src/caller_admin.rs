@@ -1,73 +1,204 @@
 //! Changes to the stack's named callers, under the stack's lock (a deploy rewrites the same
 //! secret): shared by `cargo xtask callers` and `cargo xtask invoke`'s short-lived smoke-test
 //! caller. The secret stores each token's SHA-256 only (`infra::callers`).
+//!
+//! With a REST API front (the stack has a usage plan), each caller also has its own API key
+//! (`infra::rest_api::caller_keys`), a member of the plan, whose id (never its value) the
+//! caller's entry records. Every change first brings keys and entries in step (a command
+//! killed midway is repaired by the next), makes a key before the secret names it, and
+//! deletes one only after the secret stopped naming it.
 
 use crate::stack::StackContext;
 use anyhow::Result;
 use infra::callers::{self, CallerEntry, CallerLimits};
+use infra::credentials::GatewayApiKey;
+use infra::rest_api::caller_keys;
+use infra::rest_api::usage_plan::State as KeysState;
 use infra::secret::migrate::edit_callers;
 use infra::secret::CallerToken;
 use infra::LockOptions;
+use std::future::Future;
 
-/// Runs `edit` on the callers while holding the stack's lock (waiting up to `lock`'s timeout).
+/// Runs `work` while holding the stack's lock (waiting up to `lock`'s timeout).
 async fn locked<T>(
     ctx: &StackContext,
     lock: &LockOptions,
     on_wait: &(dyn Fn(&str) + Sync),
-    edit: impl FnOnce(&mut Vec<CallerEntry>) -> Result<(T, bool)>,
+    work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let held = infra::lock::acquire(&ctx.aws, &ctx.stack, lock, on_wait).await?;
-    let result = edit_callers(&ctx.aws, &ctx.names, edit).await;
+    let result = work.await;
     let released = held.release().await;
     let out = result?;
     released?;
     Ok(out)
 }
 
-/// Adds a caller with `limits` (checked against the stack's); its token, to show once.
+/// The stack's usage plan and keys (`None`: no REST front), keys and the secret's entries
+/// brought in step first ([`caller_keys::repair`]). Under the lock.
+async fn keys_in_step(ctx: &StackContext) -> Result<Option<KeysState>> {
+    let Some(state) = caller_keys::read(&ctx.aws, &ctx.names).await? else {
+        return Ok(None);
+    };
+    let mut repaired = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret)
+        .await?
+        .callers;
+    if caller_keys::repair(&ctx.aws, &ctx.names, &state, &mut repaired).await? {
+        edit_callers(&ctx.aws, &ctx.names, |c| {
+            for e in c.iter_mut() {
+                if let Some(r) = repaired.iter().find(|r| r.name == e.name) {
+                    e.api_key_id = r.api_key_id.clone();
+                }
+            }
+            Ok(((), true))
+        })
+        .await?;
+    }
+    Ok(Some(state))
+}
+
+/// A new caller's credentials, shown once: its token, and its API key with a REST front.
+pub struct NewCredentials {
+    pub token: CallerToken,
+    pub api_key: Option<GatewayApiKey>,
+}
+
+/// A new key for `name` when the stack has a REST front.
+async fn new_key(
+    ctx: &StackContext,
+    keys: Option<&KeysState>,
+    name: &str,
+) -> Result<Option<(String, GatewayApiKey)>> {
+    match keys {
+        Some(s) => Ok(Some(
+            caller_keys::create(&ctx.aws, &ctx.names, s, name).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Deletes a key the secret does not name (best effort after a failed edit: the next
+/// command deletes it otherwise).
+async fn forget(
+    ctx: &StackContext,
+    keys: Option<&KeysState>,
+    key: &Option<(String, GatewayApiKey)>,
+) {
+    if let (Some(state), Some((id, _))) = (keys, key) {
+        // The new key joined the stack's plan.
+        let mut joined = state.clone();
+        for p in joined.plans.iter_mut().take(1) {
+            p.key_ids.push(id.clone());
+        }
+        let _ = caller_keys::delete(&ctx.aws, &joined, id).await;
+    }
+}
+
+/// Adds a caller with `limits` (checked against the stack's); its token (and API key), to
+/// show once.
 pub async fn add(
     ctx: &StackContext,
     lock: &LockOptions,
     on_wait: &(dyn Fn(&str) + Sync),
     name: &str,
     limits: CallerLimits,
-) -> Result<CallerToken> {
+) -> Result<NewCredentials> {
     callers::validate_name(name)?;
     limits.check_within(
         &ctx.config.limits.allowed_models,
         u64::from(ctx.config.limits.max_tokens_cap),
     )?;
     let now = callers::now_rfc3339();
-    locked(ctx, lock, on_wait, |c| {
-        Ok((callers::add(c, name, limits, &now)?, true))
+    locked(ctx, lock, on_wait, async {
+        let keys = keys_in_step(ctx).await?;
+        if keys.is_some() {
+            // Refused before any key is made.
+            let value = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret).await?;
+            if value.callers.iter().any(|c| c.name == name) {
+                anyhow::bail!("a caller named {name} exists already: rotate its token with `cargo xtask callers rotate {name}`");
+            }
+        }
+        let key = new_key(ctx, keys.as_ref(), name).await?;
+        let id = key.as_ref().map(|(id, _)| id.clone());
+        let edited = edit_callers(&ctx.aws, &ctx.names, |c| {
+            let token = callers::add(c, name, limits, &now)?;
+            if let Some(e) = c.iter_mut().find(|e| e.name == name) {
+                e.api_key_id = id;
+            }
+            Ok((token, true))
+        })
+        .await;
+        match edited {
+            Ok(token) => Ok(NewCredentials {
+                token,
+                api_key: key.map(|(_, v)| v),
+            }),
+            Err(e) => {
+                forget(ctx, keys.as_ref(), &key).await;
+                Err(e)
+            }
+        }
     })
     .await
 }
 
-/// A new token for `name`, to show once.
+/// A new token for `name` (and a new API key, the old one deleted), to show once.
 pub async fn rotate(
     ctx: &StackContext,
     lock: &LockOptions,
     on_wait: &(dyn Fn(&str) + Sync),
     name: &str,
-) -> Result<CallerToken> {
+) -> Result<NewCredentials> {
     let now = callers::now_rfc3339();
-    locked(ctx, lock, on_wait, |c| {
-        Ok((callers::rotate(c, name, &now)?, true))
+    locked(ctx, lock, on_wait, async {
+        let keys = keys_in_step(ctx).await?;
+        let key = new_key(ctx, keys.as_ref(), name).await?;
+        let id = key.as_ref().map(|(id, _)| id.clone());
+        let edited = edit_callers(&ctx.aws, &ctx.names, |c| {
+            let token = callers::rotate(c, name, &now)?;
+            let mut old = None;
+            if let (Some(id), Some(e)) = (id, c.iter_mut().find(|e| e.name == name)) {
+                old = e.api_key_id.replace(id);
+            }
+            Ok(((token, old), true))
+        })
+        .await;
+        match edited {
+            Ok((token, old)) => {
+                if let (Some(old), Some(state)) = (old, &keys) {
+                    caller_keys::delete(&ctx.aws, state, &old).await?;
+                }
+                Ok(NewCredentials {
+                    token,
+                    api_key: key.map(|(_, v)| v),
+                })
+            }
+            Err(e) => {
+                forget(ctx, keys.as_ref(), &key).await;
+                Err(e)
+            }
+        }
     })
     .await
 }
 
-/// Removes `name`.
+/// Removes `name` (and deletes its API key).
 pub async fn revoke(
     ctx: &StackContext,
     lock: &LockOptions,
     on_wait: &(dyn Fn(&str) + Sync),
     name: &str,
 ) -> Result<()> {
-    locked(ctx, lock, on_wait, |c| {
-        callers::revoke(c, name)?;
-        Ok(((), true))
+    locked(ctx, lock, on_wait, async {
+        let keys = keys_in_step(ctx).await?;
+        let gone = edit_callers(&ctx.aws, &ctx.names, |c| {
+            Ok((callers::revoke(c, name)?, true))
+        })
+        .await?;
+        if let (Some(id), Some(state)) = (gone.api_key_id, &keys) {
+            caller_keys::delete(&ctx.aws, state, &id).await?;
+        }
+        Ok(())
     })
     .await
 }
@@ -84,6 +215,7 @@ pub async fn list(ctx: &StackContext) -> Result<Vec<CallerEntry>> {
             created_at: "(before named callers; migrated by the next deploy)".into(),
             rotated_at: None,
             limits: CallerLimits::default(),
+            api_key_id: None,
         });
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! `cargo xtask callers add|list|revoke|rotate`: the stack's named callers. A token is shown
-//! once (`add`, `rotate`); `list` never shows one, nor a hash.
+//! once (`add`, `rotate`); `list` never shows one, nor a hash. With a REST API front each
+//! caller has its own API key, shown once the same way (`list` shows its id only).
 
 use crate::caller_admin;
 use crate::flags::{Callers, CallersAction, Common};
@@ -17,16 +18,39 @@ use std::process::ExitCode;
 struct Shown {
     name: String,
     token: String,
+    /// The caller's own API key (a REST API front), shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
+}
+
+impl Shown {
+    fn new(name: String, c: caller_admin::NewCredentials) -> Shown {
+        Shown {
+            name,
+            token: c.token.expose().to_string(),
+            api_key: c.api_key.map(|k| k.expose().to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Shown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "caller: {}", self.name)?;
         writeln!(f, "token:  {}", self.token)?;
+        if let Some(k) = &self.api_key {
+            writeln!(f, "api key: {k}")?;
+        }
         write!(
             f,
             "This token is shown only now: the stack keeps its SHA-256 only. Callers send it as `x-api-key: <token>` or `Authorization: Bearer <token>`; the function accepts it within its secret cache TTL."
-        )
+        )?;
+        if self.api_key.is_some() {
+            write!(
+                f,
+                "\nThe API key is shown only now too: through the REST API (rest_url) the caller sends it as `x-api-key: <api key>`; the usage plan throttles it and the function knows the caller by it."
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -37,6 +61,8 @@ struct Listed {
     created_at: String,
     rotated_at: Option<String>,
     limits: CallerLimits,
+    /// Its API key's id (a REST API front; the request log's `api_key_id`), never the value.
+    api_key_id: Option<String>,
 }
 
 impl From<CallerEntry> for Listed {
@@ -46,6 +72,7 @@ impl From<CallerEntry> for Listed {
             created_at: c.created_at,
             rotated_at: c.rotated_at,
             limits: c.limits,
+            api_key_id: c.api_key_id,
         }
     }
 }
@@ -61,8 +88,8 @@ impl fmt::Display for List {
         }
         writeln!(
             f,
-            "{:<24} {:<22} {:<22} limits",
-            "name", "created", "rotated"
+            "{:<24} {:<22} {:<22} {:<12} limits",
+            "name", "created", "rotated", "api key id"
         )?;
         for (i, c) in self.0.iter().enumerate() {
             let mut limits = Vec::new();
@@ -79,10 +106,11 @@ impl fmt::Display for List {
             };
             write!(
                 f,
-                "{:<24} {:<22} {:<22} {limits}",
+                "{:<24} {:<22} {:<22} {:<12} {limits}",
                 c.name,
                 c.created_at,
-                c.rotated_at.as_deref().unwrap_or("-")
+                c.rotated_at.as_deref().unwrap_or("-"),
+                c.api_key_id.as_deref().unwrap_or("-")
             )?;
             if i + 1 < self.0.len() {
                 writeln!(f)?;
@@ -102,7 +130,7 @@ impl fmt::Display for Revoked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "caller {} revoked: its token stops working within the function's secret cache TTL",
+            "caller {} revoked: its token stops working within the function's secret cache TTL (its API key, if it had one, is deleted)",
             self.name
         )
     }
@@ -123,24 +151,12 @@ impl Callers {
                     allowed_models: models,
                     max_tokens,
                 };
-                let token = caller_admin::add(&ctx, &lock, &on_wait, &name, limits).await?;
-                output::emit(
-                    common.output,
-                    &Shown {
-                        name,
-                        token: token.expose().to_string(),
-                    },
-                )?;
+                let new = caller_admin::add(&ctx, &lock, &on_wait, &name, limits).await?;
+                output::emit(common.output, &Shown::new(name, new))?;
             }
             CallersAction::Rotate { name } => {
-                let token = caller_admin::rotate(&ctx, &lock, &on_wait, &name).await?;
-                output::emit(
-                    common.output,
-                    &Shown {
-                        name,
-                        token: token.expose().to_string(),
-                    },
-                )?;
+                let new = caller_admin::rotate(&ctx, &lock, &on_wait, &name).await?;
+                output::emit(common.output, &Shown::new(name, new))?;
             }
             CallersAction::Revoke { name } => {
                 caller_admin::revoke(&ctx, &lock, &on_wait, &name).await?;

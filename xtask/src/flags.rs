@@ -475,7 +475,8 @@ pub struct Callers {
 
 #[derive(Debug, Subcommand)]
 pub enum CallersAction {
-    /// Make a caller and show its token, once (`--output json`: {"name", "token"})
+    /// Make a caller and show its token, once (`--output json`: {"name", "token"}); with a
+    /// REST API front also its own API key in the usage plan, shown once ("api_key")
     Add {
         /// 1 to 64 of a-z, 0-9, '.', '_', '-'
         name: String,
@@ -486,11 +487,13 @@ pub enum CallersAction {
         #[arg(long, value_name = "N")]
         max_tokens: Option<u64>,
     },
-    /// Names, when each was made and last rotated, and its limits (never a token)
+    /// Names, when each was made and last rotated, its limits and its API key's id (never a
+    /// token or a key)
     List,
-    /// Remove a caller: its token stops working
+    /// Remove a caller: its token stops working and its API key (REST front) is deleted
     Revoke { name: String },
-    /// A new token for a caller, shown once; the old one stops working
+    /// A new token (and API key, REST front) for a caller, shown once; the old ones stop
+    /// working
     Rotate { name: String },
 }
 

@@ -95,7 +95,7 @@ impl flags::Invoke {
                 )
             })?;
         tracing::info!(caller = %name, "made a short-lived caller for this request");
-        Ok((name, token.expose().to_string()))
+        Ok((name, token.token.expose().to_string()))
     }
 
     async fn send(

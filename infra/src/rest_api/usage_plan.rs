@@ -66,6 +66,11 @@ pub struct Spec {
     pub quota: Option<(i32, QuotaPeriod)>,
     /// `--rotate-token`: the default caller's key is replaced by a new one (shown once).
     pub rotate_key: bool,
+    /// The ids of the named callers' own keys, from the secret's `callers` (`api_key_id`):
+    /// kept and members of the plan. Any other key of the stack (but the default's) is one a
+    /// `callers` command made and was killed before it recorded it: never shown, so deleted.
+    /// `None` when the secret's value could not be read: then no key is deleted.
+    pub caller_keys: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Spec {
@@ -99,7 +104,34 @@ pub fn spec(names: &names::Names, s: &StackSpec, refs: &Refs) -> Option<Spec> {
         quota: (a.quota_limit > 0)
             .then(|| (a.quota_limit.min(i32::MAX as u32) as i32, a.quota_period)),
         rotate_key: s.secret.rotate_token,
+        caller_keys: None,
     })
+}
+
+/// The callers' key ids the secret read with the stack holds (`None`: its value unreadable).
+pub fn caller_keys(
+    secret: Option<&crate::secret::State>,
+) -> Option<std::collections::BTreeSet<String>> {
+    match secret {
+        None => Some(Default::default()),
+        Some(s) => s.value.as_ref().map(|v| {
+            v.callers
+                .iter()
+                .filter_map(|c| c.api_key_id.clone())
+                .collect()
+        }),
+    }
+}
+
+impl Spec {
+    /// A caller's own key (kept; not the default's, which this step manages).
+    pub(crate) fn is_caller_key(&self, k: &KeyState) -> bool {
+        k.name != self.key_name
+            && match &self.caller_keys {
+                Some(ids) => ids.contains(&k.id),
+                None => true,
+            }
+    }
 }
 
 fn key_member<'a>(spec: &Spec, state: &'a State) -> (Option<&'a PlanState>, Option<&'a KeyState>) {
@@ -182,11 +214,24 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
             format!("{} (new; its value is shown once)", spec.key_name),
         )),
     }
+    let outside: Vec<&str> = a
+        .keys
+        .iter()
+        .filter(|k| spec.is_caller_key(k) && !in_plan(k))
+        .map(|k| k.name.as_str())
+        .collect();
+    if !outside.is_empty() {
+        f.push(FieldChange::new(
+            "caller_api_keys",
+            format!("{} not in the plan", outside.join(", ")),
+            "members of the plan",
+        ));
+    }
     let extra_plans = a.plans.len().saturating_sub(1);
     let extra_keys = a
         .keys
         .iter()
-        .filter(|k| Some(&k.id) != key.map(|k| &k.id))
+        .filter(|k| Some(&k.id) != key.map(|k| &k.id) && !spec.is_caller_key(k))
         .count();
     if extra_plans + extra_keys > 0 {
         f.push(FieldChange::new(
@@ -378,7 +423,7 @@ pub async fn read(aws: &Aws, names: &names::Names) -> Result<State> {
     Ok(State { plans, keys })
 }
 
-mod write;
+pub(crate) mod write;
 use write::{converge, delete_all};
 
 #[cfg(test)]

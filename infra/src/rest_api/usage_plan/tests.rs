@@ -11,6 +11,7 @@ fn spec() -> Spec {
         burst_limit: 10,
         quota: Some((5000, QuotaPeriod::Day)),
         rotate_key: false,
+        caller_keys: Some(["k9".to_string()].into()),
     }
 }
 
@@ -104,6 +105,39 @@ fn limits_stage_and_key_drift_are_found() {
         tags: tags(),
     });
     assert_eq!(fields_of(&s, &a), ["extra"]);
+}
+
+#[test]
+fn named_callers_keys_stay_members_and_unrecorded_ones_go() {
+    let s = spec();
+    let alice = KeyState {
+        id: "k9".into(),
+        name: "claude-proxy-dev-alice".into(),
+        enabled: true,
+        tags: tags(),
+    };
+    // The secret records k9: it stays, and joins the plan when it is not a member.
+    let mut a = converged();
+    a.keys.push(alice.clone());
+    assert_eq!(fields_of(&s, &a), ["caller_api_keys"]);
+    a.plans[0].key_ids.push("k9".into());
+    assert_eq!(fields_of(&s, &a), Vec::<String>::new());
+    // Not recorded (a `callers add` killed before it wrote the secret): deleted.
+    let unrecorded = Spec {
+        caller_keys: Some(Default::default()),
+        ..spec()
+    };
+    assert_eq!(fields_of(&unrecorded, &a), ["extra"]);
+    // The secret unreadable: nothing is deleted.
+    let unknown = Spec {
+        caller_keys: None,
+        ..spec()
+    };
+    assert_eq!(fields_of(&unknown, &a), Vec::<String>::new());
+    // The default caller's key is this step's, whatever the secret says.
+    let mut with_default = spec();
+    with_default.caller_keys = Some(["k1".to_string()].into());
+    assert!(!with_default.is_caller_key(&converged().keys[0]));
 }
 
 #[test]

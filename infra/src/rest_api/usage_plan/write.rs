@@ -94,9 +94,16 @@ pub(super) async fn converge(
     for k in state
         .keys
         .iter()
-        .filter(|k| Some(&k.id) != keep.map(|k| &k.id))
+        .filter(|k| Some(&k.id) != keep.map(|k| &k.id) && !spec.is_caller_key(k))
     {
         delete_key(aws, &k.id).await?;
+    }
+    // The named callers' own keys stay, members of the plan.
+    for k in state.keys.iter().filter(|k| spec.is_caller_key(k)) {
+        let member = plan.is_some_and(|p| p.id == plan_id && p.key_ids.contains(&k.id));
+        if !member {
+            join_plan(aws, &plan_id, &spec.name, &k.id, &k.name).await?;
+        }
     }
     // The key.
     match keep {
@@ -230,6 +237,37 @@ async fn update_plan(
     Ok(())
 }
 
+/// Makes the key `key_id` (named `key_name`) a member of the plan `plan_id` (named
+/// `plan_name`); already one is no error.
+pub(crate) async fn join_plan(
+    aws: &Aws,
+    plan_id: &str,
+    plan_name: &str,
+    key_id: &str,
+    key_name: &str,
+) -> Result<()> {
+    let out = aws
+        .apigw_rest
+        .create_usage_plan_key()
+        .usage_plan_id(plan_id)
+        .key_id(key_id)
+        .key_type("API_KEY")
+        .send()
+        .await;
+    match out {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conflict_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e).map_err(ctx(format!(
+            "apigateway:CreateUsagePlanKey {plan_name} {key_name} ({key_id})"
+        ))),
+    }
+}
+
 /// Removes the plan's stages (API Gateway keeps a REST API in use while a plan names its
 /// stage), then the plan.
 async fn delete_plan(aws: &Aws, p: &PlanState) -> Result<()> {
@@ -264,7 +302,7 @@ async fn delete_plan(aws: &Aws, p: &PlanState) -> Result<()> {
     Ok(())
 }
 
-async fn delete_key(aws: &Aws, id: &str) -> Result<()> {
+pub(crate) async fn delete_key(aws: &Aws, id: &str) -> Result<()> {
     aws.apigw_rest
         .delete_api_key()
         .api_key(id)
