@@ -290,16 +290,37 @@ mod tests {
             rest_operation(service, method, path)
         }
         let f = "/2015-03-31/functions/claude-proxy-a";
-        assert_eq!(op("lambda", "POST", &format!("{f}/versions")), Some("PublishVersion"));
-        assert_eq!(op("lambda", "PUT", &format!("{f}/aliases/live")), Some("UpdateAlias"));
-        assert_eq!(op("lambda", "POST", &format!("{f}/invocations")), Some("Invoke"));
+        assert_eq!(
+            op("lambda", "POST", &format!("{f}/versions")),
+            Some("PublishVersion")
+        );
+        assert_eq!(
+            op("lambda", "PUT", &format!("{f}/aliases/live")),
+            Some("UpdateAlias")
+        );
+        assert_eq!(
+            op("lambda", "POST", &format!("{f}/invocations")),
+            Some("Invoke")
+        );
         let r = "/restapis/a1b2/resources/r9/methods/ANY";
         assert_eq!(op("apigateway", "PUT", r), Some("PutMethod"));
-        assert_eq!(op("apigateway", "PUT", &format!("{r}/integration")), Some("PutIntegration"));
+        assert_eq!(
+            op("apigateway", "PUT", &format!("{r}/integration")),
+            Some("PutIntegration")
+        );
         assert_eq!(op("apigateway", "POST", "/restapis"), Some("CreateRestApi"));
-        assert_eq!(op("apigateway", "PATCH", "/restapis/a1/stages/live"), Some("UpdateStage"));
-        assert_eq!(op("apigateway", "POST", "/usageplans/u1/keys"), Some("CreateUsagePlanKey"));
-        assert_eq!(op("apigateway", "DELETE", "/apikeys/k1"), Some("DeleteApiKey"));
+        assert_eq!(
+            op("apigateway", "PATCH", "/restapis/a1/stages/live"),
+            Some("UpdateStage")
+        );
+        assert_eq!(
+            op("apigateway", "POST", "/usageplans/u1/keys"),
+            Some("CreateUsagePlanKey")
+        );
+        assert_eq!(
+            op("apigateway", "DELETE", "/apikeys/k1"),
+            Some("DeleteApiKey")
+        );
         assert_eq!(op("apigateway", "POST", "/v2/apis"), Some("CreateApi"));
     }
 

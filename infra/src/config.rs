@@ -8,13 +8,13 @@ use anyhow::{bail, Context, Result};
 pub use artifacts::Arch;
 pub use validate::LOG_RETENTION_DAYS;
 
-mod api;
 mod alarms;
+mod api;
 mod release;
 mod validate;
 pub use alarms::AlarmsSection;
-pub use release::{ReleaseSection, Strategy};
 pub use api::{ApiKind, ApiSection, QuotaPeriod};
+pub use release::{ReleaseSection, Strategy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;

@@ -178,17 +178,18 @@ fn released(mut a: Actual) -> Actual {
 fn deployed_rest(d: &Desired) -> rest_api::State {
     let n = &d.names;
     let s = d.spec.as_ref().unwrap();
-    let spec = rest_api::Spec {
-        name: n.rest_api.clone(),
-        stack: d.stack.clone(),
-        partition: "aws".into(),
-        region: REGION.into(),
-        // The integration invokes the alias `live`.
-        function_arn: infra::change::Late::Known(infra::alias::alias_arn(
-            &function::function_arn("aws", REGION, ACCOUNT, &n.function),
-        )),
-        timeout_ms: s.config.function.timeout_seconds as i32 * 1000,
-    };
+    let spec =
+        rest_api::Spec {
+            name: n.rest_api.clone(),
+            stack: d.stack.clone(),
+            partition: "aws".into(),
+            region: REGION.into(),
+            // The integration invokes the alias `live`.
+            function_arn: infra::change::Late::Known(infra::alias::alias_arn(
+                &function::function_arn("aws", REGION, ACCOUNT, &n.function),
+            )),
+            timeout_ms: s.config.function.timeout_seconds as i32 * 1000,
+        };
     let method = rest_api::Method {
         http_method: "ANY".into(),
         authorization_type: "NONE".into(),

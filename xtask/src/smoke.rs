@@ -69,7 +69,9 @@ pub async fn smoke_token(aws: &Aws, secret: &str) -> Result<(String, Option<Stri
         Ok((infra::callers::add(c, &name, limits, &now)?, true))
     })
     .await
-    .with_context(|| format!("making a short-lived caller for the smoke test in secret {secret}"))?;
+    .with_context(|| {
+        format!("making a short-lived caller for the smoke test in secret {secret}")
+    })?;
     Ok((token.expose().to_string(), Some(name)))
 }
 
