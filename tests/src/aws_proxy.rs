@@ -567,7 +567,9 @@ fn for_service(service: &str, f: &Fault) -> Fault {
     if f.kind == FaultKind::Throttling {
         let (status, code) = match service {
             "lambda" | "apigateway" => (429, "TooManyRequestsException"),
-            "iam" | "sts" | "monitoring" => (400, "Throttling"),
+            // SNS, a query-protocol service too: "Rate exceeded (Service: AmazonSNS; Status
+            // Code: 400; Error Code: Throttling)".
+            "iam" | "sts" | "sns" | "monitoring" => (400, "Throttling"),
             _ => (400, "ThrottlingException"),
         };
         f.status = status;
@@ -578,7 +580,7 @@ fn for_service(service: &str, f: &Fault) -> Fault {
 
 fn error_content_type(service: &str) -> &'static str {
     match service {
-        "iam" | "sts" => "text/xml",
+        "iam" | "sts" | "sns" => "text/xml",
         "lambda" | "apigateway" | "bedrock" => "application/json",
         _ => "application/x-amz-json-1.1",
     }
@@ -604,7 +606,8 @@ fn error_response(service: &str, f: &Fault) -> Response {
 
 fn error_response_parts(service: &str, f: &Fault) -> (&'static str, String) {
     match service {
-        "iam" | "sts" => (
+        // The query protocol's XML errors.
+        "iam" | "sts" | "sns" => (
             "text/xml",
             format!(
                 "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>injected</RequestId></ErrorResponse>",
@@ -771,9 +774,15 @@ async fn forward(s: Shared, req: Request) -> Option<Response> {
         }
         record(resp.status().as_u16(), false);
         if hold_this {
-            // The call took effect; its answer never leaves.
-            s.inner.lock().unwrap().holding = true;
-            s.held.send_replace(true);
+            // The call took effect; its answer never leaves. Held (the test is told) once
+            // the calls let through before it are answered too, as for moto's calls.
+            {
+                let mut i = s.inner.lock().unwrap();
+                i.held_call_done = true;
+                if i.in_flight == 0 {
+                    s.held.send_replace(true);
+                }
+            }
             return Some(held(&s, generation).await);
         }
         return Some(resp);
