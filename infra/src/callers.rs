@@ -1,4 +1,4 @@
-//! Named callers as the secret stores them (a leaf): `{name, token_sha256, created_at,
+//! Named callers as the secret stores them (above `config`, for `[api]`'s numbers): `{name, token_sha256, created_at,
 //! rotated_at, limits}`, the SHA-256 of each token and never the token, and the pure edits
 //! `cargo xtask callers` and the deploy make to that list. The handler reads the same shape
 //! (`handler::callers`).

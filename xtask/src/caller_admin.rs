@@ -117,6 +117,11 @@ pub async fn add(
     let now = callers::now_rfc3339();
     locked(ctx, lock, on_wait, async {
         let keys = keys_in_step(ctx).await?;
+        if keys.is_none() && limits.has_own_plan() {
+            anyhow::bail!(
+                "--rate-limit, --burst-limit, --quota-limit and --quota-period need the REST API front (its usage plans throttle each caller's API key): deploy with `--api rest` ([api] kind = \"rest\") first, or add {name} without them"
+            );
+        }
         if keys.is_some() {
             // Refused before any key is made.
             let value = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret).await?;

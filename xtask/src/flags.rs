@@ -476,7 +476,9 @@ pub struct Callers {
 #[derive(Debug, Subcommand)]
 pub enum CallersAction {
     /// Make a caller and show its token, once (`--output json`: {"name", "token"}); with a
-    /// REST API front also its own API key in the usage plan, shown once ("api_key")
+    /// REST API front also its own API key in the usage plan, shown once ("api_key"), in a
+    /// usage plan of its own when given --rate-limit, --burst-limit, --quota-limit or
+    /// --quota-period
     Add {
         /// 1 to 64 of a-z, 0-9, '.', '_', '-'
         name: String,
