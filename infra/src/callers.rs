@@ -1,8 +1,9 @@
-//! Named callers as the secret stores them (a leaf): `{name, token_sha256, created_at,
+//! Named callers as the secret stores them (above `config`, for `[api]`'s numbers): `{name, token_sha256, created_at,
 //! rotated_at, limits}`, the SHA-256 of each token and never the token, and the pure edits
 //! `cargo xtask callers` and the deploy make to that list. The handler reads the same shape
 //! (`handler::callers`).
 
+use crate::config::{ApiSection, QuotaPeriod};
 use crate::credentials::CallerToken;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -11,8 +12,9 @@ use sha2::{Digest, Sha256};
 /// The name of the caller the first deploy makes.
 pub const DEFAULT_CALLER: &str = "default";
 
-/// A caller's own limits, narrower than the stack's (both optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A caller's own limits (each optional): models and `max_tokens` narrower than the stack's,
+/// and with a REST API front its own usage plan's rate, burst and quota (absent: `[api]`'s).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallerLimits {
     /// Models this caller may use (absent: the stack's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,11 +22,71 @@ pub struct CallerLimits {
     /// Its `max_tokens` cap (absent: the stack's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// Its own usage plan's steady requests per second (absent: `[api] rate_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// Its own usage plan's burst (absent: `[api] burst_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_limit: Option<u32>,
+    /// Its own usage plan's requests per period, 0 = none (absent: `[api] quota_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_limit: Option<u32>,
+    /// Its own usage plan's quota period (absent: `[api] quota_period`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_period: Option<QuotaPeriod>,
+}
+
+/// A usage plan's numbers: a caller's own over `[api]`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub rate_limit: f64,
+    pub burst_limit: u32,
+    /// 0 = no quota.
+    pub quota_limit: u32,
+    pub quota_period: QuotaPeriod,
 }
 
 impl CallerLimits {
     pub fn is_empty(&self) -> bool {
-        self.allowed_models.is_none() && self.max_tokens.is_none()
+        self.allowed_models.is_none() && self.max_tokens.is_none() && !self.has_own_plan()
+    }
+
+    /// Whether the caller has its own usage plan (any of rate, burst, quota set).
+    pub fn has_own_plan(&self) -> bool {
+        self.rate_limit.is_some()
+            || self.burst_limit.is_some()
+            || self.quota_limit.is_some()
+            || self.quota_period.is_some()
+    }
+
+    /// Its usage plan's numbers, each its own or `api`'s.
+    pub fn throttle(&self, api: &ApiSection) -> Throttle {
+        Throttle {
+            rate_limit: self.rate_limit.unwrap_or(api.rate_limit),
+            burst_limit: self.burst_limit.unwrap_or(api.burst_limit),
+            quota_limit: self.quota_limit.unwrap_or(api.quota_limit),
+            quota_period: self.quota_period.unwrap_or(api.quota_period),
+        }
+    }
+
+    /// Refuses a rate, burst or quota API Gateway would refuse (resolved over `api`).
+    pub fn check_throttle(&self, api: &ApiSection) -> Result<()> {
+        if !self.has_own_plan() {
+            return Ok(());
+        }
+        let t = self.throttle(api);
+        let check = ApiSection {
+            kind: api.kind,
+            rate_limit: t.rate_limit,
+            burst_limit: t.burst_limit,
+            quota_limit: t.quota_limit,
+            quota_period: t.quota_period,
+        };
+        check.validate().map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (this caller's --rate-limit/--burst-limit/--quota-limit over [api]'s)"
+            )
+        })
     }
 
     /// Refuses limits that are not narrower than the stack's (`stack_models` empty or `*`:
@@ -56,7 +118,7 @@ impl CallerLimits {
 }
 
 /// One caller in the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallerEntry {
     pub name: String,
     /// SHA-256 of the token, lowercase hex.
@@ -244,12 +306,14 @@ mod tests {
         let l = CallerLimits {
             allowed_models: Some(vec!["claude-opus-4-1".into()]),
             max_tokens: None,
+            ..Default::default()
         };
         assert!(l.check_within(&models, 4096).is_err());
         assert!(l.check_within(&["*".into()], 4096).is_ok());
         let l = CallerLimits {
             allowed_models: None,
             max_tokens: Some(5000),
+            ..Default::default()
         };
         assert!(l.check_within(&models, 4096).is_err());
         assert!(CallerLimits {

@@ -329,6 +329,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .and_then(|s| rest_api::usage_plan::spec(names, s, &refs))
         .map(|u| rest_api::usage_plan::Spec {
             caller_keys: rest_api::usage_plan::caller_keys(actual.secret.as_ref()),
+            caller_plans: rest_api::usage_plan::caller_plans(
+                actual.secret.as_ref(),
+                &spec.map(|s| s.config.api.clone()).unwrap_or_default(),
+            ),
             ..u
         });
     changes.extend(rest_api::usage_plan::plan(names, usage, &actual.usage_plan));

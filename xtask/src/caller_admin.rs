@@ -6,7 +6,8 @@
 //! (`infra::rest_api::caller_keys`), a member of the plan, whose id (never its value) the
 //! caller's entry records. Every change first brings keys and entries in step (a command
 //! killed midway is repaired by the next), makes a key before the secret names it, and
-//! deletes one only after the secret stopped naming it.
+//! deletes one only after the secret stopped naming it. A caller with its own rate, burst or
+//! quota has its own usage plan holding its key (made with the key, deleted after it).
 
 use crate::stack::StackContext;
 use anyhow::Result;
@@ -43,7 +44,8 @@ async fn keys_in_step(ctx: &StackContext) -> Result<Option<KeysState>> {
     let mut repaired = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret)
         .await?
         .callers;
-    if caller_keys::repair(&ctx.aws, &ctx.names, &state, &mut repaired).await? {
+    let (entries, stale) = caller_keys::repair(&ctx.aws, &ctx.names, &state, &mut repaired).await?;
+    if entries {
         edit_callers(&ctx.aws, &ctx.names, |c| {
             for e in c.iter_mut() {
                 if let Some(r) = repaired.iter().find(|r| r.name == e.name) {
@@ -54,6 +56,9 @@ async fn keys_in_step(ctx: &StackContext) -> Result<Option<KeysState>> {
         })
         .await?;
     }
+    if stale {
+        return caller_keys::read(&ctx.aws, &ctx.names).await;
+    }
     Ok(Some(state))
 }
 
@@ -63,34 +68,34 @@ pub struct NewCredentials {
     pub api_key: Option<GatewayApiKey>,
 }
 
-/// A new key for `name` when the stack has a REST front.
+/// A new key for `name` when the stack has a REST front (in its own plan when `limits` has
+/// its own rate, burst or quota).
 async fn new_key(
     ctx: &StackContext,
     keys: Option<&KeysState>,
     name: &str,
+    limits: &CallerLimits,
 ) -> Result<Option<(String, GatewayApiKey)>> {
+    let own = limits
+        .has_own_plan()
+        .then(|| limits.throttle(&ctx.config.api));
     match keys {
         Some(s) => Ok(Some(
-            caller_keys::create(&ctx.aws, &ctx.names, s, name).await?,
+            caller_keys::create(&ctx.aws, &ctx.names, s, name, own.as_ref()).await?,
         )),
         None => Ok(None),
     }
 }
 
-/// Deletes a key the secret does not name (best effort after a failed edit: the next
-/// command deletes it otherwise).
-async fn forget(
-    ctx: &StackContext,
-    keys: Option<&KeysState>,
-    key: &Option<(String, GatewayApiKey)>,
-) {
-    if let (Some(state), Some((id, _))) = (keys, key) {
-        // The new key joined the stack's plan.
-        let mut joined = state.clone();
-        for p in joined.plans.iter_mut().take(1) {
-            p.key_ids.push(id.clone());
-        }
-        let _ = caller_keys::delete(&ctx.aws, &joined, id).await;
+/// Deletes a key the secret does not name, and `name`'s own plan when it holds no other
+/// (best effort after a failed edit: the next command deletes them otherwise).
+async fn forget(ctx: &StackContext, name: &str, key: &Option<(String, GatewayApiKey)>) {
+    if let Some((id, _)) = key {
+        let Ok(Some(state)) = caller_keys::read(&ctx.aws, &ctx.names).await else {
+            return;
+        };
+        let _ = caller_keys::delete(&ctx.aws, &state, id).await;
+        let _ = caller_keys::drop_caller_plan(&ctx.aws, &ctx.names, name, id).await;
     }
 }
 
@@ -108,9 +113,15 @@ pub async fn add(
         &ctx.config.limits.allowed_models,
         u64::from(ctx.config.limits.max_tokens_cap),
     )?;
+    limits.check_throttle(&ctx.config.api)?;
     let now = callers::now_rfc3339();
     locked(ctx, lock, on_wait, async {
         let keys = keys_in_step(ctx).await?;
+        if keys.is_none() && limits.has_own_plan() {
+            anyhow::bail!(
+                "--rate-limit, --burst-limit, --quota-limit and --quota-period need the REST API front (its usage plans throttle each caller's API key): deploy with `--api rest` ([api] kind = \"rest\") first, or add {name} without them"
+            );
+        }
         if keys.is_some() {
             // Refused before any key is made.
             let value = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret).await?;
@@ -118,7 +129,7 @@ pub async fn add(
                 anyhow::bail!("a caller named {name} exists already: rotate its token with `cargo xtask callers rotate {name}`");
             }
         }
-        let key = new_key(ctx, keys.as_ref(), name).await?;
+        let key = new_key(ctx, keys.as_ref(), name, &limits).await?;
         let id = key.as_ref().map(|(id, _)| id.clone());
         let edited = edit_callers(&ctx.aws, &ctx.names, |c| {
             let token = callers::add(c, name, limits, &now)?;
@@ -134,7 +145,7 @@ pub async fn add(
                 api_key: key.map(|(_, v)| v),
             }),
             Err(e) => {
-                forget(ctx, keys.as_ref(), &key).await;
+                forget(ctx, name, &key).await;
                 Err(e)
             }
         }
@@ -152,7 +163,20 @@ pub async fn rotate(
     let now = callers::now_rfc3339();
     locked(ctx, lock, on_wait, async {
         let keys = keys_in_step(ctx).await?;
-        let key = new_key(ctx, keys.as_ref(), name).await?;
+        let limits = match &keys {
+            Some(_) => {
+                let value = infra::secret::migrate::read_value(&ctx.aws, &ctx.names.secret).await?;
+                // An unknown name is refused by the edit below (the new key then goes).
+                value
+                    .callers
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .map(|c| c.limits)
+                    .unwrap_or_default()
+            }
+            None => CallerLimits::default(),
+        };
+        let key = new_key(ctx, keys.as_ref(), name, &limits).await?;
         let id = key.as_ref().map(|(id, _)| id.clone());
         let edited = edit_callers(&ctx.aws, &ctx.names, |c| {
             let token = callers::rotate(c, name, &now)?;
@@ -174,7 +198,7 @@ pub async fn rotate(
                 })
             }
             Err(e) => {
-                forget(ctx, keys.as_ref(), &key).await;
+                forget(ctx, name, &key).await;
                 Err(e)
             }
         }
@@ -197,6 +221,7 @@ pub async fn revoke(
         .await?;
         if let (Some(id), Some(state)) = (gone.api_key_id, &keys) {
             caller_keys::delete(&ctx.aws, state, &id).await?;
+            caller_keys::drop_caller_plan(&ctx.aws, &ctx.names, name, &id).await?;
         }
         Ok(())
     })

@@ -60,18 +60,53 @@ struct Listed {
     name: String,
     created_at: String,
     rotated_at: Option<String>,
+    /// Its own limits as stored (absent fields: the stack's).
     limits: CallerLimits,
+    /// With a REST front: the usage plan its key is in and that plan's numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_plan: Option<ListedPlan>,
     /// Its API key's id (a REST API front; the request log's `api_key_id`), never the value.
     api_key_id: Option<String>,
 }
 
-impl From<CallerEntry> for Listed {
-    fn from(c: CallerEntry) -> Listed {
+#[derive(Serialize)]
+struct ListedPlan {
+    /// `claude-proxy-<stack>` (shared) or `claude-proxy-<stack>-<caller>` (its own).
+    name: String,
+    /// Whether the plan is the caller's own.
+    own: bool,
+    rate_limit: f64,
+    burst_limit: u32,
+    /// 0 = no quota.
+    quota_limit: u32,
+    quota_period: infra::config::QuotaPeriod,
+}
+
+impl Listed {
+    /// A caller with an API key (a REST front) is in a usage plan: its own, or the shared one.
+    fn new(c: CallerEntry, ctx: &StackContext) -> Listed {
+        let usage_plan = c.api_key_id.is_some().then(|| {
+            let own = c.limits.has_own_plan();
+            let t = c.limits.throttle(&ctx.config.api);
+            ListedPlan {
+                name: if own {
+                    infra::rest_api::caller_keys::key_name(&ctx.names, &c.name)
+                } else {
+                    ctx.names.usage_plan.clone()
+                },
+                own,
+                rate_limit: t.rate_limit,
+                burst_limit: t.burst_limit,
+                quota_limit: t.quota_limit,
+                quota_period: t.quota_period,
+            }
+        });
         Listed {
             name: c.name,
             created_at: c.created_at,
             rotated_at: c.rotated_at,
             limits: c.limits,
+            usage_plan,
             api_key_id: c.api_key_id,
         }
     }
@@ -98,6 +133,23 @@ impl fmt::Display for List {
             }
             if let Some(n) = c.limits.max_tokens {
                 limits.push(format!("max_tokens={n}"));
+            }
+            if let Some(p) = &c.usage_plan {
+                let quota = if p.quota_limit == 0 {
+                    "none".to_string()
+                } else {
+                    format!(
+                        "{}/{}",
+                        p.quota_limit,
+                        p.quota_period.as_aws().to_ascii_lowercase()
+                    )
+                };
+                limits.push(format!(
+                    "{}: rate={} burst={} quota={quota}",
+                    if p.own { "own plan" } else { "shared plan" },
+                    p.rate_limit,
+                    p.burst_limit
+                ));
             }
             let limits = if limits.is_empty() {
                 "(the stack's)".to_string()
@@ -146,10 +198,18 @@ impl Callers {
                 name,
                 models,
                 max_tokens,
+                rate_limit,
+                burst_limit,
+                quota_limit,
+                quota_period,
             } => {
                 let limits = CallerLimits {
                     allowed_models: models,
                     max_tokens,
+                    rate_limit,
+                    burst_limit,
+                    quota_limit,
+                    quota_period,
                 };
                 let new = caller_admin::add(&ctx, &lock, &on_wait, &name, limits).await?;
                 output::emit(common.output, &Shown::new(name, new))?;
@@ -172,7 +232,7 @@ impl Callers {
                 let callers = caller_admin::list(&ctx).await?;
                 output::emit(
                     common.output,
-                    &List(callers.into_iter().map(Listed::from).collect()),
+                    &List(callers.into_iter().map(|c| Listed::new(c, &ctx)).collect()),
                 )?;
             }
         }

@@ -476,7 +476,9 @@ pub struct Callers {
 #[derive(Debug, Subcommand)]
 pub enum CallersAction {
     /// Make a caller and show its token, once (`--output json`: {"name", "token"}); with a
-    /// REST API front also its own API key in the usage plan, shown once ("api_key")
+    /// REST API front also its own API key in the usage plan, shown once ("api_key"), in a
+    /// usage plan of its own when given --rate-limit, --burst-limit, --quota-limit or
+    /// --quota-period
     Add {
         /// 1 to 64 of a-z, 0-9, '.', '_', '-'
         name: String,
@@ -486,9 +488,23 @@ pub enum CallersAction {
         /// Its max_tokens cap, at most the stack's [limits] max_tokens_cap (default: the stack's)
         #[arg(long, value_name = "N")]
         max_tokens: Option<u64>,
+        /// REST front: its own steady requests per second (default: [api] rate_limit). Any
+        /// of --rate-limit, --burst-limit, --quota-limit, --quota-period gives the caller its
+        /// own usage plan claude-proxy-<stack>-<name>, the others taken from [api]
+        #[arg(long, value_name = "R")]
+        rate_limit: Option<f64>,
+        /// REST front: its own burst (default: [api] burst_limit)
+        #[arg(long, value_name = "B")]
+        burst_limit: Option<u32>,
+        /// REST front: its own requests per quota period, 0 = no quota (default: [api] quota_limit)
+        #[arg(long, value_name = "Q")]
+        quota_limit: Option<u32>,
+        /// REST front: its own quota period, day|week|month (default: [api] quota_period)
+        #[arg(long, value_name = "PERIOD")]
+        quota_period: Option<infra::config::QuotaPeriod>,
     },
-    /// Names, when each was made and last rotated, its limits and its API key's id (never a
-    /// token or a key)
+    /// Names, when each was made and last rotated, its limits (with a REST front its usage
+    /// plan's rate, burst and quota) and its API key's id (never a token or a key)
     List,
     /// Remove a caller: its token stops working and its API key (REST front) is deleted
     Revoke { name: String },

@@ -84,6 +84,7 @@ impl flags::Invoke {
         let limits = infra::callers::CallerLimits {
             allowed_models: self.model.clone().map(|m| vec![m]),
             max_tokens: Some(u64::from(self.max_tokens)),
+            ..Default::default()
         };
         let lock = infra::LockOptions::new("invoke");
         let token = caller_admin::add(ctx, &lock, &|m| eprintln!("{m}"), &name, limits)

@@ -63,6 +63,7 @@ pub async fn smoke_token(aws: &Aws, secret: &str) -> Result<(String, Option<Stri
     let limits = infra::callers::CallerLimits {
         allowed_models: None,
         max_tokens: Some(u64::from(SMOKE_MAX_TOKENS)),
+        ..Default::default()
     };
     let now = infra::callers::now_rfc3339();
     let token = infra::secret::migrate::edit_secret_callers(aws, secret, |c| {

@@ -71,6 +71,18 @@ impl QuotaPeriod {
     }
 }
 
+impl FromStr for QuotaPeriod {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(QuotaPeriod::Day),
+            "week" => Ok(QuotaPeriod::Week),
+            "month" => Ok(QuotaPeriod::Month),
+            other => bail!("unknown quota period `{other}`: use `day`, `week` or `month`"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {

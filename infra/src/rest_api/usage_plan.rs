@@ -52,6 +52,32 @@ impl State {
     pub fn is_empty(&self) -> bool {
         self.plans.is_empty() && self.keys.is_empty()
     }
+    /// The shared plan `claude-proxy-<stack>` (the first plan no caller owns).
+    pub fn shared(&self) -> Option<&PlanState> {
+        self.plans.iter().find(|p| p.caller().is_none())
+    }
+    /// `caller`'s own plan (`claude-proxy-<stack>-<caller>`, tagged with its name).
+    pub fn caller_plan(&self, caller: &str) -> Option<&PlanState> {
+        self.plans.iter().find(|p| p.caller() == Some(caller))
+    }
+}
+
+impl PlanState {
+    /// The caller whose own plan this is (its `claude-proxy:caller` tag).
+    pub fn caller(&self) -> Option<&str> {
+        self.tags
+            .get(super::caller_keys::TAG_CALLER)
+            .map(String::as_str)
+    }
+}
+
+/// A usage plan's numbers as API Gateway takes them.
+pub(crate) fn aws_numbers(t: &crate::callers::Throttle) -> (f64, i32, Option<(i32, QuotaPeriod)>) {
+    (
+        t.rate_limit,
+        t.burst_limit.min(i32::MAX as u32) as i32,
+        (t.quota_limit > 0).then(|| (t.quota_limit.min(i32::MAX as u32) as i32, t.quota_period)),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +97,11 @@ pub struct Spec {
     /// `callers` command made and was killed before it recorded it: never shown, so deleted.
     /// `None` when the secret's value could not be read: then no key is deleted.
     pub caller_keys: Option<std::collections::BTreeSet<String>>,
+    /// The callers with their own plan (`claude-proxy-<stack>-<caller>`) and its numbers,
+    /// from the secret: those plans are kept (and their numbers kept in step), any other
+    /// caller plan of the stack deleted. `None` when the secret's value could not be read:
+    /// then every caller plan is kept as it is.
+    pub caller_plans: Option<BTreeMap<String, crate::callers::Throttle>>,
 }
 
 impl Spec {
@@ -105,7 +136,26 @@ pub fn spec(names: &names::Names, s: &StackSpec, refs: &Refs) -> Option<Spec> {
             .then(|| (a.quota_limit.min(i32::MAX as u32) as i32, a.quota_period)),
         rotate_key: s.secret.rotate_token,
         caller_keys: None,
+        caller_plans: None,
     })
+}
+
+/// The callers with their own plan in the secret read with the stack, and its numbers over
+/// `api` (`None`: the secret's value unreadable).
+pub fn caller_plans(
+    secret: Option<&crate::secret::State>,
+    api: &crate::config::ApiSection,
+) -> Option<BTreeMap<String, crate::callers::Throttle>> {
+    match secret {
+        None => Some(Default::default()),
+        Some(s) => s.value.as_ref().map(|v| {
+            v.callers
+                .iter()
+                .filter(|c| c.limits.has_own_plan())
+                .map(|c| (c.name.clone(), c.limits.throttle(api)))
+                .collect()
+        }),
+    }
 }
 
 /// The callers' key ids the secret read with the stack holds (`None`: its value unreadable).
@@ -124,6 +174,34 @@ pub fn caller_keys(
 }
 
 impl Spec {
+    /// A caller's own plan the stack keeps.
+    pub(crate) fn keeps_caller_plan(&self, p: &PlanState) -> bool {
+        match (p.caller(), &self.caller_plans) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(c), Some(m)) => m.contains_key(c),
+        }
+    }
+    /// This spec with the numbers of `caller`'s own plan (`None` when not known: the
+    /// secret unreadable).
+    pub(crate) fn for_caller(&self, caller: &str) -> Option<Spec> {
+        let t = self.caller_plans.as_ref()?.get(caller)?;
+        let (rate_limit, burst_limit, quota) = aws_numbers(t);
+        Some(Spec {
+            rate_limit,
+            burst_limit,
+            quota,
+            ..self.clone()
+        })
+    }
+    /// Whether the key `id` sits in the shared plan or in a caller plan the stack keeps.
+    pub(crate) fn key_placed(&self, state: &State, id: &str) -> bool {
+        state.plans.iter().any(|p| {
+            (Some(p.id.as_str()) == state.shared().map(|s| s.id.as_str())
+                || self.keeps_caller_plan(p))
+                && p.key_ids.iter().any(|k| k == id)
+        })
+    }
     /// A caller's own key (kept; not the default's, which this step manages).
     pub(crate) fn is_caller_key(&self, k: &KeyState) -> bool {
         k.name != self.key_name
@@ -135,7 +213,7 @@ impl Spec {
 }
 
 fn key_member<'a>(spec: &Spec, state: &'a State) -> (Option<&'a PlanState>, Option<&'a KeyState>) {
-    let plan = state.plans.first();
+    let plan = state.shared();
     let key = state
         .keys
         .iter()
@@ -217,7 +295,7 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
     let outside: Vec<&str> = a
         .keys
         .iter()
-        .filter(|k| spec.is_caller_key(k) && !in_plan(k))
+        .filter(|k| spec.is_caller_key(k) && !spec.key_placed(a, &k.id))
         .map(|k| k.name.as_str())
         .collect();
     if !outside.is_empty() {
@@ -227,7 +305,31 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
             "members of the plan",
         ));
     }
-    let extra_plans = a.plans.len().saturating_sub(1);
+    for p in a.plans.iter().filter(|p| spec.keeps_caller_plan(p)) {
+        let c = p.caller().unwrap_or_default();
+        let Some(want) = spec.for_caller(c) else {
+            continue;
+        };
+        let have = (p.rate_limit, p.burst_limit, p.quota.clone());
+        let wanted = (
+            Some(want.rate_limit),
+            Some(want.burst_limit),
+            want.quota.map(|(n, per)| (n, per.as_aws().to_string())),
+        );
+        if have != wanted || p.api_stages != [spec.api_stage()] {
+            f.push(FieldChange::new(
+                format!("caller_plan.{c}"),
+                format!("{} on {}", plan_text(&have), p.api_stages.join(", ")),
+                format!("{} on {}", plan_text(&wanted), spec.api_stage()),
+            ));
+        }
+    }
+    let shared_id = a.shared().map(|p| p.id.as_str());
+    let extra_plans = a
+        .plans
+        .iter()
+        .filter(|p| Some(p.id.as_str()) != shared_id && !spec.keeps_caller_plan(p))
+        .count();
     let extra_keys = a
         .keys
         .iter()
@@ -241,6 +343,20 @@ fn fields(spec: &Spec, a: &State) -> Vec<FieldChange> {
         ));
     }
     f
+}
+
+type Numbers = (Option<f64>, Option<i32>, Option<(i32, String)>);
+
+fn plan_text((rate, burst, quota): &Numbers) -> String {
+    let quota = match quota {
+        Some((n, per)) => format!("quota {n} per {per}"),
+        None => "no quota".into(),
+    };
+    format!(
+        "rate {}, burst {}, {quota}",
+        rate.map(|r| r.to_string()).unwrap_or("-".into()),
+        burst.map(|b| b.to_string()).unwrap_or("-".into())
+    )
 }
 
 /// The change to the stack's usage plan and key.
@@ -389,7 +505,13 @@ pub async fn read(aws: &Aws, names: &names::Names) -> Result<State> {
             });
         }
     }
-    plans.sort_by_key(|p| (!names::is_ours(&p.tags, &names.stack), p.id.clone()));
+    plans.sort_by_key(|p| {
+        (
+            p.caller().is_some(),
+            !names::is_ours(&p.tags, &names.stack),
+            p.id.clone(),
+        )
+    });
     let mut keys = Vec::new();
     // Every key whose name starts like the stack's (the service filters by prefix); kept
     // when the name is the default key's or the tags are the stack's.

@@ -12,6 +12,7 @@ fn spec() -> Spec {
         quota: Some((5000, QuotaPeriod::Day)),
         rotate_key: false,
         caller_keys: Some(["k9".to_string()].into()),
+        caller_plans: Some(Default::default()),
     }
 }
 
@@ -125,12 +126,14 @@ fn named_callers_keys_stay_members_and_unrecorded_ones_go() {
     // Not recorded (a `callers add` killed before it wrote the secret): deleted.
     let unrecorded = Spec {
         caller_keys: Some(Default::default()),
+        caller_plans: Some(Default::default()),
         ..spec()
     };
     assert_eq!(fields_of(&unrecorded, &a), ["extra"]);
     // The secret unreadable: nothing is deleted.
     let unknown = Spec {
         caller_keys: None,
+        caller_plans: None,
         ..spec()
     };
     assert_eq!(fields_of(&unknown, &a), Vec::<String>::new());
@@ -138,6 +141,74 @@ fn named_callers_keys_stay_members_and_unrecorded_ones_go() {
     let mut with_default = spec();
     with_default.caller_keys = Some(["k1".to_string()].into());
     assert!(!with_default.is_caller_key(&converged().keys[0]));
+}
+
+#[test]
+fn caller_plans_are_kept_for_callers_with_their_own_numbers_and_deleted_otherwise() {
+    use crate::callers::Throttle;
+    let mut caller_tags = tags();
+    caller_tags.insert(
+        crate::rest_api::caller_keys::TAG_CALLER.into(),
+        "bob".into(),
+    );
+    let own = Throttle {
+        rate_limit: 1.0,
+        burst_limit: 2,
+        quota_limit: 100,
+        quota_period: QuotaPeriod::Week,
+    };
+    let s = Spec {
+        caller_plans: Some([("bob".to_string(), own)].into()),
+        ..spec()
+    };
+    let mut a = converged();
+    a.keys.push(KeyState {
+        id: "k9".into(),
+        name: "claude-proxy-dev-bob".into(),
+        enabled: true,
+        tags: caller_tags.clone(),
+    });
+    a.plans.push(PlanState {
+        id: "p2".into(),
+        name: "claude-proxy-dev-bob".into(),
+        tags: caller_tags,
+        api_stages: vec!["a1:live".into()],
+        rate_limit: Some(1.0),
+        burst_limit: Some(2),
+        quota: Some((100, "WEEK".into())),
+        key_ids: vec!["k9".into()],
+    });
+    // Bob's key sits in his own plan, with his numbers: nothing to do.
+    assert_eq!(a.shared().map(|p| p.id.as_str()), Some("p1"));
+    assert_eq!(fields_of(&s, &a), Vec::<String>::new());
+    // His numbers changed in the secret: his plan follows.
+    let changed = Spec {
+        caller_plans: Some(
+            [(
+                "bob".to_string(),
+                Throttle {
+                    rate_limit: 3.0,
+                    burst_limit: 6,
+                    ..own
+                },
+            )]
+            .into(),
+        ),
+        ..spec()
+    };
+    assert_eq!(fields_of(&changed, &a), ["caller_plan.bob"]);
+    // Bob has no own numbers any more (or is gone): his plan goes, his key joins the shared.
+    let shared_only = Spec {
+        caller_plans: Some(Default::default()),
+        ..spec()
+    };
+    assert_eq!(fields_of(&shared_only, &a), ["caller_api_keys", "extra"]);
+    // The secret unreadable: his plan stays as it is.
+    let unknown = Spec {
+        caller_plans: None,
+        ..spec()
+    };
+    assert_eq!(fields_of(&unknown, &a), Vec::<String>::new());
 }
 
 #[test]

@@ -43,42 +43,18 @@ pub(super) async fn converge(
     // The plan.
     let plan_id = match plan {
         None => {
-            let mut create = aws
-                .apigw_rest
-                .create_usage_plan()
-                .name(&spec.name)
-                .description(format!(
+            create_plan(
+                aws,
+                &[spec.api_stage()],
+                (spec.rate_limit, spec.burst_limit, spec.quota),
+                &spec.name,
+                format!(
                     "claude-proxy: throttle and quota per caller key of the stack {}",
                     spec.stack
-                ))
-                .api_stages(
-                    ApiStage::builder()
-                        .api_id(spec.api_id.planned())
-                        .stage(STAGE)
-                        .build(),
-                )
-                .throttle(
-                    ThrottleSettings::builder()
-                        .rate_limit(spec.rate_limit)
-                        .burst_limit(spec.burst_limit)
-                        .build(),
-                )
-                .set_tags(Some(tags.clone()));
-            if let Some((limit, p)) = spec.quota {
-                create = create.quota(
-                    QuotaSettings::builder()
-                        .limit(limit)
-                        .period(period(p))
-                        .build(),
-                );
-            }
-            create
-                .send()
-                .await
-                .map_err(ctx(format!("apigateway:CreateUsagePlan {}", spec.name)))?
-                .id()
-                .context("CreateUsagePlan returned no id")?
-                .to_string()
+                ),
+                tags.clone(),
+            )
+            .await?
         }
         Some(p) => {
             update_plan(aws, spec, p, &tags).await?;
@@ -86,8 +62,18 @@ pub(super) async fn converge(
         }
     };
     // Extra plans and keys go (the plans first: a key in a plan is still usable).
-    for p in state.plans.iter().filter(|p| p.id != plan_id) {
+    for p in state
+        .plans
+        .iter()
+        .filter(|p| p.id != plan_id && !spec.keeps_caller_plan(p))
+    {
         delete_plan(aws, p).await?;
+    }
+    // The callers' own plans: their numbers and stage in step.
+    for p in state.plans.iter().filter(|p| spec.keeps_caller_plan(p)) {
+        if let Some(own) = spec.for_caller(p.caller().unwrap_or_default()) {
+            update_plan(aws, &own, p, &tags).await?;
+        }
     }
     let in_plan = |k: &KeyState| plan.is_some_and(|p| p.key_ids.contains(&k.id));
     let keep = key.filter(|k| in_plan(k) && !spec.rotate_key);
@@ -98,11 +84,21 @@ pub(super) async fn converge(
     {
         delete_key(aws, &k.id).await?;
     }
-    // The named callers' own keys stay, members of the plan.
+    // The named callers' own keys stay, members of the shared plan or of their own.
     for k in state.keys.iter().filter(|k| spec.is_caller_key(k)) {
-        let member = plan.is_some_and(|p| p.id == plan_id && p.key_ids.contains(&k.id));
-        if !member {
-            join_plan(aws, &plan_id, &spec.name, &k.id, &k.name).await?;
+        let member = plan.is_some_and(|p| p.id == plan_id && p.key_ids.contains(&k.id))
+            || spec.key_placed(state, &k.id);
+        if member {
+            continue;
+        }
+        let own = k
+            .tags
+            .get(crate::rest_api::caller_keys::TAG_CALLER)
+            .and_then(|c| state.caller_plan(c))
+            .filter(|p| spec.keeps_caller_plan(p));
+        match own {
+            Some(p) => join_plan(aws, &p.id, &p.name, &k.id, &k.name).await?,
+            None => join_plan(aws, &plan_id, &spec.name, &k.id, &k.name).await?,
         }
     }
     // The key.
@@ -161,6 +157,53 @@ pub(super) async fn converge(
             Ok(Some(value))
         }
     }
+}
+
+/// Creates a usage plan on the spec's stage with its numbers; its id.
+pub(crate) async fn create_plan(
+    aws: &Aws,
+    stages: &[String],
+    (rate_limit, burst_limit, quota): (f64, i32, Option<(i32, QuotaPeriod)>),
+    name: &str,
+    description: String,
+    tags: std::collections::HashMap<String, String>,
+) -> Result<String> {
+    let mut create = aws
+        .apigw_rest
+        .create_usage_plan()
+        .name(name)
+        .description(description)
+        .set_api_stages(Some(
+            stages
+                .iter()
+                .map(|s| {
+                    let (api, stage) = s.split_once(':').unwrap_or((s, STAGE));
+                    ApiStage::builder().api_id(api).stage(stage).build()
+                })
+                .collect(),
+        ))
+        .throttle(
+            ThrottleSettings::builder()
+                .rate_limit(rate_limit)
+                .burst_limit(burst_limit)
+                .build(),
+        )
+        .set_tags(Some(tags));
+    if let Some((limit, p)) = quota {
+        create = create.quota(
+            QuotaSettings::builder()
+                .limit(limit)
+                .period(period(p))
+                .build(),
+        );
+    }
+    Ok(create
+        .send()
+        .await
+        .map_err(ctx(format!("apigateway:CreateUsagePlan {name}")))?
+        .id()
+        .with_context(|| format!("CreateUsagePlan {name} returned no id"))?
+        .to_string())
 }
 
 async fn update_plan(
@@ -270,7 +313,7 @@ pub(crate) async fn join_plan(
 
 /// Removes the plan's stages (API Gateway keeps a REST API in use while a plan names its
 /// stage), then the plan.
-async fn delete_plan(aws: &Aws, p: &PlanState) -> Result<()> {
+pub(crate) async fn delete_plan(aws: &Aws, p: &PlanState) -> Result<()> {
     if !p.api_stages.is_empty() {
         let ops = p
             .api_stages

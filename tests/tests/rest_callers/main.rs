@@ -6,6 +6,11 @@
 //! next deploy, the default caller's key adopted; no API key value appears in any output but
 //! the one that made it.
 
+//!
+//! `plans`: a caller with its own rate, burst or quota in its own usage plan.
+
+mod plans;
+
 use aws_sdk_apigateway::Client as RestClient;
 use infra::config::{ApiKind, Overrides};
 use serde_json::Value;
