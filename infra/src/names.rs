@@ -10,6 +10,8 @@ pub const MANAGED_BY: &str = "claude-lambda-toolkit";
 pub const TAG_STACK: &str = "stack";
 pub const TAG_MANAGED_BY: &str = "managed-by";
 pub const TAG_CREATED_AT: &str = "created-at";
+/// On an API key or usage plan of one named caller (`rest_api::caller_keys`): its name.
+pub const TAG_CALLER: &str = "claude-proxy:caller";
 
 /// Statement ids of the function's resource policy.
 pub const SID_URL_INVOKE_URL: &str = "claude-proxy-url-invoke-function-url";

@@ -162,7 +162,7 @@ pub async fn delete(aws: &Aws, state: &State, id: &str) -> Result<()> {
 }
 
 /// The tag naming the caller a key belongs to.
-pub const TAG_CALLER: &str = "claude-proxy:caller";
+pub use crate::names::TAG_CALLER;
 
 /// Brings the stack's keys and the secret's entries in step after an interrupted command:
 /// a key no entry names is deleted (it was never shown), but the default caller's key

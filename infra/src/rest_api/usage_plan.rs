@@ -66,7 +66,7 @@ impl PlanState {
     /// The caller whose own plan this is (its `claude-proxy:caller` tag).
     pub fn caller(&self) -> Option<&str> {
         self.tags
-            .get(super::caller_keys::TAG_CALLER)
+            .get(crate::names::TAG_CALLER)
             .map(String::as_str)
     }
 }

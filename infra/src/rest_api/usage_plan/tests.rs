@@ -148,7 +148,7 @@ fn caller_plans_are_kept_for_callers_with_their_own_numbers_and_deleted_otherwis
     use crate::callers::Throttle;
     let mut caller_tags = tags();
     caller_tags.insert(
-        crate::rest_api::caller_keys::TAG_CALLER.into(),
+        crate::names::TAG_CALLER.into(),
         "bob".into(),
     );
     let own = Throttle {

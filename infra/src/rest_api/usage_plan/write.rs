@@ -93,7 +93,7 @@ pub(super) async fn converge(
         }
         let own = k
             .tags
-            .get(crate::rest_api::caller_keys::TAG_CALLER)
+            .get(crate::names::TAG_CALLER)
             .and_then(|c| state.caller_plan(c))
             .filter(|p| spec.keeps_caller_plan(p));
         match own {
