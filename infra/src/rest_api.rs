@@ -22,7 +22,7 @@ use crate::aws::{ctx, Aws};
 use crate::change::{Change, FieldChange, Kind, Late, Output, Produced, Refs, Setting};
 use crate::desired::StackSpec;
 use crate::names;
-use crate::step::{Done, ResourceChange, Step, StepContext, StepFuture};
+use crate::step::{keep_first, Done, KeepFirst, ResourceChange, Step, StepContext, StepFuture};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
@@ -163,38 +163,17 @@ pub fn spec(names: &names::Names, s: &StackSpec, refs: &Refs) -> Option<Spec> {
 
 /// The planned changes to the stack's REST APIs (the first is kept, others deleted).
 pub fn plan(names: &names::Names, spec: Option<Spec>, actual: &[State]) -> Vec<ResourceChange> {
-    let current = actual.first().map(|a| a.id.clone());
-    diff(spec.as_ref(), actual)
+    let changes = diff(spec.as_ref(), actual);
+    keep_first(spec.as_ref(), actual, |a| a.id.as_str(), changes)
         .into_iter()
-        .map(|(id, change)| {
-            let action = match (&change, &spec, &id) {
-                (Change::Delete, _, Some(id)) | (_, None, Some(id)) => Action::Delete {
-                    id: id.clone(),
-                    current: current.as_ref() == Some(id),
-                },
-                (_, Some(spec), Some(id)) => Action::Update(
-                    spec.clone(),
-                    actual
-                        .iter()
-                        .find(|a| &a.id == id)
-                        .cloned()
-                        .expect("the diff names an API it was given"),
-                ),
-                (_, Some(spec), None) => Action::Create(spec.clone()),
-                (_, None, None) => unreachable!("the diff deletes only APIs with an id"),
-            };
+        .map(|(id, change, action)| {
             ResourceChange::new(Kind::RestApi, &names.rest_api, change, action).with_id(id)
         })
         .collect()
 }
 
 /// What apply does to a REST API.
-#[derive(Debug)]
-pub enum Action {
-    Create(Spec),
-    Update(Spec, State),
-    Delete { id: String, current: bool },
-}
+pub type Action = KeepFirst<Spec, State>;
 
 fn outputs_for(aws: &Aws, id: &str) -> Vec<(Output, Option<String>)> {
     vec![

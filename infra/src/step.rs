@@ -116,3 +116,45 @@ pub type SmokeFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>
 pub trait SmokeTest: fmt::Debug + Send + Sync {
     fn check<'a>(&'a self, aws: &'a Aws, function: &'a str, version: &'a str) -> SmokeFuture<'a>;
 }
+
+/// What apply does to a resource the stack keeps one of but finds by tag, so that several
+/// may exist (the HTTP API, the REST API): the first is kept (created or updated), every
+/// other one deleted. `current`: the deleted one is the first, whose outputs go with it.
+#[derive(Debug)]
+pub enum KeepFirst<S, T> {
+    Create(S),
+    Update(S, T),
+    Delete { id: String, current: bool },
+}
+
+/// The action for each of `diff`'s changes (by id; `None`: to create) of a kept-first
+/// resource with desired `spec` and found `actual` (`id_of` gives an actual's id).
+pub fn keep_first<S: Clone, T: Clone>(
+    spec: Option<&S>,
+    actual: &[T],
+    id_of: impl Fn(&T) -> &str,
+    diff: Vec<(Option<String>, Change)>,
+) -> Vec<(Option<String>, Change, KeepFirst<S, T>)> {
+    let current = actual.first().map(|a| id_of(a).to_string());
+    diff.into_iter()
+        .map(|(id, change)| {
+            let action = match (&change, spec, &id) {
+                (Change::Delete, _, Some(id)) | (_, None, Some(id)) => KeepFirst::Delete {
+                    id: id.clone(),
+                    current: current.as_ref() == Some(id),
+                },
+                (_, Some(spec), Some(id)) => KeepFirst::Update(
+                    spec.clone(),
+                    actual
+                        .iter()
+                        .find(|a| id_of(a) == id)
+                        .cloned()
+                        .expect("the diff names a resource it was given"),
+                ),
+                (_, Some(spec), None) => KeepFirst::Create(spec.clone()),
+                (_, None, None) => unreachable!("the diff deletes only resources with an id"),
+            };
+            (id, change, action)
+        })
+        .collect()
+}

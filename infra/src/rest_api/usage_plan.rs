@@ -65,9 +65,7 @@ impl State {
 impl PlanState {
     /// The caller whose own plan this is (its `claude-proxy:caller` tag).
     pub fn caller(&self) -> Option<&str> {
-        self.tags
-            .get(crate::names::TAG_CALLER)
-            .map(String::as_str)
+        self.tags.get(crate::names::TAG_CALLER).map(String::as_str)
     }
 }
 

@@ -147,10 +147,7 @@ fn named_callers_keys_stay_members_and_unrecorded_ones_go() {
 fn caller_plans_are_kept_for_callers_with_their_own_numbers_and_deleted_otherwise() {
     use crate::callers::Throttle;
     let mut caller_tags = tags();
-    caller_tags.insert(
-        crate::names::TAG_CALLER.into(),
-        "bob".into(),
-    );
+    caller_tags.insert(crate::names::TAG_CALLER.into(), "bob".into());
     let own = Throttle {
         rate_limit: 1.0,
         burst_limit: 2,
