@@ -314,10 +314,7 @@ pub async fn put(aws: &Aws, spec: &Spec, actual: Option<&State>, created_at: &st
         .await
         .map_err(ctx(format!("cloudwatch:PutMetricAlarm {}", spec.name)))?;
     if let Some(a) = actual.filter(|a| !names::missing_tags(&spec.stack, &a.tags).is_empty()) {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if a.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &a.tags);
         aws.cloudwatch
             .tag_resource()
             .resource_arn(&a.arn)

@@ -555,10 +555,7 @@ pub async fn update(
         wait_updated(aws, &spec.name).await?;
     }
     if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if actual.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &actual.tags);
         aws.lambda
             .tag_resource()
             .resource(&actual.arn)

@@ -559,10 +559,7 @@ pub async fn reconcile(aws: &Aws, spec: &Spec, a: &State, created_at: &str) -> R
         Some(_) => {}
     }
     if !names::missing_tags(&spec.stack, &a.tags).is_empty() {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if a.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &a.tags);
         aws.apigw
             .tag_resource()
             .resource_arn(format!(

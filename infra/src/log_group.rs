@@ -181,10 +181,7 @@ pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) ->
         put_retention(aws, spec).await?;
     }
     if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if actual.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &actual.tags);
         let arn = actual.arn.clone().unwrap_or_else(|| {
             names::Names::new(&spec.stack)
                 .log_group_arn(&aws.partition, &aws.region, &aws.account_id)

@@ -86,6 +86,20 @@ pub fn tags_at_creation(stack: &str, created_at: &str) -> BTreeMap<String, Strin
     t
 }
 
+/// The tags to put back on a resource of the stack whose owned tags went missing: the
+/// creation tags, less `created-at` when the resource still has one (its first value stays).
+pub fn tags_to_restore(
+    stack: &str,
+    created_at: &str,
+    actual: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut t = tags_at_creation(stack, created_at);
+    if actual.contains_key(TAG_CREATED_AT) {
+        t.remove(TAG_CREATED_AT);
+    }
+    t
+}
+
 /// True when the tags say the resource belongs to this stack.
 pub fn is_ours(tags: &BTreeMap<String, String>, stack: &str) -> bool {
     tags.get(TAG_STACK).map(String::as_str) == Some(stack)

@@ -496,10 +496,7 @@ pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) ->
             .map_err(ctx(format!("iam:UpdateAssumeRolePolicy {}", &spec.name)))?;
     }
     if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if actual.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &actual.tags);
         let tags: Vec<Tag> = tags
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())

@@ -262,10 +262,7 @@ pub async fn update(aws: &Aws, spec: &Spec, actual: &State, created_at: &str) ->
         }
     }
     if !names::missing_tags(&spec.stack, &actual.tags).is_empty() {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if actual.tags.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &actual.tags);
         aws.sns
             .tag_resource()
             .resource_arn(&actual.arn)

@@ -267,10 +267,7 @@ pub async fn reconcile(aws: &Aws, spec: &Spec, a: &State, created_at: &str) -> R
         }
     }
     for (resource, have) in to_tag {
-        let mut tags = names::tags_at_creation(&spec.stack, created_at);
-        if have.contains_key(names::TAG_CREATED_AT) {
-            tags.remove(names::TAG_CREATED_AT);
-        }
+        let tags = names::tags_to_restore(&spec.stack, created_at, &have);
         aws.apigw_rest
             .tag_resource()
             .resource_arn(&resource)
